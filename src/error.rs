@@ -1,0 +1,175 @@
+//! One error type for the whole interpreter: a kind, a message, and a span attached late
+//! (a builtin reports what went wrong; the call site adds where). Rendered with miette.
+
+use std::fmt;
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
+
+use crate::syntax::{Span, SyntaxError};
+
+/// What failed, which decides the process exit code and the diagnostic's code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    Syntax,
+    Name,
+    Type,
+    Argument,
+    Value,
+    Index,
+    Arithmetic,
+    Io,
+    Model,
+    Assertion,
+    Interrupted,
+}
+
+impl ErrorKind {
+    fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Syntax => "beb::syntax",
+            ErrorKind::Name => "beb::name",
+            ErrorKind::Type => "beb::type",
+            ErrorKind::Argument => "beb::argument",
+            ErrorKind::Value => "beb::value",
+            ErrorKind::Index => "beb::index",
+            ErrorKind::Arithmetic => "beb::arithmetic",
+            ErrorKind::Io => "beb::io",
+            ErrorKind::Model => "beb::model",
+            ErrorKind::Assertion => "beb::assertion",
+            ErrorKind::Interrupted => "beb::interrupted",
+        }
+    }
+}
+
+/// A failure with everything needed to explain it.
+#[derive(Clone, Debug)]
+pub struct BebError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub span: Option<Span>,
+    pub label: Option<String>,
+    pub help: Option<String>,
+    /// Extra labelled spans (e.g. both sides of a failed comparison).
+    pub notes: Vec<(Span, String)>,
+    source: Option<NamedSource<Arc<str>>>,
+}
+
+pub type BebResult<T> = Result<T, BebError>;
+
+impl BebError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> BebError {
+        BebError {
+            kind,
+            message: message.into(),
+            span: None,
+            label: None,
+            help: None,
+            notes: Vec::new(),
+            source: None,
+        }
+    }
+
+    pub fn type_error(message: impl Into<String>) -> BebError {
+        BebError::new(ErrorKind::Type, message)
+    }
+
+    pub fn value(message: impl Into<String>) -> BebError {
+        BebError::new(ErrorKind::Value, message)
+    }
+
+    pub fn argument(message: impl Into<String>) -> BebError {
+        BebError::new(ErrorKind::Argument, message)
+    }
+
+    /// Attach a span unless a more precise one is already there.
+    pub fn at(mut self, span: Span) -> BebError {
+        if self.span.is_none() {
+            self.span = Some(span);
+        }
+        self
+    }
+
+    pub fn with_label(mut self, label: impl Into<String>) -> BebError {
+        if self.label.is_none() {
+            self.label = Some(label.into());
+        }
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> BebError {
+        if self.help.is_none() {
+            self.help = Some(help.into());
+        }
+        self
+    }
+
+    pub fn with_note(mut self, span: Span, text: impl Into<String>) -> BebError {
+        self.notes.push((span, text.into()));
+        self
+    }
+
+    /// Attach the source text the spans point into (done once, when the error is rendered).
+    pub fn with_source(mut self, name: &str, text: Arc<str>) -> BebError {
+        self.source = Some(NamedSource::new(name, text));
+        self
+    }
+
+    pub fn from_syntax(error: SyntaxError) -> BebError {
+        BebError::new(ErrorKind::Syntax, format!("syntax error: {}", error.message))
+            .at(error.span)
+            .with_label(error.message)
+    }
+
+    /// The process exit status for this error: 1 for a failed assertion, 2 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self.kind {
+            ErrorKind::Assertion => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl fmt::Display for BebError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BebError {}
+
+fn miette_span(span: Span) -> miette::SourceSpan {
+    (span.start as usize, span.len()).into()
+}
+
+impl Diagnostic for BebError {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.kind.code()))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.source.as_ref()?;
+        let span = self.span?;
+        let primary = LabeledSpan::new_primary_with_span(self.label.clone(), miette_span(span));
+        let notes = self
+            .notes
+            .iter()
+            .filter(move |(s, _)| s.file == span.file)
+            .map(|(s, text)| LabeledSpan::new_with_span(Some(text.clone()), miette_span(*s)));
+        Some(Box::new(std::iter::once(primary).chain(notes)))
+    }
+}
+
+impl From<crate::lm::ModelError> for BebError {
+    fn from(error: crate::lm::ModelError) -> BebError {
+        BebError::new(ErrorKind::Model, error.to_string())
+    }
+}

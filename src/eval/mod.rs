@@ -1,0 +1,15 @@
+//! The interpreter: values, scopes, builtins, and evaluation over the spanned AST.
+
+pub mod builtins;
+pub mod env;
+pub mod interp;
+pub mod natives;
+pub mod ops;
+pub mod resolve;
+pub mod stat_assert;
+pub mod stdlib;
+pub mod suggest;
+pub mod value;
+
+pub use interp::Interp;
+pub use value::Value;

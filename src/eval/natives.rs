@@ -1,0 +1,365 @@
+//! Builtins implemented in Rust. Each module of builtins declares a table of [`Native`]s with
+//! a signature string and a doc string; the signature drives argument binding, so every
+//! argument error can quote it, and the REPL's `:help` shows it.
+
+use std::rc::Rc;
+
+use crate::error::{BebError, BebResult, ErrorKind};
+use crate::eval::interp::Interp;
+use crate::eval::value::{Text, Value};
+use crate::lm::ModelRef;
+use crate::stats::Estimate;
+use crate::syntax::ast::Span;
+
+pub type NativeFn = fn(&mut Interp, &Args) -> BebResult<Value>;
+
+/// A builtin as declared by its module.
+pub struct Native {
+    /// e.g. `"kl(p: model, q: model, given: text = [], samples: int = none) -> number | estimate"`
+    pub signature: &'static str,
+    pub doc: &'static str,
+    pub func: NativeFn,
+}
+
+/// One declared parameter, parsed from the signature.
+#[derive(Clone, Debug)]
+pub struct ParamSpec {
+    pub name: String,
+    pub optional: bool,
+    pub variadic: bool,
+}
+
+/// A registered builtin: the declaration plus its parsed parameter list.
+pub struct Builtin {
+    pub name: String,
+    pub module: &'static str,
+    pub signature: &'static str,
+    pub doc: &'static str,
+    pub params: Vec<ParamSpec>,
+    pub func: NativeFn,
+}
+
+impl Builtin {
+    pub fn new(module: &'static str, native: &Native) -> Builtin {
+        let (name, params) = parse_signature(native.signature);
+        Builtin {
+            name,
+            module,
+            signature: native.signature,
+            doc: native.doc,
+            params,
+            func: native.func,
+        }
+    }
+}
+
+/// `name(a: t, b: t = d, *rest: t) -> r` into the name and parameters. Types and defaults
+/// are documentation; optionality and order are what binding needs.
+fn parse_signature(signature: &str) -> (String, Vec<ParamSpec>) {
+    let open = signature.find('(').unwrap_or(signature.len());
+    let name = signature[..open].trim().to_string();
+    let close = signature.rfind(')').unwrap_or(signature.len());
+    let inner = signature.get(open + 1..close).unwrap_or("");
+    let mut params = Vec::new();
+    let mut depth = 0i32;
+    let mut current = String::new();
+    for c in inner.chars().chain(std::iter::once(',')) {
+        match c {
+            '[' | '(' | '{' => depth += 1,
+            ']' | ')' | '}' => depth -= 1,
+            _ => {}
+        }
+        if c == ',' && depth == 0 {
+            let piece = current.trim();
+            if !piece.is_empty() {
+                let variadic = piece.starts_with('*');
+                let head = piece.trim_start_matches('*');
+                let pname = head.split([':', '=']).next().unwrap_or("").trim().to_string();
+                params.push(ParamSpec {
+                    name: pname,
+                    optional: piece.contains('=') || variadic,
+                    variadic,
+                });
+            }
+            current.clear();
+        } else {
+            current.push(c);
+        }
+    }
+    (name, params)
+}
+
+/// Arguments bound to a builtin's parameters by position and name.
+pub struct Args {
+    pub builtin: Rc<Builtin>,
+    values: Vec<Option<(Value, Span)>>,
+    pub rest: Vec<(Value, Span)>,
+    pub call_span: Span,
+}
+
+impl Args {
+    /// Bind positional and named arguments; errors quote the signature.
+    pub fn bind(
+        builtin: Rc<Builtin>,
+        positional: Vec<(Value, Span)>,
+        named: Vec<(String, Value, Span)>,
+        call_span: Span,
+    ) -> BebResult<Args> {
+        let mut values: Vec<Option<(Value, Span)>> = vec![None; builtin.params.len()];
+        let mut rest = Vec::new();
+        let fixed: Vec<usize> = (0..builtin.params.len()).filter(|&i| !builtin.params[i].variadic).collect();
+        let variadic = builtin.params.iter().any(|p| p.variadic);
+        let mut positional = positional.into_iter();
+        for &i in &fixed {
+            match positional.next() {
+                Some(arg) => values[i] = Some(arg),
+                None => break,
+            }
+        }
+        for (value, span) in positional {
+            if variadic {
+                rest.push((value, span));
+            } else {
+                return Err(signature_error(
+                    &builtin,
+                    format!("{}() takes at most {} positional arguments", builtin.name, fixed.len()),
+                    span,
+                ));
+            }
+        }
+        for (name, value, span) in named {
+            match builtin.params.iter().position(|p| p.name == name && !p.variadic) {
+                Some(i) if values[i].is_some() => {
+                    return Err(signature_error(&builtin, format!("`{name}` is given twice"), span));
+                }
+                Some(i) => values[i] = Some((value, span)),
+                None => {
+                    let known: Vec<&str> = builtin.params.iter().map(|p| p.name.as_str()).collect();
+                    let mut err = signature_error(
+                        &builtin,
+                        format!("{}() has no parameter `{name}`", builtin.name),
+                        span,
+                    );
+                    if let Some(best) = crate::eval::suggest::closest(&name, known.iter().copied()) {
+                        err.help = Some(format!("did you mean `{best}`? signature: {}", builtin.signature));
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        for (i, p) in builtin.params.iter().enumerate() {
+            if !p.optional && values[i].is_none() {
+                return Err(signature_error(
+                    &builtin,
+                    format!("{}() is missing the argument `{}`", builtin.name, p.name),
+                    call_span,
+                ));
+            }
+        }
+        Ok(Args {
+            builtin,
+            values,
+            rest,
+            call_span,
+        })
+    }
+
+    fn slot(&self, name: &str) -> Option<&(Value, Span)> {
+        let i = self.builtin.params.iter().position(|p| p.name == name)?;
+        self.values[i].as_ref()
+    }
+
+    /// The argument, if given and not `none`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        match self.slot(name) {
+            Some((Value::None, _)) | None => None,
+            Some((v, _)) => Some(v),
+        }
+    }
+
+    pub fn span(&self, name: &str) -> Span {
+        self.slot(name).map(|(_, s)| *s).unwrap_or(self.call_span)
+    }
+
+    /// A type error pointing at argument `name`, quoting the signature.
+    pub fn wrong_type(&self, name: &str, expected: &str) -> BebError {
+        let found = self.get(name).map(Value::type_name).unwrap_or("nothing");
+        signature_error(
+            &self.builtin,
+            format!("`{name}` of {}() must be {expected}, found {found}", self.builtin.name),
+            self.span(name),
+        )
+    }
+
+    /// A value error pointing at argument `name`.
+    pub fn invalid(&self, name: &str, message: impl Into<String>) -> BebError {
+        BebError::new(ErrorKind::Value, message).at(self.span(name))
+    }
+
+    pub fn value(&self, name: &str) -> BebResult<&Value> {
+        self.get(name).ok_or_else(|| self.wrong_type(name, "given"))
+    }
+
+    pub fn num(&self, name: &str) -> BebResult<f64> {
+        match self.get(name) {
+            Some(Value::Num(x)) => Ok(*x),
+            _ => Err(self.wrong_type(name, "a number")),
+        }
+    }
+
+    pub fn opt_num(&self, name: &str) -> BebResult<Option<f64>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Num(x)) => Ok(Some(*x)),
+            Some(_) => Err(self.wrong_type(name, "a number")),
+        }
+    }
+
+    /// A non-negative whole number.
+    pub fn count(&self, name: &str) -> BebResult<usize> {
+        let x = self.num(name)?;
+        to_count(x).ok_or_else(|| self.invalid(name, format!("`{name}` must be a whole number >= 0, found {x}")))
+    }
+
+    pub fn opt_count(&self, name: &str) -> BebResult<Option<usize>> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(_) => self.count(name).map(Some),
+        }
+    }
+
+    pub fn boolean(&self, name: &str, default: bool) -> BebResult<bool> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(self.wrong_type(name, "true or false")),
+        }
+    }
+
+    pub fn string(&self, name: &str) -> BebResult<Rc<str>> {
+        match self.get(name) {
+            Some(Value::Str(s)) => Ok(s.clone()),
+            _ => Err(self.wrong_type(name, "a string")),
+        }
+    }
+
+    pub fn model(&self, name: &str) -> BebResult<ModelRef> {
+        match self.get(name) {
+            Some(Value::Model(m)) => Ok(m.clone()),
+            _ => Err(self.wrong_type(name, "a model")),
+        }
+    }
+
+    /// A text; a list of strings is accepted as a text of those sentences.
+    pub fn text(&self, name: &str) -> BebResult<Rc<Text>> {
+        match self.get(name) {
+            Some(v) => as_text(v).ok_or_else(|| self.wrong_type(name, "a text")),
+            None => Err(self.wrong_type(name, "a text")),
+        }
+    }
+
+    pub fn opt_text(&self, name: &str) -> BebResult<Rc<Text>> {
+        match self.get(name) {
+            None => Ok(Rc::new(Text::default())),
+            Some(_) => self.text(name),
+        }
+    }
+
+    /// A list of values (ranges and table columns count as lists).
+    pub fn list(&self, name: &str) -> BebResult<Vec<Value>> {
+        match self.get(name) {
+            Some(v) => iterate(v).ok_or_else(|| self.wrong_type(name, "a list")),
+            None => Err(self.wrong_type(name, "a list")),
+        }
+    }
+
+    pub fn callable(&self, name: &str) -> BebResult<Value> {
+        match self.get(name) {
+            Some(v @ (Value::Func(_) | Value::Native(_))) => Ok(v.clone()),
+            _ => Err(self.wrong_type(name, "a function")),
+        }
+    }
+
+    pub fn estimate_or_num(&self, name: &str) -> BebResult<Value> {
+        match self.get(name) {
+            Some(v @ (Value::Num(_) | Value::Estimate(_))) => Ok(v.clone()),
+            _ => Err(self.wrong_type(name, "a number or an estimate")),
+        }
+    }
+}
+
+fn signature_error(builtin: &Builtin, message: String, span: Span) -> BebError {
+    BebError::new(ErrorKind::Argument, message)
+        .at(span)
+        .with_help(format!("signature: {}", builtin.signature))
+}
+
+/// `x` as a count if it is a non-negative whole number that fits.
+pub fn to_count(x: f64) -> Option<usize> {
+    (x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 9.0e15).then_some(x as usize)
+}
+
+/// The elements of anything iterable: lists, ranges, table rows, texts (one-unit texts).
+pub fn iterate(value: &Value) -> Option<Vec<Value>> {
+    match value {
+        Value::List(items) => Some(items.as_ref().clone()),
+        Value::Range(r) => Some(r.iter().map(|i| Value::Num(i as f64)).collect()),
+        Value::Table(t) => Some(
+            (0..t.rows.len())
+                .filter_map(|i| t.row_record(i))
+                .map(|r| Value::Record(Rc::new(r)))
+                .collect(),
+        ),
+        Value::Text(t) => Some(t.units.iter().map(|u| Value::text(vec![u.clone()])).collect()),
+        _ => None,
+    }
+}
+
+/// A text from a text value, or from a list of sentence strings.
+pub fn as_text(value: &Value) -> Option<Rc<Text>> {
+    match value {
+        Value::Text(t) => Some(t.clone()),
+        Value::Str(s) => Some(Rc::new(Text {
+            units: vec![crate::lm::Unit::Sentence(s.clone())],
+        })),
+        Value::List(items) => {
+            let mut units = Vec::with_capacity(items.len());
+            for item in items.iter() {
+                match item {
+                    Value::Str(s) => units.push(crate::lm::Unit::Sentence(s.clone())),
+                    Value::Text(t) => units.extend(t.units.iter().cloned()),
+                    _ => return None,
+                }
+            }
+            Some(Rc::new(Text { units }))
+        }
+        _ => None,
+    }
+}
+
+/// A number or estimate as an estimate-like triple, for builtins that accept both.
+pub fn as_estimate(value: &Value) -> Option<Estimate> {
+    match value {
+        Value::Num(x) => Some(Estimate {
+            mean: *x,
+            stderr: 0.0,
+            n: 0,
+        }),
+        Value::Estimate(e) => Some(*e),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_parse_into_parameters() {
+        let (name, params) = parse_signature("kl(p: model, q: model, given: text = [], *rest: number) -> number");
+        assert_eq!(name, "kl");
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["p", "q", "given", "rest"]);
+        assert!(!params[0].optional && params[2].optional && params[3].variadic);
+    }
+}

@@ -1,0 +1,207 @@
+//! Operators on values: arithmetic, comparison, element-wise over lists, and the few
+//! operations that make sense on estimates. A result that is not a number is an error.
+
+use std::rc::Rc;
+
+use crate::error::{BebError, BebResult, ErrorKind};
+use crate::eval::natives::iterate;
+use crate::eval::value::{Text, Value};
+use crate::stats::Estimate;
+use crate::syntax::ast::{BinaryOp, UnaryOp};
+
+pub fn unary(op: UnaryOp, value: &Value) -> BebResult<Value> {
+    match (op, value) {
+        (UnaryOp::Neg, Value::Num(x)) => Ok(Value::Num(-x)),
+        (UnaryOp::Neg, Value::Estimate(e)) => Ok(Value::Estimate(Estimate { mean: -e.mean, ..*e })),
+        (UnaryOp::Not, Value::Bool(b)) => Ok(Value::Bool(!b)),
+        (_, Value::List(_) | Value::Range(_)) => {
+            let items = iterate(value).unwrap_or_default();
+            Ok(Value::list(items.iter().map(|v| unary(op, v)).collect::<BebResult<_>>()?))
+        }
+        (UnaryOp::Neg, other) => Err(BebError::type_error(format!("cannot negate a {}", other.type_name()))),
+        (UnaryOp::Not, other) => Err(BebError::type_error(format!(
+            "`not` needs true or false, found a {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn is_listlike(v: &Value) -> bool {
+    matches!(v, Value::List(_) | Value::Range(_))
+}
+
+pub fn binary(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
+    match op {
+        BinaryOp::Eq => return Ok(Value::Bool(left.equals(right))),
+        BinaryOp::Ne => return Ok(Value::Bool(!left.equals(right))),
+        _ => {}
+    }
+    // Element-wise over lists (and ranges), broadcasting a scalar.
+    if is_listlike(left) || is_listlike(right) {
+        return elementwise(op, left, right);
+    }
+    match (left, right) {
+        (Value::Num(a), Value::Num(b)) => numeric(op, *a, *b),
+        (Value::Str(a), Value::Str(b)) => match op {
+            BinaryOp::Add => Ok(Value::Str(Rc::from(format!("{a}{b}")))),
+            BinaryOp::Lt => Ok(Value::Bool(a < b)),
+            BinaryOp::Le => Ok(Value::Bool(a <= b)),
+            BinaryOp::Gt => Ok(Value::Bool(a > b)),
+            BinaryOp::Ge => Ok(Value::Bool(a >= b)),
+            _ => Err(mismatch(op, left, right)),
+        },
+        (Value::Text(a), Value::Text(b)) if op == BinaryOp::Add => {
+            let mut units = a.units.clone();
+            units.extend(b.units.iter().cloned());
+            Ok(Value::Text(Rc::new(Text { units })))
+        }
+        (Value::Bool(a), Value::Bool(b)) => match op {
+            BinaryOp::And => Ok(Value::Bool(*a && *b)),
+            BinaryOp::Or => Ok(Value::Bool(*a || *b)),
+            _ => Err(mismatch(op, left, right)),
+        },
+        (Value::Estimate(_), Value::Num(_)) | (Value::Num(_), Value::Estimate(_)) => estimate_op(op, left, right),
+        (Value::Estimate(_), Value::Estimate(_)) => Err(BebError::type_error(format!(
+            "cannot combine two estimates with `{}`",
+            op.symbol()
+        ))
+        .with_help(
+            "their difference depends on how they are correlated; measure the combined quantity directly",
+        )),
+        _ => Err(mismatch(op, left, right)),
+    }
+}
+
+fn mismatch(op: BinaryOp, left: &Value, right: &Value) -> BebError {
+    BebError::type_error(format!(
+        "cannot apply `{}` to a {} and a {}",
+        op.symbol(),
+        left.type_name(),
+        right.type_name()
+    ))
+}
+
+fn elementwise(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
+    let items = |v: &Value| if is_listlike(v) { iterate(v) } else { None };
+    let out: Vec<Value> = match (items(left), items(right)) {
+        (Some(a), Some(b)) => {
+            if a.len() != b.len() {
+                return Err(BebError::new(
+                    ErrorKind::Value,
+                    format!(
+                        "element-wise `{}` needs lists of the same length, found {} and {}",
+                        op.symbol(),
+                        a.len(),
+                        b.len()
+                    ),
+                ));
+            }
+            a.iter().zip(&b).map(|(x, y)| binary(op, x, y)).collect::<BebResult<_>>()?
+        }
+        (Some(a), None) => a.iter().map(|x| binary(op, x, right)).collect::<BebResult<_>>()?,
+        (None, Some(b)) => b.iter().map(|y| binary(op, left, y)).collect::<BebResult<_>>()?,
+        (None, None) => return Err(mismatch(op, left, right)),
+    };
+    Ok(Value::list(out))
+}
+
+fn numeric(op: BinaryOp, a: f64, b: f64) -> BebResult<Value> {
+    let result = match op {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div | BinaryOp::Rem if b == 0.0 => {
+            return Err(BebError::new(ErrorKind::Arithmetic, "division by zero"));
+        }
+        BinaryOp::Div => a / b,
+        BinaryOp::Rem => a.rem_euclid(b),
+        BinaryOp::Pow => a.powf(b),
+        BinaryOp::Lt => return Ok(Value::Bool(a < b)),
+        BinaryOp::Le => return Ok(Value::Bool(a <= b)),
+        BinaryOp::Gt => return Ok(Value::Bool(a > b)),
+        BinaryOp::Ge => return Ok(Value::Bool(a >= b)),
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Eq | BinaryOp::Ne => {
+            return Err(BebError::type_error(format!(
+                "`{}` needs true or false, found numbers",
+                op.symbol()
+            )));
+        }
+    };
+    checked(result, || format!("{} {} {}", crate::format::number(a), op.symbol(), crate::format::number(b)))
+}
+
+/// Refuse NaN: it would silently poison every figure computed from it.
+pub fn checked(x: f64, what: impl FnOnce() -> String) -> BebResult<Value> {
+    if x.is_nan() {
+        Err(BebError::new(ErrorKind::Arithmetic, format!("{} is not a number (NaN)", what())))
+    } else {
+        Ok(Value::Num(x))
+    }
+}
+
+/// Shifting or scaling an estimate by an exact number keeps it an estimate.
+fn estimate_op(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
+    let (e, x, estimate_left) = match (left, right) {
+        (Value::Estimate(e), Value::Num(x)) => (*e, *x, true),
+        (Value::Num(x), Value::Estimate(e)) => (*e, *x, false),
+        _ => return Err(mismatch(op, left, right)),
+    };
+    let out = match (op, estimate_left) {
+        (BinaryOp::Add, _) => Estimate { mean: e.mean + x, ..e },
+        (BinaryOp::Sub, true) => Estimate { mean: e.mean - x, ..e },
+        (BinaryOp::Sub, false) => Estimate { mean: x - e.mean, ..e },
+        (BinaryOp::Mul, _) => Estimate {
+            mean: e.mean * x,
+            stderr: e.stderr * x.abs(),
+            n: e.n,
+        },
+        (BinaryOp::Div, true) if x != 0.0 => Estimate {
+            mean: e.mean / x,
+            stderr: e.stderr / x.abs(),
+            n: e.n,
+        },
+        (BinaryOp::Div, true) => return Err(BebError::new(ErrorKind::Arithmetic, "division by zero")),
+        (op, _) if op.is_comparison() => {
+            return Err(BebError::type_error(format!(
+                "comparing a Monte Carlo estimate with `{}` needs a confidence level",
+                op.symbol()
+            ))
+            .with_help(
+                "write `assert estimate >= x at 95%` for a one-sided test, or compare `estimate.mean` explicitly",
+            ));
+        }
+        _ => return Err(mismatch(op, left, right)),
+    };
+    if out.mean.is_nan() {
+        return Err(BebError::new(ErrorKind::Arithmetic, "estimate arithmetic gave NaN"));
+    }
+    Ok(Value::Estimate(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_broadcast_and_check_lengths() {
+        let xs = Value::list(vec![Value::Num(1.0), Value::Num(2.0)]);
+        let doubled = binary(BinaryOp::Mul, &xs, &Value::Num(2.0)).map(|v| v.to_string());
+        assert_eq!(doubled.ok().as_deref(), Some("[2, 4]"));
+        let three = Value::list(vec![Value::Num(1.0); 3]);
+        assert!(binary(BinaryOp::Add, &xs, &three).is_err());
+    }
+
+    #[test]
+    fn nan_and_division_by_zero_are_errors() {
+        assert!(binary(BinaryOp::Div, &Value::Num(1.0), &Value::Num(0.0)).is_err());
+        let inf = Value::Num(f64::INFINITY);
+        assert!(binary(BinaryOp::Sub, &inf, &inf).is_err());
+    }
+
+    #[test]
+    fn estimates_cannot_be_compared_without_a_level() {
+        let e = Value::Estimate(Estimate { mean: 1.0, stderr: 0.1, n: 10 });
+        assert!(binary(BinaryOp::Ge, &e, &Value::Num(0.0)).is_err());
+        assert!(binary(BinaryOp::Add, &e, &Value::Num(1.0)).is_ok());
+    }
+}

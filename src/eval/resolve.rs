@@ -1,0 +1,209 @@
+//! Name resolution without running: `beb check`, and the runner before it starts, report
+//! every unknown name up front instead of an hour into a long measurement.
+
+use std::collections::HashSet;
+
+use crate::error::{BebError, ErrorKind};
+use crate::eval::suggest;
+use crate::syntax::ast::*;
+
+/// Scopes of names known at each point of the program.
+struct Resolver<'a> {
+    scopes: Vec<HashSet<Name>>,
+    errors: Vec<BebError>,
+    /// Names of modules, resolved when `import`ed.
+    module_names: &'a dyn Fn(&str) -> Option<Vec<String>>,
+}
+
+/// Check that every name used in `program` is defined where it is used.
+/// `known` are the names visible before the program (builtins, `--set` variables).
+pub fn check_names(
+    program: &[Stmt],
+    known: impl IntoIterator<Item = Name>,
+    module_names: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Vec<BebError> {
+    let mut r = Resolver {
+        scopes: vec![known.into_iter().collect()],
+        errors: Vec::new(),
+        module_names,
+    };
+    r.block(program);
+    r.errors
+}
+
+impl Resolver<'_> {
+    fn define(&mut self, name: &Name) {
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.insert(name.clone());
+        }
+    }
+
+    fn is_known(&self, name: &str) -> bool {
+        self.scopes.iter().any(|s| s.contains(name))
+    }
+
+    fn use_name(&mut self, name: &Name, span: Span) {
+        if self.is_known(name) {
+            return;
+        }
+        let mut err = BebError::new(ErrorKind::Name, format!("unknown name `{name}`")).at(span).with_label("not defined");
+        let all: Vec<&str> = self.scopes.iter().flat_map(|s| s.iter().map(|n| &**n)).collect();
+        if let Some(best) = suggest::closest(name, all) {
+            err = err.with_help(format!("did you mean `{best}`?"));
+        }
+        self.errors.push(err);
+        // Report each unknown name once.
+        self.define(name);
+    }
+
+    fn scoped(&mut self, f: impl FnOnce(&mut Self)) {
+        self.scopes.push(HashSet::new());
+        f(self);
+        self.scopes.pop();
+    }
+
+    fn block(&mut self, stmts: &[Stmt]) {
+        for s in stmts {
+            if let StmtKind::Fn(def) = &s.node {
+                if let Some(n) = &def.name {
+                    self.define(n);
+                }
+            }
+        }
+        for s in stmts {
+            self.stmt(s);
+        }
+    }
+
+    fn function(&mut self, def: &FnDef) {
+        self.scoped(|r| {
+            for p in &def.params {
+                if let Some(d) = &p.default {
+                    r.expr(d);
+                }
+                r.define(&p.name.node);
+            }
+            r.expr(&def.body);
+        });
+    }
+
+    fn stmt(&mut self, stmt: &Stmt) {
+        match &stmt.node {
+            StmtKind::Let(name, e) => {
+                self.expr(e);
+                self.define(&name.node);
+            }
+            StmtKind::Assign(name, _, e) => {
+                self.use_name(&name.node, name.span);
+                self.expr(e);
+            }
+            StmtKind::Fn(def) => self.function(def),
+            StmtKind::Import { module, alias, all } => {
+                if *all {
+                    match (self.module_names)(&module.node) {
+                        Some(names) => {
+                            for n in names {
+                                self.define(&Name::from(n.as_str()));
+                            }
+                        }
+                        None => self.errors.push(
+                            BebError::new(ErrorKind::Name, format!("there is no module `{}`", module.node)).at(module.span),
+                        ),
+                    }
+                } else {
+                    let bound = alias.as_ref().unwrap_or(module);
+                    self.define(&bound.node);
+                }
+            }
+            StmtKind::Assert { cond, message, .. } => {
+                self.expr(cond);
+                if let Some(m) = message {
+                    self.expr(m);
+                }
+            }
+            StmtKind::Print(es) => es.iter().for_each(|e| self.expr(e)),
+            StmtKind::Save { value, path } => {
+                self.expr(value);
+                self.expr(path);
+            }
+            StmtKind::For { var, iter, body } => {
+                self.expr(iter);
+                self.scoped(|r| {
+                    r.define(&var.node);
+                    r.block(body);
+                });
+            }
+            StmtKind::Return(e) => {
+                if let Some(e) = e {
+                    self.expr(e);
+                }
+            }
+            StmtKind::Expr(e) => self.expr(e),
+            StmtKind::Doc => {}
+        }
+    }
+
+    fn expr(&mut self, expr: &Expr) {
+        match &expr.node {
+            ExprKind::Number(_) | ExprKind::Bool(_) | ExprKind::None => {}
+            ExprKind::Str(parts) => {
+                for p in parts {
+                    if let StrPart::Interp { expr, .. } = p {
+                        self.expr(expr);
+                    }
+                }
+            }
+            ExprKind::Ident(name) => self.use_name(name, expr.span),
+            ExprKind::List(items) => items.iter().for_each(|e| self.expr(e)),
+            ExprKind::Record(fields) => fields.iter().for_each(|f| self.expr(&f.value)),
+            ExprKind::Range { start, end, .. } => {
+                for e in [start, end].into_iter().flatten() {
+                    self.expr(e);
+                }
+            }
+            ExprKind::Unary(_, e) => self.expr(e),
+            ExprKind::Binary(_, l, r) => {
+                self.expr(l);
+                self.expr(r);
+            }
+            ExprKind::Call { callee, args } => {
+                self.expr(callee);
+                args.iter().for_each(|a| self.expr(&a.value));
+            }
+            ExprKind::Index { target, index } => {
+                self.expr(target);
+                self.expr(index);
+            }
+            ExprKind::Field { target, .. } => self.expr(target),
+            ExprKind::Lambda(def) => self.function(def),
+            ExprKind::If { cond, then, otherwise } => {
+                self.expr(cond);
+                self.expr(then);
+                if let Some(o) = otherwise {
+                    self.expr(o);
+                }
+            }
+            ExprKind::Block(stmts) => self.scoped(|r| r.block(stmts)),
+            ExprKind::Sweep { vars, body, fields } => {
+                vars.iter().for_each(|(_, e)| self.expr(e));
+                self.scoped(|r| {
+                    vars.iter().for_each(|(n, _)| r.define(&n.node));
+                    r.block(body);
+                    for f in fields {
+                        r.expr(&f.value);
+                        r.define(&f.name.node);
+                    }
+                });
+            }
+            ExprKind::Sentences(entries) => {
+                for e in entries {
+                    self.expr(&e.text);
+                    self.expr(&e.prob);
+                    if let Some(s) = &e.score {
+                        self.expr(s);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Runtime values. Containers are reference-counted so passing a curve around is cheap;
+//! values are immutable once built (a sweep builds a new table, it never edits one).
+
+use std::fmt;
+use std::rc::Rc;
+
+use crate::eval::env::Env;
+use crate::eval::natives::Builtin;
+use crate::format;
+use crate::lm::{ModelRef, Unit};
+use crate::stats::Estimate;
+use crate::syntax::ast::{FnDef, Name};
+
+#[derive(Clone)]
+pub enum Value {
+    None,
+    Bool(bool),
+    /// An exact number (Monte Carlo results are `Estimate`s, never plain numbers).
+    Num(f64),
+    Str(Rc<str>),
+    List(Rc<Vec<Value>>),
+    Record(Rc<Record>),
+    Range(RangeValue),
+    Func(Rc<Closure>),
+    Native(Rc<Builtin>),
+    Table(Rc<Table>),
+    Estimate(Estimate),
+    Model(ModelRef),
+    Text(Rc<Text>),
+}
+
+/// Named fields in declaration order (records print in the order they were written).
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    pub fields: Vec<(Name, Value)>,
+}
+
+impl Record {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.fields.iter().find(|(n, _)| &**n == name).map(|(_, v)| v)
+    }
+}
+
+/// An integer range `start..end` or `start..=end`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RangeValue {
+    pub start: i64,
+    pub end: i64,
+    pub inclusive: bool,
+}
+
+impl RangeValue {
+    /// One past the last element.
+    pub fn stop(&self) -> i64 {
+        if self.inclusive { self.end.saturating_add(1) } else { self.end }
+    }
+
+    pub fn len(&self) -> usize {
+        (self.stop() - self.start).max(0) as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = i64> {
+        self.start..self.stop()
+    }
+}
+
+/// A user function together with the scope it was defined in.
+pub struct Closure {
+    pub def: Rc<FnDef>,
+    pub env: Rc<Env>,
+}
+
+/// Named columns, one row per sweep step.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    pub columns: Vec<Name>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Table {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| &**c == name)
+    }
+
+    pub fn column(&self, index: usize) -> Vec<Value> {
+        self.rows.iter().map(|r| r.get(index).cloned().unwrap_or(Value::None)).collect()
+    }
+
+    pub fn row_record(&self, row: usize) -> Option<Record> {
+        let values = self.rows.get(row)?;
+        Some(Record {
+            fields: self.columns.iter().cloned().zip(values.iter().cloned()).collect(),
+        })
+    }
+}
+
+/// A text: a sequence of units (sentences or token runs); prompt length counts units.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Text {
+    pub units: Vec<Unit>,
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.type_name(), self.repr())
+    }
+}
+
+impl Value {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::None => "none",
+            Value::Bool(_) => "bool",
+            Value::Num(_) => "number",
+            Value::Str(_) => "string",
+            Value::List(_) => "list",
+            Value::Record(_) => "record",
+            Value::Range(_) => "range",
+            Value::Func(_) | Value::Native(_) => "function",
+            Value::Table(_) => "table",
+            Value::Estimate(_) => "estimate",
+            Value::Model(_) => "model",
+            Value::Text(_) => "text",
+        }
+    }
+
+    pub fn str(s: &str) -> Value {
+        Value::Str(Rc::from(s))
+    }
+
+    pub fn list(items: Vec<Value>) -> Value {
+        Value::List(Rc::new(items))
+    }
+
+    pub fn record(fields: Vec<(&str, Value)>) -> Value {
+        Value::Record(Rc::new(Record {
+            fields: fields.into_iter().map(|(n, v)| (Rc::from(n), v)).collect(),
+        }))
+    }
+
+    pub fn text(units: Vec<Unit>) -> Value {
+        Value::Text(Rc::new(Text { units }))
+    }
+
+    /// Structural equality (functions and models compare by identity).
+    pub fn equals(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::None, Value::None) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Num(a), Value::Num(b)) => a == b,
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::List(a), Value::List(b)) => {
+                a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.equals(y))
+            }
+            (Value::Record(a), Value::Record(b)) => {
+                a.fields.len() == b.fields.len()
+                    && a.fields.iter().zip(&b.fields).all(|((n1, v1), (n2, v2))| n1 == n2 && v1.equals(v2))
+            }
+            (Value::Range(a), Value::Range(b)) => a == b,
+            (Value::Table(a), Value::Table(b)) => {
+                a.columns == b.columns
+                    && a.rows.len() == b.rows.len()
+                    && a.rows
+                        .iter()
+                        .zip(&b.rows)
+                        .all(|(r1, r2)| r1.iter().zip(r2).all(|(x, y)| x.equals(y)))
+            }
+            (Value::Estimate(a), Value::Estimate(b)) => a == b,
+            (Value::Text(a), Value::Text(b)) => a == b,
+            (Value::Func(a), Value::Func(b)) => Rc::ptr_eq(a, b),
+            (Value::Native(a), Value::Native(b)) => Rc::ptr_eq(a, b),
+            (Value::Model(a), Value::Model(b)) => Rc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// How the value prints inside a container (strings quoted).
+    pub fn repr(&self) -> String {
+        match self {
+            Value::Str(s) => format!("{s:?}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::None => f.write_str("none"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Num(x) => f.write_str(&format::number(*x)),
+            Value::Str(s) => f.write_str(s),
+            Value::List(items) => {
+                let parts: Vec<String> = items.iter().map(Value::repr).collect();
+                write!(f, "[{}]", parts.join(", "))
+            }
+            Value::Record(r) => {
+                let parts: Vec<String> = r.fields.iter().map(|(n, v)| format!("{n}: {}", v.repr())).collect();
+                write!(f, "{{{}}}", parts.join(", "))
+            }
+            Value::Range(r) => {
+                write!(f, "{}{}{}", r.start, if r.inclusive { "..=" } else { ".." }, r.end)
+            }
+            Value::Func(c) => match &c.def.name {
+                Some(name) => write!(f, "<fn {name}>"),
+                None => f.write_str("<lambda>"),
+            },
+            Value::Native(b) => write!(f, "<builtin {}>", b.signature),
+            Value::Table(t) => f.write_str(&crate::report::table::render(t)),
+            Value::Estimate(e) => write!(f, "{e}"),
+            Value::Model(m) => write!(f, "<model {}>", m.name()),
+            Value::Text(t) => {
+                let parts: Vec<String> = t.units.iter().map(Unit::to_string).collect();
+                f.write_str(&parts.join(" "))
+            }
+        }
+    }
+}

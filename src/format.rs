@@ -1,0 +1,60 @@
+//! How numbers are written: shortest round-trip digits, scientific notation for very large
+//! or very small magnitudes, so output is exact, readable and identical across runs.
+
+/// Format a number the way beb prints it everywhere.
+pub fn number(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let magnitude = x.abs();
+    if (1e-4..1e16).contains(&magnitude) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+/// Format a number rounded to `digits` significant digits (for tables meant for reading).
+pub fn significant(x: f64, digits: usize) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return number(x);
+    }
+    let digits = digits.max(1);
+    let magnitude = x.abs();
+    if (1e-4..1e16).contains(&magnitude) {
+        let exponent = magnitude.log10().floor() as i32;
+        let decimals = (digits as i32 - 1 - exponent).max(0) as usize;
+        let text = format!("{x:.decimals$}");
+        // Trailing zeros carry no information: 1.50000 prints as 1.5.
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    } else {
+        format!("{x:.prec$e}", prec = digits - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_print_compactly() {
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(0.1), "0.1");
+        assert_eq!(number(1e-300), "1e-300");
+        assert_eq!(number(f64::INFINITY), "inf");
+        assert_eq!(significant(3.14159, 3), "3.14");
+        assert_eq!(significant(1234.5, 2), "1234");
+        assert_eq!(significant(1.0, 6), "1");
+        assert_eq!(significant(0.5, 6), "0.5");
+    }
+}

@@ -1,0 +1,29 @@
+//! The `beb` command.
+
+use clap::Parser;
+
+use beb::cli::{Cli, Command};
+use beb::{repl, runner};
+
+/// The interpreter recurses on the syntax tree; a large stack keeps deep user recursion an
+/// error message (the call-depth limit) rather than a crash.
+const STACK_BYTES: usize = 512 * 1024 * 1024;
+
+fn main() {
+    let cli = Cli::parse();
+    let worker = std::thread::Builder::new().stack_size(STACK_BYTES).spawn(move || match cli.command {
+        Some(Command::Run { file, seed, sets, out }) => runner::run(&file, seed, &sets, out),
+        Some(Command::Check { file, sets }) => runner::check(&file, &sets),
+        Some(Command::Repl { seed }) => repl::start(seed),
+        // `beb` alone: interactive in a terminal, line by line from a pipe.
+        None => repl::start(None),
+    });
+    let code = match worker.map(|handle| handle.join()) {
+        Ok(Ok(code)) => code,
+        _ => {
+            eprintln!("beb: internal error (please report it with the script that caused it)");
+            3
+        }
+    };
+    std::process::exit(code);
+}

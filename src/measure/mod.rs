@@ -1,0 +1,455 @@
+//! The quantities of the BEB framework, measured on any [`LanguageModel`]: conditional KL
+//! divergence (def. 2), log-likelihood ratios and their variance (def. 4), and behavior
+//! expectations (eq. 2).
+//!
+//! Every measurement takes a [`Method`]. `Exact` enumerates continuations (or, for models of
+//! Markov order <= 1, runs a dynamic program over states) and refuses with
+//! [`MeasureError::NeedsSamples`] when the support is unbounded or too large. `MonteCarlo`
+//! draws sample i from its own stream `sample_rng(root_seed, stream, i)`, so an estimate does
+//! not depend on batch size or evaluation order, and the same stream name gives the same texts
+//! in every measurement.
+//!
+//! All probabilities stay in log space; infinite divergences come out as `+inf`, never NaN.
+
+mod bounds;
+mod exact;
+
+use std::fmt;
+
+use rand::RngCore;
+
+pub use bounds::{lemma2_bound, lemma5_bound, lemma7_bound, pointwise_bound};
+
+use crate::lm::{LanguageModel, ModelError, ModelResult, Unit};
+use crate::seed::sample_rng;
+use crate::stats::Estimate;
+use exact::{Flow, Moments, WeightedMoments, enumerate, markov_moments};
+
+/// The most continuations an exact measurement will enumerate.
+pub const ENUMERATION_LIMIT: u64 = 2_000_000;
+
+/// How to compute a measurement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Enumerate (or use a closed form); an error when that is impossible or too large.
+    Exact,
+    /// Average `samples` draws; draw i uses `sample_rng(root_seed, &stream, i)`.
+    MonteCarlo {
+        samples: usize,
+        root_seed: u64,
+        stream: String,
+    },
+}
+
+impl Method {
+    pub fn monte_carlo(samples: usize, root_seed: u64, stream: impl Into<String>) -> Method {
+        Method::MonteCarlo {
+            samples,
+            root_seed,
+            stream: stream.into(),
+        }
+    }
+}
+
+/// A measured value: exact, or a Monte Carlo estimate with its standard error.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Measured {
+    Exact(f64),
+    Estimate(Estimate),
+}
+
+impl Measured {
+    /// The exact value or the estimate's mean.
+    pub fn value(&self) -> f64 {
+        match self {
+            Measured::Exact(x) => *x,
+            Measured::Estimate(e) => e.mean,
+        }
+    }
+
+    pub fn is_exact(&self) -> bool {
+        matches!(self, Measured::Exact(_))
+    }
+
+    /// As an estimate; an exact value has standard error zero and n = 0 (no samples).
+    pub fn as_estimate(&self) -> Estimate {
+        match self {
+            Measured::Exact(x) => Estimate {
+                mean: *x,
+                stderr: 0.0,
+                n: 0,
+            },
+            Measured::Estimate(e) => *e,
+        }
+    }
+}
+
+impl fmt::Display for Measured {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Measured::Exact(x) => f.write_str(&crate::format::number(*x)),
+            Measured::Estimate(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Why a measurement could not be made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MeasureError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(
+        "{what} cannot be computed exactly: {reason}; pass `samples: N` for a Monte Carlo estimate"
+    )]
+    NeedsSamples { what: String, reason: String },
+    #[error(
+        "the behavior of {unit:?} is {}; a behavior must be a number in [-1, 1]",
+        crate::format::number(*.value)
+    )]
+    BehaviorOutOfRange { unit: String, value: f64 },
+    #[error("{unit:?} has no behavior score in {model}")]
+    MissingBehavior { unit: String, model: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn same_vocabulary(p: &dyn LanguageModel, q: &dyn LanguageModel) -> Result<(), MeasureError> {
+    if p.vocabulary() == q.vocabulary() {
+        Ok(())
+    } else {
+        Err(ModelError::VocabularyMismatch {
+            left: p.name().to_string(),
+            right: q.name().to_string(),
+        }
+        .into())
+    }
+}
+
+fn positive_length(what: &str, n: usize) -> Result<(), MeasureError> {
+    if n == 0 {
+        Err(MeasureError::Invalid(format!(
+            "{what} needs a text of at least one unit"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn monte_carlo_samples(what: &str, samples: usize, least: usize) -> Result<(), MeasureError> {
+    if samples < least {
+        Err(MeasureError::Invalid(format!(
+            "a Monte Carlo {what} needs at least {least} samples, got {samples}"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Draw `units` units from `model` after `given`, one at a time from the same generator.
+pub fn sample_text(
+    model: &dyn LanguageModel,
+    given: &[Unit],
+    units: usize,
+    rng: &mut dyn RngCore,
+) -> ModelResult<Vec<Unit>> {
+    let mut context = given.to_vec();
+    for _ in 0..units {
+        let unit = model.sample_next(&context, rng)?;
+        context.push(unit);
+    }
+    Ok(context.split_off(given.len()))
+}
+
+/// `count` texts of `units` units from `model` after `given`; text i is drawn with
+/// `sample_rng(root_seed, stream, i)`.
+pub fn sample_texts(
+    model: &dyn LanguageModel,
+    given: &[Unit],
+    units: usize,
+    count: usize,
+    root_seed: u64,
+    stream: &str,
+) -> ModelResult<Vec<Vec<Unit>>> {
+    (0..count)
+        .map(|i| sample_text(model, given, units, &mut sample_rng(root_seed, stream, i)))
+        .collect()
+}
+
+/// log P(text | given) - log Q(text | given). An error when both are zero (the ratio is
+/// undefined); `+inf` / `-inf` when only one is.
+pub fn logratio(
+    p: &dyn LanguageModel,
+    q: &dyn LanguageModel,
+    text: &[Unit],
+    given: &[Unit],
+) -> Result<f64, MeasureError> {
+    same_vocabulary(p, q)?;
+    let lp = p.logprob(given, text)?;
+    let lq = q.logprob(given, text)?;
+    if lp == f64::NEG_INFINITY && lq == f64::NEG_INFINITY {
+        return Err(MeasureError::Invalid(format!(
+            "the text has probability zero under both {} and {}, so their log-ratio is undefined",
+            p.name(),
+            q.name()
+        )));
+    }
+    Ok(lp - lq)
+}
+
+/// One sampled log-ratio term; `+inf` when Q cannot produce what P did.
+fn sampled_logratios(
+    p: &dyn LanguageModel,
+    q: &dyn LanguageModel,
+    given: &[Unit],
+    units: usize,
+    samples: usize,
+    root_seed: u64,
+    stream: &str,
+) -> Result<Vec<f64>, MeasureError> {
+    let mut values = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let mut rng = sample_rng(root_seed, stream, i);
+        let text = sample_text(p, given, units, &mut rng)?;
+        let lp = p.logprob(given, &text)?;
+        let lq = q.logprob(given, &text)?;
+        values.push(lp - lq);
+    }
+    Ok(values)
+}
+
+/// An estimate whose mean is +inf because some draw was: certain, not noise, so the standard
+/// error is reported as NaN (undefined) rather than as a number.
+fn infinite_estimate(n: usize) -> Estimate {
+    Estimate {
+        mean: f64::INFINITY,
+        stderr: f64::NAN,
+        n,
+    }
+}
+
+/// D_KL(P(. | given) || Q(. | given)) over the next `horizon` units (def. 2, eq. 5).
+///
+/// Exact: the sum over continuations y with P(y | given) > 0 of p(y)(log p(y) - log q(y)),
+/// `+inf` as soon as q(y) = 0 for such a y. Monte Carlo: the mean of
+/// log P(y_i | given) - log Q(y_i | given) over y_i ~ P(. | given); if some term is `+inf` the
+/// estimate is `+inf` with a NaN standard error.
+pub fn kl(
+    p: &dyn LanguageModel,
+    q: &dyn LanguageModel,
+    given: &[Unit],
+    horizon: usize,
+    method: &Method,
+) -> Result<Measured, MeasureError> {
+    same_vocabulary(p, q)?;
+    positive_length("a KL divergence", horizon)?;
+    match method {
+        Method::Exact => {
+            if let Some(m) = markov_moments(p, q, given, horizon)? {
+                return Ok(Measured::Exact(m.mean));
+            }
+            let mut total = 0.0;
+            enumerate(
+                p,
+                given,
+                horizon,
+                "the KL divergence",
+                &mut |text, lp_path| {
+                    let r = p.logprob(given, text)? - q.logprob(given, text)?;
+                    if r == f64::INFINITY {
+                        total = f64::INFINITY;
+                        return Ok(Flow::Stop);
+                    }
+                    total += lp_path.exp() * r;
+                    Ok(Flow::Continue)
+                },
+            )?;
+            Ok(Measured::Exact(total))
+        }
+        Method::MonteCarlo {
+            samples,
+            root_seed,
+            stream,
+        } => {
+            monte_carlo_samples("KL divergence", *samples, 1)?;
+            let values = sampled_logratios(p, q, given, horizon, *samples, *root_seed, stream)?;
+            if values.contains(&f64::INFINITY) {
+                return Ok(Measured::Estimate(infinite_estimate(values.len())));
+            }
+            Ok(Measured::Estimate(Estimate::from_samples(&values)))
+        }
+    }
+}
+
+/// Var_{s ~ P(. | given)}[log P(s | given) / Q(s | given)] over texts of `units` units
+/// (def. 4, eq. 6: sigma-similarity bounds it by units · sigma²).
+///
+/// Exact: by a dynamic program when both models have Markov order <= 1 (a closed form,
+/// units × one-step variance, for independent units), else by enumeration. `+inf` when Q
+/// gives probability zero to a text P can produce (the log-ratio is then infinite with
+/// positive probability). Monte Carlo: the unbiased sample variance s² of the sampled
+/// log-ratios, with standard error sqrt((m4 - s⁴ (k - 3)/(k - 1)) / k), the large-sample
+/// (delta-method) variance of a sample variance, where m4 is the sample fourth central
+/// moment and k the number of samples.
+pub fn logratio_var(
+    p: &dyn LanguageModel,
+    q: &dyn LanguageModel,
+    given: &[Unit],
+    units: usize,
+    method: &Method,
+) -> Result<Measured, MeasureError> {
+    same_vocabulary(p, q)?;
+    positive_length("a log-ratio variance", units)?;
+    match method {
+        Method::Exact => {
+            if let Some(m) = markov_moments(p, q, given, units)? {
+                return Ok(Measured::Exact(m.var));
+            }
+            let mut moments = WeightedMoments::default();
+            let mut infinite = false;
+            enumerate(
+                p,
+                given,
+                units,
+                "the log-ratio variance",
+                &mut |text, lp_path| {
+                    let r = p.logprob(given, text)? - q.logprob(given, text)?;
+                    if r == f64::INFINITY {
+                        infinite = true;
+                        return Ok(Flow::Stop);
+                    }
+                    moments.push(lp_path.exp(), r);
+                    Ok(Flow::Continue)
+                },
+            )?;
+            if infinite {
+                return Ok(Measured::Exact(f64::INFINITY));
+            }
+            let Moments { var, .. } = moments.finish();
+            Ok(Measured::Exact(var))
+        }
+        Method::MonteCarlo {
+            samples,
+            root_seed,
+            stream,
+        } => {
+            monte_carlo_samples("log-ratio variance", *samples, 2)?;
+            let values = sampled_logratios(p, q, given, units, *samples, *root_seed, stream)?;
+            if values.contains(&f64::INFINITY) {
+                return Ok(Measured::Estimate(infinite_estimate(values.len())));
+            }
+            Ok(Measured::Estimate(variance_estimate(&values)))
+        }
+    }
+}
+
+/// The sample variance of `values` (k >= 2) with its delta-method standard error.
+pub fn variance_estimate(values: &[f64]) -> Estimate {
+    let k = values.len();
+    if k < 2 {
+        return Estimate {
+            mean: f64::NAN,
+            stderr: f64::NAN,
+            n: k,
+        };
+    }
+    let kf = k as f64;
+    let mean = values.iter().sum::<f64>() / kf;
+    let m2: f64 = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
+    let m4: f64 = values.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / kf;
+    let s2 = m2 / (kf - 1.0);
+    // Var(s²) ≈ (mu4 - sigma⁴ (k - 3) / (k - 1)) / k, with the population moments replaced by
+    // sample ones; clamp the (rare, tiny-sample) negative values to zero.
+    let var_s2 = ((m4 - s2 * s2 * (kf - 3.0) / (kf - 1.0)) / kf).max(0.0);
+    Estimate {
+        mean: s2,
+        stderr: var_s2.sqrt(),
+        n: k,
+    }
+}
+
+fn checked_behavior(unit: &Unit, value: f64) -> Result<f64, MeasureError> {
+    if (-1.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(MeasureError::BehaviorOutOfRange {
+            unit: unit.to_string(),
+            value,
+        })
+    }
+}
+
+/// Behavior expectation of the next unit, B_P(given) = E_{y ~ P(. | given)} B(y) (eq. 2).
+///
+/// `behavior` may fail with the caller's error type (e.g. a script error); a value outside
+/// [-1, 1] or NaN is an error. Monte Carlo draws unit i with `sample_rng(root, stream, i)`.
+pub fn expect<E>(
+    model: &dyn LanguageModel,
+    given: &[Unit],
+    behavior: &mut dyn FnMut(&Unit) -> Result<f64, E>,
+    method: &Method,
+) -> Result<Measured, E>
+where
+    E: From<MeasureError>,
+{
+    match method {
+        Method::Exact => {
+            let support = model.support(given).map_err(MeasureError::from)?;
+            let Some(support) = support else {
+                return Err(MeasureError::NeedsSamples {
+                    what: "the behavior expectation".into(),
+                    reason: format!(
+                        "the next-unit distribution of {} cannot be enumerated",
+                        model.name()
+                    ),
+                }
+                .into());
+            };
+            let mut total = 0.0;
+            for (unit, lp) in &support {
+                let b = checked_behavior(unit, behavior(unit)?)?;
+                total += lp.exp() * b;
+            }
+            Ok(Measured::Exact(total))
+        }
+        Method::MonteCarlo {
+            samples,
+            root_seed,
+            stream,
+        } => {
+            monte_carlo_samples("behavior expectation", *samples, 1)?;
+            let mut values = Vec::with_capacity(*samples);
+            for i in 0..*samples {
+                let mut rng = sample_rng(*root_seed, stream, i);
+                let unit = model
+                    .sample_next(given, &mut rng)
+                    .map_err(MeasureError::from)?;
+                values.push(checked_behavior(&unit, behavior(&unit)?)?);
+            }
+            Ok(Measured::Estimate(Estimate::from_samples(&values)))
+        }
+    }
+}
+
+/// [`expect`] with the model's own behavior scores; a unit without one is an error naming it.
+pub fn expect_scores(
+    model: &dyn LanguageModel,
+    given: &[Unit],
+    method: &Method,
+) -> Result<Measured, MeasureError> {
+    expect(
+        model,
+        given,
+        &mut |unit: &Unit| {
+            model
+                .behavior(unit)
+                .ok_or_else(|| MeasureError::MissingBehavior {
+                    unit: unit.to_string(),
+                    model: model.name().to_string(),
+                })
+        },
+        method,
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! The interactive session on rustyline: multi-line input when the parser says the input is
+//! incomplete, completion of names, `:help`, `:vars`, `:load`, `:quit`. Piped (non-terminal)
+//! input is evaluated the same way, line by line, which is how the REPL is tested.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Editor, Helper};
+
+use crate::error::BebError;
+use crate::eval::{Interp, Value};
+use crate::runner::report;
+use crate::syntax::parse_program;
+
+const KEYWORDS: &[&str] = &[
+    "let", "fn", "if", "else", "for", "in", "sweep", "import", "assert", "print", "return", "true", "false",
+    "and", "or", "not", "none", "save", "to", "at", "sentences",
+];
+const COMMANDS: &[&str] = &[":help", ":vars", ":load", ":quit"];
+
+/// Start a session; returns the exit code (non-zero when piped input had errors).
+pub fn start(seed: Option<u64>) -> i32 {
+    let root_seed = seed.unwrap_or_else(crate::seed::fresh_root_seed);
+    let interp = Rc::new(RefCell::new(Interp::new(root_seed, Box::new(std::io::stdout()))));
+    let flag = interp.borrow().interrupt.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    if std::io::stdin().is_terminal() {
+        eprintln!("beb {} — root seed {root_seed}. :help for help, :quit to leave.", env!("CARGO_PKG_VERSION"));
+        interactive(interp)
+    } else {
+        piped(interp)
+    }
+}
+
+/// What one complete input did.
+enum Outcome {
+    Continue,
+    Quit,
+}
+
+struct Session {
+    interp: Rc<RefCell<Interp>>,
+    counter: usize,
+    /// The worst exit code seen (1 for a failed assertion, 2 for other errors).
+    worst: i32,
+}
+
+impl Session {
+    fn handle(&mut self, input: &str) -> Outcome {
+        let trimmed = input.trim();
+        if let Some(command) = trimmed.strip_prefix(':') {
+            return self.command(command);
+        }
+        if trimmed.is_empty() {
+            return Outcome::Continue;
+        }
+        self.counter += 1;
+        let name = format!("<repl:{}>", self.counter);
+        self.eval_source(&name, input);
+        Outcome::Continue
+    }
+
+    fn eval_source(&mut self, name: &str, text: &str) {
+        let mut interp = self.interp.borrow_mut();
+        interp.interrupt.store(false, std::sync::atomic::Ordering::SeqCst);
+        let file = interp.add_source(name, text);
+        let result = interp.parse(file).map_err(BebError::from_syntax).and_then(|program| {
+            let is_expression = matches!(program.last().map(|s| &s.node), Some(crate::syntax::StmtKind::Expr(_)));
+            interp.run(&program).map(|v| (v, is_expression))
+        });
+        match result {
+            Ok((value, true)) if !matches!(value, Value::None) => {
+                let _ = interp.print_line(&value.to_string());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.worst = self.worst.max(e.exit_code());
+                report(&interp, e);
+            }
+        }
+    }
+
+    fn command(&mut self, command: &str) -> Outcome {
+        let (name, arg) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
+        let arg = arg.trim();
+        match name {
+            "quit" | "q" | "exit" => return Outcome::Quit,
+            "help" | "h" => self.help(arg),
+            "vars" => {
+                let interp = self.interp.borrow();
+                let lines: Vec<String> = interp
+                    .globals
+                    .local_bindings()
+                    .iter()
+                    .map(|(n, v)| format!("{n} = {}", short(v)))
+                    .collect();
+                println!("{}", if lines.is_empty() { "(no variables)".to_string() } else { lines.join("\n") });
+            }
+            "load" => match std::fs::read_to_string(arg) {
+                Ok(text) => self.eval_source(arg, &text),
+                Err(e) => {
+                    self.worst = self.worst.max(2);
+                    eprintln!("cannot read {arg}: {e}");
+                }
+            },
+            other => {
+                self.worst = self.worst.max(2);
+                eprintln!("unknown command :{other} (commands: {})", COMMANDS.join(" "));
+            }
+        }
+        Outcome::Continue
+    }
+
+    fn help(&self, topic: &str) {
+        let interp = self.interp.borrow();
+        if topic.is_empty() {
+            println!("Type beb statements; an incomplete line continues on the next.");
+            println!("Commands: :help [name]  :vars  :load FILE  :quit");
+            println!("Keywords: {}", KEYWORDS.join(" "));
+            let mut by_module: Vec<(&str, Vec<&str>)> = Vec::new();
+            for b in interp.builtins() {
+                match by_module.iter_mut().find(|(m, _)| *m == b.module) {
+                    Some((_, names)) => names.push(&b.name),
+                    None => by_module.push((b.module, vec![&b.name])),
+                }
+            }
+            for (module, names) in by_module {
+                println!("{module}: {}", names.join(" "));
+            }
+            println!("stdlib modules (import NAME): {}", Interp::module_names().collect::<Vec<_>>().join(" "));
+            return;
+        }
+        let value = interp.globals.get(topic).or_else(|| {
+            // `:help bounds.lemma5_kl` looks inside a module.
+            let (module, member) = topic.split_once('.')?;
+            match interp.globals.get(module)? {
+                Value::Record(r) => r.get(member).cloned(),
+                _ => None,
+            }
+        });
+        match value.as_ref().and_then(Interp::describe_function) {
+            Some((signature, doc)) => {
+                println!("{signature}");
+                if let Some(doc) = doc {
+                    println!("{doc}");
+                }
+            }
+            None => match value {
+                Some(v) => println!("{topic}: {} = {}", v.type_name(), short(&v)),
+                None => println!("no help for `{topic}`"),
+            },
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    let first = text.lines().next().unwrap_or("");
+    if text.lines().count() > 1 || first.chars().count() > 100 {
+        format!("{}…", first.chars().take(100).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// Whether `text` is a complete input (commands and blank lines always are).
+fn incomplete(text: &str) -> bool {
+    let t = text.trim();
+    if t.is_empty() || t.starts_with(':') {
+        return false;
+    }
+    matches!(parse_program(text, 0), Err(e) if e.incomplete)
+}
+
+fn piped(interp: Rc<RefCell<Interp>>) -> i32 {
+    let mut session = Session { interp, counter: 0, worst: 0 };
+    let mut buffer = String::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        buffer.push_str(&line);
+        buffer.push('\n');
+        if incomplete(&buffer) {
+            continue;
+        }
+        let input = std::mem::take(&mut buffer);
+        if let Outcome::Quit = session.handle(&input) {
+            return session.worst;
+        }
+    }
+    if !buffer.trim().is_empty() {
+        session.handle(&buffer);
+    }
+    session.worst
+}
+
+fn history_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("BEB_HISTORY") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".beb_history"))
+}
+
+struct BebHelper {
+    interp: Rc<RefCell<Interp>>,
+}
+
+impl Completer for BebHelper {
+    type Candidate = Pair;
+
+    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let word = &before[start..];
+        if word.is_empty() {
+            return Ok((start, Vec::new()));
+        }
+        let interp = self.interp.borrow();
+        let mut names: Vec<String> = interp.globals.names().iter().map(|n| n.to_string()).collect();
+        names.extend(KEYWORDS.iter().map(|k| k.to_string()));
+        names.extend(COMMANDS.iter().map(|c| c.to_string()));
+        names.extend(Interp::module_names().map(String::from));
+        names.sort();
+        names.dedup();
+        let candidates = names
+            .into_iter()
+            .filter(|n| n.starts_with(word))
+            .map(|n| Pair { display: n.clone(), replacement: n })
+            .collect();
+        Ok((start, candidates))
+    }
+}
+
+impl Hinter for BebHelper {
+    type Hint = String;
+}
+
+impl Highlighter for BebHelper {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(&'s self, prompt: &'p str, _default: bool) -> Cow<'b, str> {
+        Cow::Borrowed(prompt)
+    }
+}
+
+impl Validator for BebHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(if incomplete(ctx.input()) { ValidationResult::Incomplete } else { ValidationResult::Valid(None) })
+    }
+}
+
+impl Helper for BebHelper {}
+
+fn interactive(interp: Rc<RefCell<Interp>>) -> i32 {
+    let mut editor: Editor<BebHelper, rustyline::history::DefaultHistory> = match Editor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("beb: cannot start the line editor ({e}); reading plain lines");
+            return piped(interp);
+        }
+    };
+    editor.set_helper(Some(BebHelper { interp: interp.clone() }));
+    let history = history_path();
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    let mut session = Session { interp, counter: 0, worst: 0 };
+    loop {
+        match editor.readline("beb> ") {
+            Ok(line) => {
+                let _ = editor.add_history_entry(line.as_str());
+                if let Some(h) = &history {
+                    let _ = editor.append_history(h);
+                }
+                if let Outcome::Quit = session.handle(&line) {
+                    break;
+                }
+            }
+            // Ctrl-C abandons the line; the session and its variables stay.
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("beb: {e}");
+                break;
+            }
+        }
+    }
+    0
+}

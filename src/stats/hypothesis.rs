@@ -1,0 +1,247 @@
+//! Confidence intervals and one-sided tests of claims about Monte Carlo estimates.
+//!
+//! A script asserts bounds from the theory (`kl <= bound`) on noisy estimates. A claim is
+//! treated as the null hypothesis and is reported as refuted only when the estimate
+//! contradicts it at the requested level, so sampling noise alone fails an assertion with
+//! probability at most 1 - level. For a whole curve of claims, [`holm`] applies the
+//! Holm-Bonferroni step-down correction, which bounds the chance that *any* true claim of
+//! the curve is refuted by 1 - level.
+
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use super::Estimate;
+
+/// Why a test could not be carried out.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StatsError {
+    #[error("confidence level must lie strictly between 0 and 1, got {0}")]
+    InvalidLevel(f64),
+    #[error(
+        "an estimate from {n} sample(s) has no standard error; take at least 2 samples to test it"
+    )]
+    NoStandardError { n: usize },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which side of the threshold a claim puts the true value on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The true value is >= the threshold.
+    AtLeast,
+    /// The true value is <= the threshold.
+    AtMost,
+}
+
+/// The outcome of testing one claim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub direction: Direction,
+    pub threshold: f64,
+    pub estimate: Estimate,
+    pub level: f64,
+    /// One-sided p-value of the claim: the chance of an estimate this far on the wrong side
+    /// of the threshold if the true value sat exactly on it (normal approximation).
+    pub p_value: f64,
+    /// The p-value after multiple-testing correction (equal to `p_value` for a lone test).
+    pub adjusted_p: f64,
+    /// One-sided confidence bound at `level`: the upper bound for `AtLeast` (the claim is
+    /// consistent iff threshold <= bound), the lower bound for `AtMost`.
+    pub bound: f64,
+    /// Two-sided interval at `level`, for display.
+    pub interval: (f64, f64),
+    /// False when the data refute the claim at `level` (after correction, if any).
+    pub holds: bool,
+}
+
+fn check_level(level: f64) -> Result<(), StatsError> {
+    if level > 0.0 && level < 1.0 {
+        Ok(())
+    } else {
+        Err(StatsError::InvalidLevel(level))
+    }
+}
+
+/// The standard normal quantile.
+fn z_quantile(p: f64) -> f64 {
+    Normal::standard().inverse_cdf(p)
+}
+
+fn phi(x: f64) -> f64 {
+    Normal::standard().cdf(x)
+}
+
+impl Estimate {
+    /// Two-sided normal-approximation interval `mean ± z_{(1+level)/2} · stderr`.
+    ///
+    /// An infinite mean (some sampled term was infinite, which is certain, not noise) or a
+    /// zero standard error gives the point interval; a level outside (0, 1) or a missing
+    /// standard error gives `(NaN, NaN)`.
+    pub fn interval(&self, level: f64) -> (f64, f64) {
+        if check_level(level).is_err() || self.mean.is_nan() {
+            return (f64::NAN, f64::NAN);
+        }
+        if self.mean.is_infinite() || self.stderr == 0.0 {
+            return (self.mean, self.mean);
+        }
+        let half = z_quantile(0.5 + level / 2.0) * self.stderr;
+        (self.mean - half, self.mean + half)
+    }
+
+    /// Test the claim "true value >= threshold" at `level`.
+    pub fn at_least(&self, threshold: f64, level: f64) -> Result<Verdict, StatsError> {
+        one_sided(self, Direction::AtLeast, threshold, level)
+    }
+
+    /// Test the claim "true value <= threshold" at `level`.
+    pub fn at_most(&self, threshold: f64, level: f64) -> Result<Verdict, StatsError> {
+        one_sided(self, Direction::AtMost, threshold, level)
+    }
+}
+
+/// Test one claim about `estimate` at `level` (e.g. 0.95) with the normal approximation.
+///
+/// The claim is refuted iff its p-value is below 1 - level, equivalently iff the threshold
+/// lies outside the one-sided confidence bound. A zero standard error or an infinite mean
+/// makes the comparison exact (p-value 0 or 1).
+pub fn one_sided(
+    estimate: &Estimate,
+    direction: Direction,
+    threshold: f64,
+    level: f64,
+) -> Result<Verdict, StatsError> {
+    check_level(level)?;
+    if threshold.is_nan() || estimate.mean.is_nan() {
+        return Err(StatsError::Invalid(format!(
+            "cannot test {} against {}",
+            crate::format::number(estimate.mean),
+            crate::format::number(threshold)
+        )));
+    }
+    let exact = estimate.mean.is_infinite() || estimate.stderr == 0.0;
+    if !exact && !(estimate.stderr >= 0.0) {
+        return Err(StatsError::NoStandardError { n: estimate.n });
+    }
+    let (p_value, bound) = if exact {
+        let holds = match direction {
+            Direction::AtLeast => estimate.mean >= threshold,
+            Direction::AtMost => estimate.mean <= threshold,
+        };
+        (if holds { 1.0 } else { 0.0 }, estimate.mean)
+    } else {
+        let z = (estimate.mean - threshold) / estimate.stderr;
+        let margin = z_quantile(level) * estimate.stderr;
+        match direction {
+            Direction::AtLeast => (phi(z), estimate.mean + margin),
+            Direction::AtMost => (phi(-z), estimate.mean - margin),
+        }
+    };
+    Ok(Verdict {
+        direction,
+        threshold,
+        estimate: *estimate,
+        level,
+        p_value,
+        adjusted_p: p_value,
+        bound,
+        interval: estimate.interval(level),
+        holds: p_value >= 1.0 - level,
+    })
+}
+
+/// Holm-Bonferroni correction of a family of one-sided verdicts (a curve of claims) at
+/// family-wise `level`: with m claims sorted by p-value, the k-th smallest (k = 1..m) gets
+/// the adjusted p-value max_{j<=k} min(1, (m - j + 1) p_(j)), and a claim is refuted iff its
+/// adjusted p-value is below 1 - level. Returns the verdicts in their original order.
+pub fn holm(verdicts: &[Verdict], level: f64) -> Result<Vec<Verdict>, StatsError> {
+    check_level(level)?;
+    let m = verdicts.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    // p-values are never NaN (one_sided rejects NaN inputs), so total_cmp orders them as numbers.
+    order.sort_by(|&a, &b| verdicts[a].p_value.total_cmp(&verdicts[b].p_value));
+    let mut out = verdicts.to_vec();
+    let mut running = 0.0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        let scaled = ((m - rank) as f64 * verdicts[i].p_value).min(1.0);
+        running = running.max(scaled);
+        out[i].adjusted_p = running;
+        out[i].level = level;
+        out[i].holds = running >= 1.0 - level;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn est(mean: f64, stderr: f64) -> Estimate {
+        Estimate {
+            mean,
+            stderr,
+            n: 100,
+        }
+    }
+
+    #[test]
+    fn interval_uses_normal_quantile() {
+        let (lo, hi) = est(1.0, 0.5).interval(0.95);
+        assert!((lo - (1.0 - 1.959963984540054 * 0.5)).abs() < 1e-9);
+        assert!((hi - (1.0 + 1.959963984540054 * 0.5)).abs() < 1e-9);
+        assert_eq!(est(f64::INFINITY, f64::NAN).interval(0.95).0, f64::INFINITY);
+        assert!(est(1.0, 0.5).interval(1.5).0.is_nan());
+    }
+
+    #[test]
+    fn one_sided_tests_refute_only_clear_violations() -> Result<(), StatsError> {
+        // 1.0 ± 0.5: "<= 0.5" is one standard error away: consistent at 95%.
+        let v = est(1.0, 0.5).at_most(0.5, 0.95)?;
+        assert!(v.holds);
+        assert!((v.p_value - phi(-1.0)).abs() < 1e-12);
+        assert!((v.bound - (1.0 - 1.6448536269514722 * 0.5)).abs() < 1e-9);
+        // "<= -0.5" is three standard errors away: refuted.
+        let v = est(1.0, 0.5).at_most(-0.5, 0.95)?;
+        assert!(!v.holds);
+        assert!(v.p_value < 0.01);
+        let v = est(1.0, 0.5).at_least(2.5, 0.95)?;
+        assert!(!v.holds);
+        let v = est(1.0, 0.5).at_least(0.0, 0.95)?;
+        assert!(v.holds && v.p_value > 0.95);
+        // Exact comparisons.
+        assert!(est(2.0, 0.0).at_most(2.0, 0.95)?.holds);
+        assert!(!est(2.0, 0.0).at_most(1.999, 0.95)?.holds);
+        assert!(!est(f64::INFINITY, f64::NAN).at_most(1e300, 0.95)?.holds);
+        assert!(matches!(
+            est(1.0, f64::NAN).at_most(0.0, 0.95),
+            Err(StatsError::NoStandardError { .. })
+        ));
+        assert!(est(1.0, 0.1).at_most(0.0, 1.0).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn holm_is_stricter_than_single_tests() -> Result<(), StatsError> {
+        // p-values 0.01, 0.02, 0.04 with alpha 0.05:
+        // adjusted 0.03, 0.04, 0.04 -> all refuted;
+        // with 0.01, 0.03, 0.04: adjusted 0.03, 0.06, 0.06 -> only the first refuted.
+        let make = |p: f64| {
+            // mean - threshold = z * se with Phi(z) = p for an AtLeast claim.
+            let z = z_quantile(p);
+            one_sided(&est(z, 1.0), Direction::AtLeast, 0.0, 0.95)
+        };
+        let family = vec![make(0.04)?, make(0.01)?, make(0.02)?];
+        let out = holm(&family, 0.95)?;
+        assert!((out[1].adjusted_p - 0.03).abs() < 1e-9);
+        assert!((out[2].adjusted_p - 0.04).abs() < 1e-9);
+        assert!((out[0].adjusted_p - 0.04).abs() < 1e-9);
+        assert!(out.iter().all(|v| !v.holds));
+        let family = vec![make(0.01)?, make(0.03)?, make(0.04)?];
+        let out = holm(&family, 0.95)?;
+        assert!(!out[0].holds);
+        assert!(out[1].holds && out[2].holds);
+        assert!((out[1].adjusted_p - 0.06).abs() < 1e-9);
+        // Single tests would have refuted all three.
+        assert!(family.iter().all(|v| !v.holds));
+        Ok(())
+    }
+}

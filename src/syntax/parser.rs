@@ -1,0 +1,808 @@
+//! pest parse tree -> spanned AST. Operator precedence comes from pest's Pratt parser.
+
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+use pest::Parser;
+use pest::error::{ErrorVariant, InputLocation};
+use pest::iterators::{Pair, Pairs};
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+
+use super::ast::*;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/beb.pest"]
+struct BebParser;
+
+/// Deeper bracket nesting than this is refused before parsing, so hostile input cannot
+/// exhaust the stack of the recursive-descent parser.
+const MAX_NESTING: usize = 200;
+
+/// A syntax error: where, what was expected, and whether more input could complete it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyntaxError {
+    pub span: Span,
+    pub message: String,
+    /// The input ended before the construct did (the REPL then asks for another line).
+    pub incomplete: bool,
+}
+
+/// Parse a whole script.
+pub fn parse_program(source: &str, file: u32) -> Result<Vec<Stmt>, SyntaxError> {
+    check_nesting(source, file)?;
+    let mut pairs = BebParser::parse(Rule::program, source).map_err(|e| convert_error(e, source, file))?;
+    let program = pairs.next().ok_or_else(|| SyntaxError {
+        span: Span::new(file, 0, 0),
+        message: "empty parse".into(),
+        incomplete: false,
+    })?;
+    let builder = Builder { file };
+    builder.statements(program.into_inner())
+}
+
+/// Parse a `--set` value or other standalone expression.
+pub fn parse_expression(source: &str, file: u32) -> Result<Expr, SyntaxError> {
+    let statements = parse_program(source, file)?;
+    match statements.as_slice() {
+        [Spanned { node: StmtKind::Expr(expr), .. }] => Ok(expr.clone()),
+        _ => Err(SyntaxError {
+            span: Span::new(file, 0, source.len()),
+            message: "expected a single expression".into(),
+            incomplete: false,
+        }),
+    }
+}
+
+fn check_nesting(source: &str, file: u32) -> Result<(), SyntaxError> {
+    let mut depth = 0usize;
+    for (i, c) in source.char_indices() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(SyntaxError {
+                        span: Span::new(file, i, i + 1),
+                        message: format!("brackets nested deeper than {MAX_NESTING} levels"),
+                        incomplete: false,
+                    });
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn convert_error(error: pest::error::Error<Rule>, source: &str, file: u32) -> SyntaxError {
+    let (start, end) = match error.location {
+        InputLocation::Pos(p) => (p, p),
+        InputLocation::Span((s, e)) => (s, e),
+    };
+    let rest_is_blank = source[start.min(source.len())..]
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    let incomplete = start >= source.len() || (rest_is_blank && unclosed(source));
+    let message = match &error.variant {
+        ErrorVariant::ParsingError { positives, negatives } => {
+            let mut wanted: Vec<&'static str> = positives.iter().filter_map(|r| describe(*r)).collect();
+            wanted.sort();
+            wanted.dedup();
+            let found = describe_found(source, start);
+            if wanted.is_empty() && !negatives.is_empty() {
+                format!("unexpected {found}")
+            } else if wanted.is_empty() {
+                format!("unexpected {found}")
+            } else {
+                format!("expected {}, found {found}", join_alternatives(&wanted))
+            }
+        }
+        ErrorVariant::CustomError { message } => message.clone(),
+    };
+    // At the end of input, point at the last token so the diagnostic has something to show.
+    let (start, end) = if start >= source.trim_end().len() && !source.trim().is_empty() {
+        let last = source.trim_end().len();
+        let begin = source[..last].char_indices().last().map(|(i, _)| i).unwrap_or(0);
+        (begin, last)
+    } else if end > start {
+        (start, end)
+    } else {
+        (start, next_char_boundary(source, start))
+    };
+    SyntaxError {
+        span: Span::new(file, start, end),
+        message,
+        incomplete,
+    }
+}
+
+/// Whether brackets or a string are left open at the end of the source.
+fn unclosed(source: &str) -> bool {
+    let mut depth = 0i64;
+    let mut in_string = false;
+    let mut chars = source.chars();
+    while let Some(c) = chars.next() {
+        if in_string {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    in_string || depth > 0
+}
+
+fn next_char_boundary(source: &str, at: usize) -> usize {
+    source[at.min(source.len())..]
+        .chars()
+        .next()
+        .map(|c| at + c.len_utf8())
+        .unwrap_or(at)
+}
+
+fn describe_found(source: &str, at: usize) -> String {
+    match source[at.min(source.len())..].chars().next() {
+        None => "end of input".into(),
+        Some('\n') => "end of line".into(),
+        Some(c) => format!("`{c}`"),
+    }
+}
+
+fn join_alternatives(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// Human names for the rules that appear in "expected ..." messages.
+fn describe(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::expr | Rule::operation | Rule::postfix_expr | Rule::expr_stmt => "an expression",
+        Rule::ident => "a name",
+        Rule::arg_name => "a field name",
+        Rule::number => "a number",
+        Rule::string => "a string",
+        Rule::block => "a block `{ ... }`",
+        Rule::call_args => "`(`",
+        Rule::index => "`[`",
+        Rule::field => "`.`",
+        Rule::assign_op => "`=`",
+        Rule::range_op => "`..`",
+        Rule::or | Rule::and | Rule::eq | Rule::ne | Rule::le | Rule::ge | Rule::lt | Rule::gt => {
+            "an operator"
+        }
+        Rule::add | Rule::sub | Rule::mul | Rule::div | Rule::rem | Rule::pow => "an operator",
+        Rule::EOI => "end of input",
+        Rule::kw_in => "`in`",
+        Rule::kw_to => "`to`",
+        Rule::kw_else => "`else`",
+        Rule::confidence => "`at N%`",
+        Rule::record_field => "a field `name: value`",
+        Rule::sentence_entry => "an entry `\"text\": probability @ score`",
+        Rule::param | Rule::params => "a parameter name",
+        Rule::argument | Rule::named_arg => "an argument",
+        Rule::statement | Rule::let_stmt | Rule::fn_def | Rule::print_stmt | Rule::assert_stmt => {
+            "a statement"
+        }
+        Rule::import_all => "`.*`",
+        Rule::format_spec => "a format like `:.3`",
+        _ => return None,
+    })
+}
+
+fn pratt() -> &'static PrattParser<Rule> {
+    static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
+    PRATT.get_or_init(|| {
+        PrattParser::new()
+            .op(Op::infix(Rule::or, Assoc::Left))
+            .op(Op::infix(Rule::and, Assoc::Left))
+            .op(Op::prefix(Rule::not))
+            .op(Op::infix(Rule::eq, Assoc::Left)
+                | Op::infix(Rule::ne, Assoc::Left)
+                | Op::infix(Rule::lt, Assoc::Left)
+                | Op::infix(Rule::le, Assoc::Left)
+                | Op::infix(Rule::gt, Assoc::Left)
+                | Op::infix(Rule::ge, Assoc::Left))
+            .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
+            .op(Op::infix(Rule::mul, Assoc::Left)
+                | Op::infix(Rule::div, Assoc::Left)
+                | Op::infix(Rule::rem, Assoc::Left))
+            .op(Op::prefix(Rule::neg))
+            .op(Op::infix(Rule::pow, Assoc::Right))
+    })
+}
+
+struct Builder {
+    file: u32,
+}
+
+type Built<T> = Result<T, SyntaxError>;
+
+impl Builder {
+    fn span(&self, pair: &Pair<Rule>) -> Span {
+        let s = pair.as_span();
+        Span::new(self.file, s.start(), s.end())
+    }
+
+    fn error(&self, pair: &Pair<Rule>, message: impl Into<String>) -> SyntaxError {
+        SyntaxError {
+            span: self.span(pair),
+            message: message.into(),
+            incomplete: false,
+        }
+    }
+
+    fn name(&self, pair: Pair<Rule>) -> Spanned<Name> {
+        Spanned {
+            span: self.span(&pair),
+            node: Rc::from(pair.as_str()),
+        }
+    }
+
+    fn statements(&self, pairs: Pairs<Rule>) -> Built<Vec<Stmt>> {
+        pairs
+            .filter(|p| p.as_rule() != Rule::EOI)
+            .map(|p| self.statement(p))
+            .collect()
+    }
+
+    fn statement(&self, pair: Pair<Rule>) -> Built<Stmt> {
+        let span = self.span(&pair);
+        let rule = pair.as_rule();
+        let mut inner = pair.into_inner();
+        let node = match rule {
+            Rule::let_stmt => {
+                skip_keyword(&mut inner);
+                let name = self.name(next(&mut inner)?);
+                StmtKind::Let(name, self.expr(next(&mut inner)?)?)
+            }
+            Rule::assign_stmt => {
+                let name = self.name(next(&mut inner)?);
+                let op = match next(&mut inner)?.as_str() {
+                    "+=" => AssignOp::Add,
+                    "-=" => AssignOp::Sub,
+                    "*=" => AssignOp::Mul,
+                    "/=" => AssignOp::Div,
+                    _ => AssignOp::Set,
+                };
+                StmtKind::Assign(name, op, self.expr(next(&mut inner)?)?)
+            }
+            Rule::fn_def => StmtKind::Fn(Rc::new(self.fn_def(span, inner)?)),
+            Rule::doc_block => StmtKind::Doc,
+            Rule::import_stmt => {
+                skip_keyword(&mut inner);
+                let module = self.name(next(&mut inner)?);
+                let mut alias = None;
+                let mut all = false;
+                for p in inner {
+                    match p.as_rule() {
+                        Rule::import_all => all = true,
+                        Rule::ident => alias = Some(self.name(p)),
+                        _ => {}
+                    }
+                }
+                StmtKind::Import { module, alias, all }
+            }
+            Rule::assert_stmt => {
+                skip_keyword(&mut inner);
+                let cond = self.expr(next(&mut inner)?)?;
+                let mut confidence = None;
+                let mut message = None;
+                for p in inner {
+                    match p.as_rule() {
+                        Rule::confidence => {
+                            let number = p
+                                .into_inner()
+                                .find(|q| q.as_rule() == Rule::number)
+                                .ok_or_else(|| self.internal(span))?;
+                            let level = self.number(&number)?;
+                            if !(level > 0.0 && level < 100.0) {
+                                return Err(self.error(&number, "a confidence level is a percentage between 0 and 100"));
+                            }
+                            confidence = Some(level);
+                        }
+                        _ => message = Some(self.expr(p)?),
+                    }
+                }
+                StmtKind::Assert {
+                    cond,
+                    confidence,
+                    message,
+                }
+            }
+            Rule::print_stmt => {
+                skip_keyword(&mut inner);
+                StmtKind::Print(inner.map(|p| self.expr(p)).collect::<Built<_>>()?)
+            }
+            Rule::save_stmt => {
+                skip_keyword(&mut inner);
+                let value = self.expr(next(&mut inner)?)?;
+                skip_keyword(&mut inner);
+                let path = self.expr(next(&mut inner)?)?;
+                StmtKind::Save { value, path }
+            }
+            Rule::for_stmt => {
+                skip_keyword(&mut inner);
+                let var = self.name(next(&mut inner)?);
+                skip_keyword(&mut inner);
+                let iter = self.expr(next(&mut inner)?)?;
+                let body = self.statements(next(&mut inner)?.into_inner())?;
+                StmtKind::For { var, iter, body }
+            }
+            Rule::return_stmt => {
+                skip_keyword(&mut inner);
+                StmtKind::Return(inner.next().map(|p| self.expr(p)).transpose()?)
+            }
+            Rule::expr_stmt => StmtKind::Expr(self.expr(next(&mut inner)?)?),
+            other => return Err(SyntaxError {
+                span,
+                message: format!("unexpected {other:?}"),
+                incomplete: false,
+            }),
+        };
+        Ok(Spanned { node, span })
+    }
+
+    fn internal(&self, span: Span) -> SyntaxError {
+        SyntaxError {
+            span,
+            message: "malformed syntax tree".into(),
+            incomplete: false,
+        }
+    }
+
+    fn fn_def(&self, span: Span, inner: Pairs<Rule>) -> Built<FnDef> {
+        let mut doc_lines = Vec::new();
+        let mut name = None;
+        let mut params = Vec::new();
+        let mut body = None;
+        for p in inner {
+            match p.as_rule() {
+                Rule::doc_comment => doc_lines.push(doc_text(p.as_str())),
+                Rule::ident => name = Some(Rc::from(p.as_str())),
+                Rule::params => params = self.params(p.into_inner())?,
+                Rule::block => body = Some(self.block_expr(p)?),
+                _ => {}
+            }
+        }
+        Ok(FnDef {
+            name,
+            doc: (!doc_lines.is_empty()).then(|| doc_lines.join("\n")),
+            params,
+            body: body.ok_or_else(|| self.internal(span))?,
+            span,
+        })
+    }
+
+    fn params(&self, pairs: Pairs<Rule>) -> Built<Vec<Param>> {
+        pairs
+            .filter(|p| p.as_rule() == Rule::param)
+            .map(|p| {
+                let mut inner = p.into_inner();
+                let name = self.name(next(&mut inner)?);
+                let default = inner.next().map(|d| self.expr(d)).transpose()?;
+                Ok(Param { name, default })
+            })
+            .collect()
+    }
+
+    fn block_expr(&self, pair: Pair<Rule>) -> Built<Expr> {
+        let span = self.span(&pair);
+        Ok(Spanned {
+            node: ExprKind::Block(self.statements(pair.into_inner())?),
+            span,
+        })
+    }
+
+    fn expr(&self, pair: Pair<Rule>) -> Built<Expr> {
+        match pair.as_rule() {
+            Rule::expr => {
+                let span = self.span(&pair);
+                let mut inner = pair.into_inner();
+                let first = self.operation(next(&mut inner)?)?;
+                match inner.next() {
+                    None => Ok(first),
+                    Some(op) => {
+                        let inclusive = op.as_str() == "..=";
+                        let end = self.operation(next(&mut inner)?)?;
+                        Ok(Spanned {
+                            node: ExprKind::Range {
+                                start: Some(Box::new(first)),
+                                end: Some(Box::new(end)),
+                                inclusive,
+                            },
+                            span,
+                        })
+                    }
+                }
+            }
+            Rule::operation => self.operation(pair),
+            _ => self.primary(pair),
+        }
+    }
+
+    fn operation(&self, pair: Pair<Rule>) -> Built<Expr> {
+        pratt()
+            .map_primary(|p| self.postfix_expr(p))
+            .map_prefix(|op, rhs| {
+                let rhs = rhs?;
+                let span = self.span(&op).to(rhs.span);
+                let op = if op.as_rule() == Rule::neg { UnaryOp::Neg } else { UnaryOp::Not };
+                // Fold negative literals so `-3` is a number, not an operation.
+                if let (UnaryOp::Neg, ExprKind::Number(x)) = (op, &rhs.node) {
+                    return Ok(Spanned { node: ExprKind::Number(-x), span });
+                }
+                Ok(Spanned {
+                    node: ExprKind::Unary(op, Box::new(rhs)),
+                    span,
+                })
+            })
+            .map_infix(|lhs, op, rhs| {
+                let (lhs, rhs) = (lhs?, rhs?);
+                let span = lhs.span.to(rhs.span);
+                let op = match op.as_rule() {
+                    Rule::or => BinaryOp::Or,
+                    Rule::and => BinaryOp::And,
+                    Rule::eq => BinaryOp::Eq,
+                    Rule::ne => BinaryOp::Ne,
+                    Rule::lt => BinaryOp::Lt,
+                    Rule::le => BinaryOp::Le,
+                    Rule::gt => BinaryOp::Gt,
+                    Rule::ge => BinaryOp::Ge,
+                    Rule::add => BinaryOp::Add,
+                    Rule::sub => BinaryOp::Sub,
+                    Rule::mul => BinaryOp::Mul,
+                    Rule::div => BinaryOp::Div,
+                    Rule::rem => BinaryOp::Rem,
+                    _ => BinaryOp::Pow,
+                };
+                Ok(Spanned {
+                    node: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
+                    span,
+                })
+            })
+            .parse(pair.into_inner())
+    }
+
+    fn postfix_expr(&self, pair: Pair<Rule>) -> Built<Expr> {
+        let mut inner = pair.into_inner();
+        let mut expr = self.primary(next(&mut inner)?)?;
+        for post in inner {
+            let span = expr.span.to(self.span(&post));
+            let node = match post.as_rule() {
+                Rule::call_args => {
+                    let args = post
+                        .into_inner()
+                        .map(|a| self.argument(a))
+                        .collect::<Built<Vec<_>>>()?;
+                    ExprKind::Call {
+                        callee: Box::new(expr),
+                        args,
+                    }
+                }
+                Rule::index => {
+                    let inside = next(&mut post.into_inner())?;
+                    let index = if inside.as_rule() == Rule::slice {
+                        self.slice(inside)?
+                    } else {
+                        self.expr(inside)?
+                    };
+                    ExprKind::Index {
+                        target: Box::new(expr),
+                        index: Box::new(index),
+                    }
+                }
+                Rule::field => {
+                    let name = self.name(next(&mut post.into_inner())?);
+                    ExprKind::Field {
+                        target: Box::new(expr),
+                        name,
+                    }
+                }
+                _ => return Err(self.error(&post, "unexpected postfix")),
+            };
+            expr = Spanned { node, span };
+        }
+        Ok(expr)
+    }
+
+    fn slice(&self, pair: Pair<Rule>) -> Built<Expr> {
+        let span = self.span(&pair);
+        let mut start = None;
+        let mut end = None;
+        let mut inclusive = false;
+        let mut seen_op = false;
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                Rule::range_op => {
+                    inclusive = p.as_str() == "..=";
+                    seen_op = true;
+                }
+                _ if seen_op => end = Some(Box::new(self.operation(p)?)),
+                _ => start = Some(Box::new(self.operation(p)?)),
+            }
+        }
+        Ok(Spanned {
+            node: ExprKind::Range { start, end, inclusive },
+            span,
+        })
+    }
+
+    fn argument(&self, pair: Pair<Rule>) -> Built<Arg> {
+        let inner = next(&mut pair.into_inner())?;
+        if inner.as_rule() == Rule::named_arg {
+            let mut parts = inner.into_inner();
+            let name = self.name(next(&mut parts)?);
+            let value = self.expr(next(&mut parts)?)?;
+            Ok(Arg {
+                name: Some(name),
+                value,
+            })
+        } else {
+            Ok(Arg {
+                name: None,
+                value: self.expr(inner)?,
+            })
+        }
+    }
+
+    fn number(&self, pair: &Pair<Rule>) -> Built<f64> {
+        let text: String = pair.as_str().chars().filter(|c| *c != '_').collect();
+        text.parse::<f64>()
+            .map_err(|_| self.error(pair, format!("`{}` is not a valid number", pair.as_str())))
+    }
+
+    fn fields(&self, pairs: Pairs<Rule>) -> Built<Vec<Field>> {
+        pairs
+            .filter(|p| p.as_rule() == Rule::record_field)
+            .map(|p| {
+                let mut inner = p.into_inner();
+                let name = self.name(next(&mut inner)?);
+                let value = self.expr(next(&mut inner)?)?;
+                Ok(Field { name, value })
+            })
+            .collect()
+    }
+
+    fn primary(&self, pair: Pair<Rule>) -> Built<Expr> {
+        let span = self.span(&pair);
+        let node = match pair.as_rule() {
+            Rule::expr | Rule::operation => return self.expr(pair),
+            Rule::number => ExprKind::Number(self.number(&pair)?),
+            Rule::boolean => ExprKind::Bool(pair.as_str() == "true"),
+            Rule::none_lit => ExprKind::None,
+            Rule::ident => ExprKind::Ident(Rc::from(pair.as_str())),
+            Rule::string => ExprKind::Str(self.string(pair)?),
+            Rule::list => ExprKind::List(pair.into_inner().map(|p| self.expr(p)).collect::<Built<_>>()?),
+            Rule::record => ExprKind::Record(self.fields(pair.into_inner())?),
+            Rule::block => return self.block_expr(pair),
+            Rule::lambda => {
+                let mut params = Vec::new();
+                let mut body = None;
+                for p in pair.into_inner() {
+                    match p.as_rule() {
+                        Rule::param => params.extend(self.params(Pairs::single(p))?),
+                        _ => body = Some(self.expr(p)?),
+                    }
+                }
+                ExprKind::Lambda(Rc::new(FnDef {
+                    name: None,
+                    doc: None,
+                    params,
+                    body: body.ok_or_else(|| self.internal(span))?,
+                    span,
+                }))
+            }
+            Rule::if_expr => {
+                let mut inner = pair.into_inner();
+                skip_keyword(&mut inner);
+                let cond = self.expr(next(&mut inner)?)?;
+                let then = self.block_expr(next(&mut inner)?)?;
+                skip_keyword(&mut inner);
+                let otherwise = match inner.next() {
+                    None => None,
+                    Some(p) if p.as_rule() == Rule::block => Some(Box::new(self.block_expr(p)?)),
+                    Some(p) => Some(Box::new(self.primary(p)?)),
+                };
+                ExprKind::If {
+                    cond: Box::new(cond),
+                    then: Box::new(then),
+                    otherwise,
+                }
+            }
+            Rule::sweep_expr => {
+                let mut vars = Vec::new();
+                let mut body = Vec::new();
+                let mut fields = Vec::new();
+                for p in pair.into_inner() {
+                    match p.as_rule() {
+                        Rule::sweep_var => {
+                            let mut inner = p.into_inner();
+                            let name = self.name(next(&mut inner)?);
+                            skip_keyword(&mut inner);
+                            vars.push((name, self.expr(next(&mut inner)?)?));
+                        }
+                        Rule::sweep_body => {
+                            let (stmts, rest): (Vec<_>, Vec<_>) =
+                                p.into_inner().partition(|q| q.as_rule() != Rule::record_field);
+                            body = stmts.into_iter().map(|s| self.statement(s)).collect::<Built<_>>()?;
+                            for f in rest {
+                                fields.extend(self.fields(Pairs::single(f))?);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                ExprKind::Sweep { vars, body, fields }
+            }
+            Rule::sentences_lit => {
+                let mut entries = Vec::new();
+                for e in pair.into_inner() {
+                    let mut inner = e.into_inner();
+                    let text = self.expr(next(&mut inner)?)?;
+                    let prob = self.expr(next(&mut inner)?)?;
+                    let score = inner.next().map(|s| self.expr(s)).transpose()?;
+                    entries.push(SentenceEntry { text, prob, score });
+                }
+                ExprKind::Sentences(entries)
+            }
+            _ => return Err(self.error(&pair, "unexpected syntax")),
+        };
+        Ok(Spanned { node, span })
+    }
+
+    fn string(&self, pair: Pair<Rule>) -> Built<Vec<StrPart>> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        for p in pair.into_inner() {
+            match p.as_rule() {
+                Rule::text_chunk => text.push_str(p.as_str()),
+                Rule::escape => {
+                    let c = p.as_str().chars().nth(1).unwrap_or('\\');
+                    text.push(match c {
+                        'n' => '\n',
+                        't' => '\t',
+                        'r' => '\r',
+                        '0' => '\0',
+                        '\\' | '"' | '{' | '}' => c,
+                        _ => return Err(self.error(&p, format!("unknown escape `\\{c}` (known: \\n \\t \\r \\0 \\\\ \\\" \\{{ \\}})"))),
+                    });
+                }
+                Rule::interpolation => {
+                    if !text.is_empty() {
+                        parts.push(StrPart::Text(std::mem::take(&mut text)));
+                    }
+                    let mut inner = p.into_inner();
+                    let expr = self.expr(next(&mut inner)?)?;
+                    let spec = inner.next().map(|s| s.as_str()[1..].to_string());
+                    parts.push(StrPart::Interp { expr, spec });
+                }
+                _ => {}
+            }
+        }
+        if !text.is_empty() || parts.is_empty() {
+            parts.push(StrPart::Text(text));
+        }
+        Ok(parts)
+    }
+}
+
+/// The text of a `## ...` doc comment line.
+fn doc_text(line: &str) -> String {
+    let text = line.trim_start_matches('#');
+    text.strip_prefix(' ').unwrap_or(text).trim_end().to_string()
+}
+
+/// Skip a keyword token if it is next (keywords are non-silent so spans stay exact).
+fn skip_keyword(pairs: &mut Pairs<Rule>) {
+    if let Some(p) = pairs.peek() {
+        if matches!(
+            p.as_rule(),
+            Rule::kw_let
+                | Rule::kw_fn
+                | Rule::kw_if
+                | Rule::kw_else
+                | Rule::kw_for
+                | Rule::kw_sweep
+                | Rule::kw_import
+                | Rule::kw_assert
+                | Rule::kw_print
+                | Rule::kw_return
+                | Rule::kw_save
+                | Rule::kw_in
+                | Rule::kw_to
+                | Rule::kw_as
+        ) {
+            pairs.next();
+        }
+    }
+}
+
+fn next<'a>(pairs: &mut Pairs<'a, Rule>) -> Built<Pair<'a, Rule>> {
+    pairs.next().ok_or(SyntaxError {
+        span: Span::default(),
+        message: "malformed syntax tree".into(),
+        incomplete: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expr(src: &str) -> ExprKind {
+        parse_expression(src, 0).map(|e| e.node).unwrap_or_else(|e| panic!("{src}: {e:?}"))
+    }
+
+    #[test]
+    fn precedence_follows_arithmetic() {
+        let ExprKind::Binary(BinaryOp::Add, _, rhs) = expr("1 + 2 * 3") else { panic!("not add") };
+        assert!(matches!(rhs.node, ExprKind::Binary(BinaryOp::Mul, _, _)));
+        let ExprKind::Unary(UnaryOp::Neg, inner) = expr("-x ^ 2") else { panic!("not neg") };
+        assert!(matches!(inner.node, ExprKind::Binary(BinaryOp::Pow, _, _)));
+        assert!(matches!(expr("0..n + 1"), ExprKind::Range { inclusive: false, .. }));
+        assert_eq!(expr("1e-4"), ExprKind::Number(1e-4));
+        assert_eq!(expr("-2"), ExprKind::Number(-2.0));
+    }
+
+    #[test]
+    fn slices_and_calls() {
+        let ExprKind::Index { index, .. } = expr("s[..n]") else { panic!("not index") };
+        assert!(matches!(index.node, ExprKind::Range { start: None, end: Some(_), .. }));
+        let ExprKind::Call { args, .. } = expr("f(x, seed: 7)") else { panic!("not call") };
+        assert_eq!(args.len(), 2);
+        assert_eq!(args[1].name.as_ref().map(|n| &*n.node), Some("seed"));
+    }
+
+    #[test]
+    fn strings_interpolate() {
+        let ExprKind::Str(parts) = expr(r#""a {x:.2} b\n""#) else { panic!("not str") };
+        assert_eq!(parts.len(), 3);
+        assert!(matches!(&parts[1], StrPart::Interp { spec: Some(s), .. } if s == ".2"));
+    }
+
+    #[test]
+    fn incomplete_input_is_told_apart_from_wrong_input() {
+        for src in ["1 +", "let x = (1", "fn f(a) {", "\"abc", "[1, 2,\n"] {
+            let err = parse_program(src, 0).expect_err(src);
+            assert!(err.incomplete, "{src} should be incomplete: {err:?}");
+        }
+        for src in ["1 + )", "let = 3", "x ]"] {
+            let err = parse_program(src, 0).expect_err(src);
+            assert!(!err.incomplete, "{src} should be wrong: {err:?}");
+        }
+    }
+
+    #[test]
+    fn keywords_do_not_swallow_names() {
+        assert!(parse_program("for x in input { print x }", 0).is_ok());
+        assert!(parse_program("let letter = 1\nprint letter", 0).is_ok());
+        assert!(parse_program("let sentences = 3\nprint sentences", 0).is_ok());
+    }
+
+    #[test]
+    fn sweeps_and_sentences() {
+        let src = "sweep n in 0..=3, a in [1, 2] { let k = n * a\n kl: k, b: n }";
+        assert!(matches!(expr(src), ExprKind::Sweep { ref vars, ref fields, .. } if vars.len() == 2 && fields.len() == 2));
+        let src = r#"sentences { "Go away.": 0.7 @ -1, "Hi.": 0.3 @ 1 }"#;
+        assert!(matches!(expr(src), ExprKind::Sentences(ref e) if e.len() == 2));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let src = "(".repeat(10_000);
+        assert!(parse_program(&src, 0).is_err());
+    }
+}
