@@ -42,6 +42,22 @@ pub fn significant(x: f64, digits: usize) -> String {
     }
 }
 
+/// An estimate as `mean ± stderr`, the mean rounded to the standard error's second
+/// significant digit (the digits beyond it are noise).
+pub fn estimate(mean: f64, stderr: f64) -> String {
+    if !mean.is_finite() || !stderr.is_finite() || stderr <= 0.0 {
+        return format!("{} ± {}", significant(mean, 6), number(stderr));
+    }
+    let decimals = 1 - stderr.log10().floor() as i32;
+    if (0..=8).contains(&decimals) && mean.abs() < 1e12 {
+        let d = decimals as usize;
+        format!("{mean:.d$} ± {stderr:.d$}")
+    } else {
+        let digits = ((mean.abs() / stderr).log10().floor().max(0.0) as usize + 1).min(15);
+        format!("{mean:.digits$e} ± {stderr:.1e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,7 +68,11 @@ mod tests {
         assert_eq!(number(0.1), "0.1");
         assert_eq!(number(1e-300), "1e-300");
         assert_eq!(number(f64::INFINITY), "inf");
-        assert_eq!(significant(3.14159, 3), "3.14");
+        assert_eq!(estimate(9.188161, 0.014678), "9.188 ± 0.015");
+        assert_eq!(estimate(23.14, 1.23), "23.1 ± 1.2");
+        assert_eq!(estimate(4.54e-5, 1.32e-5), "0.000045 ± 0.000013");
+        assert_eq!(estimate(4.54e-12, 1.32e-12), "4.5e-12 ± 1.3e-12");
+        assert_eq!(significant(2.71828, 3), "2.72");
         assert_eq!(significant(1234.5, 2), "1234");
         assert_eq!(significant(1.0, 6), "1");
         assert_eq!(significant(0.5, 6), "0.5");

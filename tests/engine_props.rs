@@ -261,7 +261,7 @@ fn near(a: f64, b: f64, tol: f64) -> bool {
 // (a) Mixture conditionals against the joint.
 
 proptest! {
-    #![proptest_config(config(3000, 0xbeb_a))]
+    #![proptest_config(config(3000, 0xbeba))]
 
     #[test]
     fn mixture_conditionals_match_brute_force(
@@ -309,7 +309,7 @@ proptest! {
 // (b) KL is non-negative and equals the brute-force sum; so does the log-ratio variance.
 
 proptest! {
-    #![proptest_config(config(1500, 0xbeb_b))]
+    #![proptest_config(config(1500, 0xbebb))]
 
     #[test]
     fn kl_and_variance_are_exact(
@@ -371,7 +371,7 @@ proptest! {
 // (c) The pointwise bound of eq. 99-100 and Lemma 2 (eq. 29), for every sampled prefix.
 
 proptest! {
-    #![proptest_config(config(1500, 0xbeb_c))]
+    #![proptest_config(config(1500, 0xbebc))]
 
     #[test]
     fn pointwise_bounds_hold_for_every_prefix(
@@ -418,6 +418,12 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------------
 // (d) Monte Carlo estimates land within 4 standard errors of the exact values.
+//
+// Models here have non-zero probabilities >= ~0.01 and moderate weights: normal-theory
+// standard errors cannot be right for a distribution whose variance comes from events too
+// rare to appear among the draws (then every draw can agree and the estimated standard error
+// is 0). The variance's delta-method error is also weakest for near-symmetric two-point
+// log-ratios, where its first-order term vanishes; a few such cases remain in the 1%.
 
 fn within(mc: &Measured, exact: f64) -> bool {
     let e = mc.as_estimate();
@@ -427,7 +433,7 @@ fn within(mc: &Measured, exact: f64) -> bool {
 
 #[test]
 fn monte_carlo_agrees_with_exact() -> Result<(), TestCaseError> {
-    let mut runner = TestRunner::new(config(1, 0xbeb_d));
+    let mut runner = TestRunner::new(config(1, 0xbebd));
     let strategy = (2usize..=5).prop_flat_map(|v| {
         (
             regular_spec(v, regular_probs_with_zeros),
@@ -436,7 +442,7 @@ fn monte_carlo_agrees_with_exact() -> Result<(), TestCaseError> {
             0usize..4,
         )
     });
-    let cases = 400;
+    let cases = 1000;
     let (mut kl_hits, mut kl_cases) = (0, 0);
     let (mut b_hits, mut b_cases) = (0, 0);
     let (mut var_hits, mut var_cases) = (0, 0);
@@ -450,7 +456,7 @@ fn monte_carlo_agrees_with_exact() -> Result<(), TestCaseError> {
             len,
             &mut sample_rng(case, "given", 0),
         ))?;
-        let method = Method::monte_carlo(400, case, "mc");
+        let method = Method::monte_carlo(1000, case, "mc");
         b_cases += 1;
         let exact_b = ok(expect_scores(&*p, &given, &Method::Exact))?.value();
         if within(&ok(expect_scores(&*p, &given, &method))?, exact_b) {
@@ -474,8 +480,7 @@ fn monte_carlo_agrees_with_exact() -> Result<(), TestCaseError> {
                 var_hits += 1;
             } else {
                 println!(
-                    "MISS var case {case}: exact {exact_var} mc {mc_var} h={horizon} kl={}",
-                    exact_kl.value()
+                    "variance outside 4 SE in case {case}: exact {exact_var}, estimate {mc_var}"
                 );
             }
         }

@@ -67,6 +67,9 @@ pub struct Interp {
     pub verdicts: Vec<Verdict>,
     /// Every value saved: (path relative to the run folder, value).
     pub saved: Vec<(String, Value)>,
+    /// Loop steps and calls allowed before evaluation stops (unlimited when `None`); lets
+    /// tests run arbitrary generated programs safely.
+    pub fuel: Option<u64>,
 }
 
 impl Interp {
@@ -96,6 +99,7 @@ impl Interp {
             out_dir: PathBuf::from("."),
             verdicts: Vec::new(),
             saved: Vec::new(),
+            fuel: None,
         }
     }
 
@@ -159,12 +163,18 @@ impl Interp {
             .map_err(|e| BebError::new(ErrorKind::Io, format!("cannot write output: {e}")))
     }
 
-    fn check_interrupt(&self) -> BebResult<()> {
+    /// Called at every loop step and call: honours Ctrl-C and the optional step budget.
+    fn check_interrupt(&mut self) -> BebResult<()> {
         if self.interrupt.swap(false, Ordering::SeqCst) {
-            Err(BebError::new(ErrorKind::Interrupted, "interrupted"))
-        } else {
-            Ok(())
+            return Err(BebError::new(ErrorKind::Interrupted, "interrupted"));
         }
+        if let Some(fuel) = &mut self.fuel {
+            if *fuel == 0 {
+                return Err(BebError::new(ErrorKind::Interrupted, "step budget exhausted"));
+            }
+            *fuel -= 1;
+        }
+        Ok(())
     }
 
     /// The stream a randomised builtin draws from: an explicit `seed:` (a number is a root seed,
@@ -364,7 +374,13 @@ impl Interp {
             Some(m) => format!("assertion failed: {m}"),
             None => format!("assertion failed: {source_text}"),
         };
-        let mut err = BebError::new(ErrorKind::Assertion, headline).at(cond.span).with_label(detail.clone());
+        // With both sides labelled, the verdict goes under the operator: labels that overlap
+        // the sides' labels would be drawn on top of each other.
+        let primary = match &cond.node {
+            ExprKind::Binary(op, l, r) if !notes.is_empty() => self.operator_span(*op, l.span, r.span),
+            _ => cond.span,
+        };
+        let mut err = BebError::new(ErrorKind::Assertion, headline).at(primary).with_label(detail.clone());
         for (s, text) in notes {
             err = err.with_note(s, text);
         }
@@ -437,6 +453,15 @@ impl Interp {
             .map_err(|e| e.at(cond.span))?;
         let notes = vec![(l.span, format!("left: {}", brief(&left))), (r.span, format!("right: {}", brief(&right)))];
         Ok((test.passed, test.detail, notes))
+    }
+
+    /// The span of the operator written between two operands (the whole gap if it is not found).
+    fn operator_span(&self, op: BinaryOp, left: Span, right: Span) -> Span {
+        let gap = Span { start: left.end, end: right.start, file: left.file };
+        match self.snippet(gap).find(op.symbol()) {
+            Some(i) => Span::new(gap.file, gap.start as usize + i, gap.start as usize + i + op.symbol().len()),
+            None => gap,
+        }
     }
 
     fn snippet(&self, span: Span) -> String {
@@ -562,13 +587,8 @@ impl Interp {
                     };
                     let prob = self.number(&entry.prob, env, "a probability")?;
                     let score = match &entry.score {
-                        Some(s) => self.number(s, env, "a behavior score")?,
-                        None => {
-                            return Err(BebError::value(format!("the sentence {text:?} has no behavior score"))
-                                .at(entry.prob.span)
-                                .with_help("write `probability @ score`, with the score in [-1, 1]")
-                                .into());
-                        }
+                        Some(s) => Some(self.number(s, env, "a behavior score")?),
+                        None => None,
                     };
                     evaluated.push((text, prob, score));
                 }
@@ -682,7 +702,10 @@ impl Interp {
             columns.push(f.name.node.clone());
         }
         let mut rows = Vec::new();
-        let total: usize = domains.iter().map(Vec::len).product();
+        let total = domains.iter().try_fold(1usize, |n, d| n.checked_mul(d.len())).ok_or_else(|| {
+            let span = vars.iter().map(|(_, e)| e.span).reduce(Span::to).unwrap_or_default();
+            BebError::value("this sweep has more rows than can be counted").at(span)
+        })?;
         for step in 0..total {
             self.check_interrupt()?;
             let scope = Env::child(env);
@@ -771,9 +794,10 @@ impl Interp {
         };
         if positional.len() > def.params.len() {
             return Err(BebError::argument(format!(
-                "{} takes {} arguments, {} given",
+                "{} takes {} argument{}, {} given",
                 signature(),
                 def.params.len(),
+                if def.params.len() == 1 { "" } else { "s" },
                 positional.len()
             ))
             .at(span)
@@ -965,6 +989,9 @@ pub fn field(v: &Value, name: &str) -> BebResult<Value> {
     }
 }
 
+/// The most digits a format spec may ask for (well past what an f64 holds).
+const MAX_FORMAT_DIGITS: usize = 100;
+
 /// `{x:.3}` (fixed decimals) and `{x:.3e}` (scientific) in string interpolation.
 fn format_with_spec(v: &Value, spec: &str) -> BebResult<String> {
     let bad = || BebError::value(format!("unknown format `:{spec}`")).with_help("formats: `:.3` (3 decimals), `:.3e` (scientific)");
@@ -974,6 +1001,9 @@ fn format_with_spec(v: &Value, spec: &str) -> BebResult<String> {
         None => (body, false),
     };
     let digits: usize = digits.parse().map_err(|_| bad())?;
+    if digits > MAX_FORMAT_DIGITS {
+        return Err(BebError::value(format!("`:{spec}` asks for more than {MAX_FORMAT_DIGITS} digits")));
+    }
     let one = |x: f64| if scientific { format!("{x:.digits$e}") } else { format!("{x:.digits$}") };
     match v {
         Value::Num(x) => Ok(one(*x)),

@@ -107,7 +107,9 @@ impl Args {
     ) -> BebResult<Args> {
         let mut values: Vec<Option<(Value, Span)>> = vec![None; builtin.params.len()];
         let mut rest = Vec::new();
-        let fixed: Vec<usize> = (0..builtin.params.len()).filter(|&i| !builtin.params[i].variadic).collect();
+        // Positional arguments fill the parameters before a `*rest` one; those after it are
+        // keyword-only.
+        let fixed: Vec<usize> = (0..builtin.params.len()).take_while(|&i| !builtin.params[i].variadic).collect();
         let variadic = builtin.params.iter().any(|p| p.variadic);
         let mut positional = positional.into_iter();
         for &i in &fixed {
@@ -122,7 +124,12 @@ impl Args {
             } else {
                 return Err(signature_error(
                     &builtin,
-                    format!("{}() takes at most {} positional arguments", builtin.name, fixed.len()),
+                    format!(
+                        "{}() takes at most {} positional argument{}",
+                        builtin.name,
+                        fixed.len(),
+                        if fixed.len() == 1 { "" } else { "s" }
+                    ),
                     span,
                 ));
             }
@@ -299,10 +306,16 @@ pub fn to_count(x: f64) -> Option<usize> {
     (x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 9.0e15).then_some(x as usize)
 }
 
+/// The longest range turned into a list.
+pub const MAX_MATERIALIZED: usize = 50_000_000;
+
 /// The elements of anything iterable: lists, ranges, table rows, texts (one-unit texts).
 pub fn iterate(value: &Value) -> Option<Vec<Value>> {
     match value {
         Value::List(items) => Some(items.as_ref().clone()),
+        // Materialising more than this many numbers is almost surely a mistake (and would
+        // exhaust memory); loops over larger ranges are refused rather than attempted.
+        Value::Range(r) if r.len() > MAX_MATERIALIZED => None,
         Value::Range(r) => Some(r.iter().map(|i| Value::Num(i as f64)).collect()),
         Value::Table(t) => Some(
             (0..t.rows.len())

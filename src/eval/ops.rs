@@ -15,7 +15,7 @@ pub fn unary(op: UnaryOp, value: &Value) -> BebResult<Value> {
         (UnaryOp::Neg, Value::Estimate(e)) => Ok(Value::Estimate(Estimate { mean: -e.mean, ..*e })),
         (UnaryOp::Not, Value::Bool(b)) => Ok(Value::Bool(!b)),
         (_, Value::List(_) | Value::Range(_)) => {
-            let items = iterate(value).unwrap_or_default();
+            let items = elements(value)?;
             Ok(Value::list(items.iter().map(|v| unary(op, v)).collect::<BebResult<_>>()?))
         }
         (UnaryOp::Neg, other) => Err(BebError::type_error(format!("cannot negate a {}", other.type_name()))),
@@ -28,6 +28,11 @@ pub fn unary(op: UnaryOp, value: &Value) -> BebResult<Value> {
 
 fn is_listlike(v: &Value) -> bool {
     matches!(v, Value::List(_) | Value::Range(_))
+}
+
+/// The elements of a list or range operated on element-wise (a range too long to hold is refused).
+fn elements(v: &Value) -> BebResult<Vec<Value>> {
+    iterate(v).ok_or_else(|| BebError::value(format!("{v} has too many elements to operate on element by element")))
 }
 
 pub fn binary(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
@@ -82,8 +87,8 @@ fn mismatch(op: BinaryOp, left: &Value, right: &Value) -> BebError {
 }
 
 fn elementwise(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
-    let items = |v: &Value| if is_listlike(v) { iterate(v) } else { None };
-    let out: Vec<Value> = match (items(left), items(right)) {
+    let items = |v: &Value| if is_listlike(v) { elements(v).map(Some) } else { Ok(None) };
+    let out: Vec<Value> = match (items(left)?, items(right)?) {
         (Some(a), Some(b)) => {
             if a.len() != b.len() {
                 return Err(BebError::new(

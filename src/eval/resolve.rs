@@ -13,6 +13,8 @@ struct Resolver<'a> {
     errors: Vec<BebError>,
     /// Names of modules, resolved when `import`ed.
     module_names: &'a dyn Fn(&str) -> Option<Vec<String>>,
+    /// How many function bodies enclose the current point (`return` needs at least one).
+    fn_depth: usize,
 }
 
 /// Check that every name used in `program` is defined where it is used.
@@ -26,6 +28,7 @@ pub fn check_names(
         scopes: vec![known.into_iter().collect()],
         errors: Vec::new(),
         module_names,
+        fn_depth: 0,
     };
     r.block(program);
     r.errors
@@ -76,6 +79,7 @@ impl Resolver<'_> {
     }
 
     fn function(&mut self, def: &FnDef) {
+        self.fn_depth += 1;
         self.scoped(|r| {
             for p in &def.params {
                 if let Some(d) = &p.default {
@@ -85,6 +89,7 @@ impl Resolver<'_> {
             }
             r.expr(&def.body);
         });
+        self.fn_depth -= 1;
     }
 
     fn stmt(&mut self, stmt: &Stmt) {
@@ -134,6 +139,13 @@ impl Resolver<'_> {
                 });
             }
             StmtKind::Return(e) => {
+                if self.fn_depth == 0 {
+                    self.errors.push(
+                        BebError::new(ErrorKind::Syntax, "`return` outside a function")
+                            .at(stmt.span)
+                            .with_label("not inside a `fn` or a lambda"),
+                    );
+                }
                 if let Some(e) = e {
                     self.expr(e);
                 }

@@ -160,7 +160,10 @@ impl Value {
                 a.fields.len() == b.fields.len()
                     && a.fields.iter().zip(&b.fields).all(|((n1, v1), (n2, v2))| n1 == n2 && v1.equals(v2))
             }
-            (Value::Range(a), Value::Range(b)) => a == b,
+            // Ranges are equal when they hold the same numbers: `0..3 == 0..=2`.
+            (Value::Range(a), Value::Range(b)) => {
+                (a.start == b.start && a.stop() == b.stop()) || (a.is_empty() && b.is_empty())
+            }
             (Value::Table(a), Value::Table(b)) => {
                 a.columns == b.columns
                     && a.rows.len() == b.rows.len()

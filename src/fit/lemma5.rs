@@ -57,7 +57,7 @@ fn normal_equations(points: &[(f64, f64)], c: f64, beta: f64) -> ([f64; 3], [f64
 /// Solve the symmetric 2x2 system [a11 a12; a12 a22] x = g; `None` if singular.
 fn solve2(a: [f64; 3], g: [f64; 2]) -> Option<[f64; 2]> {
     let det = a[0] * a[2] - a[1] * a[1];
-    if !(det.abs() > 0.0) || !det.is_finite() {
+    if det == 0.0 || !det.is_finite() {
         return None;
     }
     Some([

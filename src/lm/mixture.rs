@@ -163,6 +163,10 @@ impl Mixture {
 }
 
 impl LanguageModel for Mixture {
+    fn as_mixture(&self) -> Option<&Mixture> {
+        Some(self)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

@@ -81,6 +81,11 @@ pub trait LanguageModel: fmt::Debug {
         None
     }
 
+    /// The mixture behind this model, if it is one (for posterior weights).
+    fn as_mixture(&self) -> Option<&mixture::Mixture> {
+        None
+    }
+
     /// log P(text | given), the sum of the per-unit conditionals.
     fn logprob(&self, given: &[Unit], text: &[Unit]) -> ModelResult<f64> {
         let mut context: Vec<Unit> = given.to_vec();

@@ -6,6 +6,12 @@ use std::collections::HashMap;
 use super::{ENUMERATION_LIMIT, MeasureError};
 use crate::lm::{LanguageModel, Unit};
 
+/// Called with each enumerated continuation and its log-probability.
+pub(crate) type Visitor<'a> = dyn FnMut(&[Unit], f64) -> Result<Flow, MeasureError> + 'a;
+
+/// Continuations arriving at each state: (state, [(weight, mean, variance)]).
+type Arrivals = Vec<(Unit, Vec<(f64, f64, f64)>)>;
+
 /// Whether to keep enumerating after a visited continuation.
 pub(crate) enum Flow {
     Continue,
@@ -20,7 +26,7 @@ pub(crate) fn enumerate(
     given: &[Unit],
     horizon: usize,
     what: &str,
-    visit: &mut dyn FnMut(&[Unit], f64) -> Result<Flow, MeasureError>,
+    visit: &mut Visitor<'_>,
 ) -> Result<(), MeasureError> {
     let mut context = given.to_vec();
     let root = next_support(p, &context, what)?;
@@ -56,7 +62,7 @@ struct Walk<'a> {
     horizon: usize,
     what: &'a str,
     leaves: &'a mut u64,
-    visit: &'a mut dyn FnMut(&[Unit], f64) -> Result<Flow, MeasureError>,
+    visit: &'a mut Visitor<'a>,
 }
 
 impl Walk<'_> {
@@ -172,7 +178,7 @@ pub(crate) fn markov_moments(
     }
     for _ in 1..horizon {
         let mut index: HashMap<Unit, usize> = HashMap::new();
-        let mut incoming: Vec<(Unit, Vec<(f64, f64, f64)>)> = Vec::new();
+        let mut incoming: Arrivals = Vec::new();
         for (x, m, mu, v) in &states {
             let context = std::slice::from_ref(x);
             let Some(row) = p.support(context)? else {

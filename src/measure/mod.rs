@@ -196,7 +196,8 @@ pub fn logratio(
     Ok(lp - lq)
 }
 
-/// One sampled log-ratio term; `+inf` when Q cannot produce what P did.
+/// log P(y_i | given) - log Q(y_i | given) for `samples` texts y_i ~ P(. | given), text i from
+/// `sample_rng(root_seed, stream, i)`; a term is `+inf` when Q cannot produce what P did.
 fn sampled_logratios(
     p: &dyn LanguageModel,
     q: &dyn LanguageModel,

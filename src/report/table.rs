@@ -8,16 +8,7 @@ use crate::format;
 pub fn cell(value: &Value) -> String {
     match value {
         Value::Num(x) => format::significant(*x, 6),
-        Value::Estimate(e) => {
-            let se = format::significant(e.stderr, 2);
-            // Show the mean to the same decimal place as the two-digit standard error.
-            let decimals = se.split('.').nth(1).map(str::len).unwrap_or(0);
-            if e.mean.is_finite() && e.stderr.is_finite() && e.stderr > 1e-4 && e.mean.abs() < 1e16 {
-                format!("{:.decimals$} ± {se}", e.mean)
-            } else {
-                format!("{} ± {}", format::number(e.mean), format::number(e.stderr))
-            }
-        }
+        Value::Estimate(e) => format::estimate(e.mean, e.stderr),
         other => other.repr(),
     }
 }

@@ -37,12 +37,6 @@ impl Estimate {
 
 impl fmt::Display for Estimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ± {} (n={})",
-            crate::format::number(self.mean),
-            crate::format::number(self.stderr),
-            self.n
-        )
+        write!(f, "{} (n={})", crate::format::estimate(self.mean, self.stderr), self.n)
     }
 }

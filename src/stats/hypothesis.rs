@@ -119,7 +119,7 @@ pub fn one_sided(
         )));
     }
     let exact = estimate.mean.is_infinite() || estimate.stderr == 0.0;
-    if !exact && !(estimate.stderr >= 0.0) {
+    if !exact && (estimate.stderr.is_nan() || estimate.stderr < 0.0) {
         return Err(StatsError::NoStandardError { n: estimate.n });
     }
     let (p_value, bound) = if exact {

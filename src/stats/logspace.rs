@@ -23,7 +23,7 @@ where
             max = x;
         }
     }
-    if max == f64::NEG_INFINITY || max == f64::INFINITY {
+    if max.is_infinite() {
         return max;
     }
     let sum: f64 = iter.map(|x| (x - max).exp()).sum();
@@ -36,7 +36,7 @@ pub fn logaddexp(a: f64, b: f64) -> f64 {
         return f64::NAN;
     }
     let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
-    if hi == f64::NEG_INFINITY || hi == f64::INFINITY {
+    if hi.is_infinite() {
         return hi;
     }
     hi + (lo - hi).exp().ln_1p()
@@ -70,16 +70,6 @@ pub fn normalize_log(values: &[f64]) -> Option<Vec<f64>> {
     }
     // A -inf entry stays -inf: (-inf) - finite is -inf, never NaN.
     Some(values.iter().map(|&x| x - total).collect())
-}
-
-/// Difference of two log-probabilities `a - b` where `-inf - -inf` (both impossible) is
-/// reported as NaN-free `None`.
-pub fn log_ratio(a: f64, b: f64) -> Option<f64> {
-    if a == f64::NEG_INFINITY && b == f64::NEG_INFINITY {
-        None
-    } else {
-        Some(a - b)
-    }
 }
 
 #[cfg(test)]

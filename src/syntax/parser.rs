@@ -84,14 +84,12 @@ fn convert_error(error: pest::error::Error<Rule>, source: &str, file: u32) -> Sy
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
     let incomplete = start >= source.len() || (rest_is_blank && unclosed(source));
     let message = match &error.variant {
-        ErrorVariant::ParsingError { positives, negatives } => {
+        ErrorVariant::ParsingError { positives, .. } => {
             let mut wanted: Vec<&'static str> = positives.iter().filter_map(|r| describe(*r)).collect();
             wanted.sort();
             wanted.dedup();
             let found = describe_found(source, start);
-            if wanted.is_empty() && !negatives.is_empty() {
-                format!("unexpected {found}")
-            } else if wanted.is_empty() {
+            if wanted.is_empty() {
                 format!("unexpected {found}")
             } else {
                 format!("expected {}, found {found}", join_alternatives(&wanted))
@@ -150,10 +148,14 @@ fn next_char_boundary(source: &str, at: usize) -> usize {
         .unwrap_or(at)
 }
 
+/// What stands at `at`: a whole word (`let`, `x1`) or a single character.
 fn describe_found(source: &str, at: usize) -> String {
-    match source[at.min(source.len())..].chars().next() {
+    let rest = &source[at.min(source.len())..];
+    let word_len = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    match rest.chars().next() {
         None => "end of input".into(),
         Some('\n') => "end of line".into(),
+        Some(_) if word_len > 0 => format!("`{}`", &rest[..word_len]),
         Some(c) => format!("`{c}`"),
     }
 }

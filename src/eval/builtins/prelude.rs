@@ -10,14 +10,14 @@ use crate::eval::value::{RangeValue, Table, Value};
 use crate::format;
 
 pub const NATIVES: &[Native] = &[
-    Native { signature: "log(x: number) -> number", doc: "Natural logarithm; log(0) is -inf.", func: log },
-    Native { signature: "log1p(x: number) -> number", doc: "log(1 + x), accurate for tiny x (e.g. log1p(-1e-300)).", func: log1p },
-    Native { signature: "exp(x: number) -> number", doc: "e^x.", func: exp },
-    Native { signature: "expm1(x: number) -> number", doc: "e^x - 1, accurate for tiny x.", func: expm1 },
-    Native { signature: "sqrt(x: number) -> number", doc: "Square root (negative input is an error).", func: sqrt },
-    Native { signature: "abs(x: number) -> number", doc: "Absolute value.", func: abs },
-    Native { signature: "floor(x: number) -> number", doc: "Largest whole number <= x.", func: floor },
-    Native { signature: "ceil(x: number) -> number", doc: "Smallest whole number >= x.", func: ceil },
+    Native { signature: "log(x: number | list) -> number | list", doc: "Natural logarithm; log(0) is -inf.", func: log },
+    Native { signature: "log1p(x: number | list) -> number | list", doc: "log(1 + x), accurate for tiny x (e.g. log1p(-1e-300)).", func: log1p },
+    Native { signature: "exp(x: number | list) -> number | list", doc: "e^x.", func: exp },
+    Native { signature: "expm1(x: number | list) -> number | list", doc: "e^x - 1, accurate for tiny x.", func: expm1 },
+    Native { signature: "sqrt(x: number | list) -> number | list", doc: "Square root (negative input is an error).", func: sqrt },
+    Native { signature: "abs(x: number | list) -> number | list", doc: "Absolute value.", func: abs },
+    Native { signature: "floor(x: number | list) -> number | list", doc: "Largest whole number <= x.", func: floor },
+    Native { signature: "ceil(x: number | list) -> number | list", doc: "Smallest whole number >= x.", func: ceil },
     Native { signature: "round(x: number, digits: int = 0) -> number", doc: "Round half away from zero to `digits` decimals.", func: round },
     Native { signature: "logsumexp(xs: list) -> number", doc: "log(sum(exp(x))) without overflow or underflow.", func: logsumexp },
     Native { signature: "min(*xs: number | list) -> number", doc: "Smallest of the arguments, or of one list.", func: min },
@@ -41,12 +41,23 @@ pub const NATIVES: &[Native] = &[
     Native { signature: "table(rows: list) -> table", doc: "A table from a list of records with the same fields.", func: table },
     Native { signature: "columns(t: table) -> list", doc: "The column names of a table.", func: columns },
     Native { signature: "text(sentences: list | string) -> text", doc: "A text (prompt) from sentence strings.", func: text },
+    Native { signature: "sample_mean(xs: list) -> estimate", doc: "The mean of sampled values as an estimate: mean ± standard error (n = len(xs)).", func: sample_mean },
     Native { signature: "estimate(mean: number, stderr: number, n: int) -> estimate", doc: "An estimate from its parts (e.g. read back from a saved run).", func: estimate },
 ];
 
-fn num_fn(args: &Args, f: impl Fn(f64) -> f64, name: &str) -> BebResult<Value> {
-    let x = args.num("x")?;
-    ops::checked(f(x), || format!("{name}({})", format::number(x)))
+/// A function of one number, applied element-wise to lists (and ranges).
+fn num_fn(args: &Args, f: impl Fn(f64) -> f64 + Copy, name: &str) -> BebResult<Value> {
+    fn apply(v: &Value, f: impl Fn(f64) -> f64 + Copy, name: &str, args: &Args) -> BebResult<Value> {
+        match v {
+            Value::Num(x) => ops::checked(f(*x), || format!("{name}({})", format::number(*x))),
+            Value::List(_) | Value::Range(_) => {
+                let items = iterate(v).unwrap_or_default();
+                Ok(Value::list(items.iter().map(|i| apply(i, f, name, args)).collect::<BebResult<_>>()?))
+            }
+            _ => Err(args.wrong_type("x", "a number or a list of numbers")),
+        }
+    }
+    apply(args.value("x")?, f, name, args)
 }
 
 fn log(_: &mut Interp, a: &Args) -> BebResult<Value> {
@@ -78,7 +89,12 @@ fn round(_: &mut Interp, a: &Args) -> BebResult<Value> {
     let x = a.num("x")?;
     let digits = a.opt_count("digits")?.unwrap_or(0).min(15) as i32;
     let scale = 10f64.powi(digits);
-    Ok(Value::Num((x * scale).round() / scale))
+    let scaled = x * scale;
+    // A number too large to scale has no fractional digits left to round.
+    if !scaled.is_finite() {
+        return Ok(Value::Num(x));
+    }
+    Ok(Value::Num(scaled.round() / scale))
 }
 
 /// The numbers in a list argument (errors name the first non-number).
@@ -360,6 +376,14 @@ fn columns(_: &mut Interp, a: &Args) -> BebResult<Value> {
 
 fn text(_: &mut Interp, a: &Args) -> BebResult<Value> {
     Ok(Value::Text(a.text("sentences")?))
+}
+
+fn sample_mean(_: &mut Interp, a: &Args) -> BebResult<Value> {
+    let xs = numbers(a, "xs")?;
+    if xs.len() < 2 {
+        return Err(a.invalid("xs", "a sample mean needs at least 2 values for its standard error"));
+    }
+    Ok(Value::Estimate(crate::stats::Estimate::from_samples(&xs)))
 }
 
 fn estimate(_: &mut Interp, a: &Args) -> BebResult<Value> {
