@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "beb", version, about = "Measure Behavior Expectation Bounds of language models")]
+#[command(
+    name = "beb",
+    version,
+    about = "Measure Behavior Expectation Bounds of language models"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -33,6 +37,8 @@ pub enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
     },
+    /// Measure speed against a baseline on this machine (benchmarks: loop).
+    Bench { name: Option<String> },
     /// Interactive session (also what `beb` alone starts).
     Repl {
         #[arg(long)]

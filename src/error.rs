@@ -116,9 +116,12 @@ impl BebError {
     }
 
     pub fn from_syntax(error: SyntaxError) -> BebError {
-        BebError::new(ErrorKind::Syntax, format!("syntax error: {}", error.message))
-            .at(error.span)
-            .with_label(error.message)
+        BebError::new(
+            ErrorKind::Syntax,
+            format!("syntax error: {}", error.message),
+        )
+        .at(error.span)
+        .with_label(error.message)
     }
 
     /// The process exit status for this error: 1 for a failed assertion, 2 otherwise.
@@ -148,7 +151,9 @@ impl Diagnostic for BebError {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {

@@ -1,6 +1,11 @@
 //! beb: an experiment language for measuring how far prompting can pull a language model
 //! away from its alignment (Behavior Expectation Bounds).
 
+// Diagnostics carry spans, labels, help and the source text; they travel only on the cold error
+// path, so their size costs nothing where it matters.
+#![allow(clippy::result_large_err)]
+
+pub mod bench;
 pub mod cli;
 pub mod error;
 pub mod eval;
@@ -14,5 +19,5 @@ pub mod report;
 pub mod runner;
 pub mod seed;
 pub mod stats;
-pub mod yaml;
 pub mod syntax;
+pub mod yaml;

@@ -3,7 +3,7 @@
 use clap::Parser;
 
 use beb::cli::{Cli, Command};
-use beb::{repl, runner};
+use beb::{bench, repl, runner};
 
 /// The interpreter recurses on the syntax tree; a large stack keeps deep user recursion an
 /// error message (the call-depth limit) rather than a crash.
@@ -11,13 +11,21 @@ const STACK_BYTES: usize = 512 * 1024 * 1024;
 
 fn main() {
     let cli = Cli::parse();
-    let worker = std::thread::Builder::new().stack_size(STACK_BYTES).spawn(move || match cli.command {
-        Some(Command::Run { file, seed, sets, out }) => runner::run(&file, seed, &sets, out),
-        Some(Command::Check { file, sets }) => runner::check(&file, &sets),
-        Some(Command::Repl { seed }) => repl::start(seed),
-        // `beb` alone: interactive in a terminal, line by line from a pipe.
-        None => repl::start(None),
-    });
+    let worker = std::thread::Builder::new()
+        .stack_size(STACK_BYTES)
+        .spawn(move || match cli.command {
+            Some(Command::Run {
+                file,
+                seed,
+                sets,
+                out,
+            }) => runner::run(&file, seed, &sets, out),
+            Some(Command::Check { file, sets }) => runner::check(&file, &sets),
+            Some(Command::Repl { seed }) => repl::start(seed),
+            Some(Command::Bench { name }) => bench::run(name.as_deref()),
+            // `beb` alone: interactive in a terminal, line by line from a pipe.
+            None => repl::start(None),
+        });
     let code = match worker.map(|handle| handle.join()) {
         Ok(Ok(code)) => code,
         _ => {

@@ -21,14 +21,19 @@ pub struct RunRecord {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl RunRecord {
     pub fn start(script: &Path, text: &str, root_seed: u64, out: Option<PathBuf>) -> RunRecord {
         let started = now();
         let stem = script.file_stem().and_then(|s| s.to_str()).unwrap_or("run");
-        let folder = out.unwrap_or_else(|| PathBuf::from("runs").join(format!("{stem}-{started}-seed{root_seed}")));
+        let folder = out.unwrap_or_else(|| {
+            PathBuf::from("runs").join(format!("{stem}-{started}-seed{root_seed}"))
+        });
         RunRecord {
             folder,
             script: script.display().to_string(),
@@ -41,8 +46,11 @@ impl RunRecord {
 
     pub fn finish(&self, interp: &Interp, status: &str) -> Result<(), BebError> {
         let io = |e: String| BebError::new(ErrorKind::Io, e);
-        let sets: serde_json::Map<String, serde_json::Value> =
-            self.sets.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let sets: serde_json::Map<String, serde_json::Value> = self
+            .sets
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
         let manifest = json!({
             "beb_version": env!("CARGO_PKG_VERSION"),
             "script": self.script,
@@ -68,8 +76,14 @@ impl RunRecord {
             .map(|v| json!({"assert": v.source, "at": v.location, "passed": v.passed, "detail": v.detail}))
             .collect();
         let results = json!({"saved": saved, "assertions": verdicts});
-        write_atomic(&self.folder.join("manifest.yaml"), crate::yaml::to_string(&manifest).map_err(io)?.as_bytes())?;
-        write_atomic(&self.folder.join("results.yaml"), crate::yaml::to_string(&results).map_err(io)?.as_bytes())?;
+        write_atomic(
+            &self.folder.join("manifest.yaml"),
+            crate::yaml::to_string(&manifest).map_err(io)?.as_bytes(),
+        )?;
+        write_atomic(
+            &self.folder.join("results.yaml"),
+            crate::yaml::to_string(&results).map_err(io)?.as_bytes(),
+        )?;
         Ok(())
     }
 }

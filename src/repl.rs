@@ -21,19 +21,44 @@ use crate::runner::report;
 use crate::syntax::parse_program;
 
 const KEYWORDS: &[&str] = &[
-    "let", "fn", "if", "else", "for", "in", "sweep", "import", "assert", "print", "return", "true", "false",
-    "and", "or", "not", "none", "save", "to", "at", "sentences",
+    "let",
+    "fn",
+    "if",
+    "else",
+    "for",
+    "in",
+    "sweep",
+    "import",
+    "assert",
+    "print",
+    "return",
+    "true",
+    "false",
+    "and",
+    "or",
+    "not",
+    "none",
+    "save",
+    "to",
+    "at",
+    "sentences",
 ];
 const COMMANDS: &[&str] = &[":help", ":vars", ":load", ":quit"];
 
 /// Start a session; returns the exit code (non-zero when piped input had errors).
 pub fn start(seed: Option<u64>) -> i32 {
     let root_seed = seed.unwrap_or_else(crate::seed::fresh_root_seed);
-    let interp = Rc::new(RefCell::new(Interp::new(root_seed, Box::new(std::io::stdout()))));
+    let interp = Rc::new(RefCell::new(Interp::new(
+        root_seed,
+        Box::new(std::io::stdout()),
+    )));
     let flag = interp.borrow().interrupt.clone();
     let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
     if std::io::stdin().is_terminal() {
-        eprintln!("beb {} — root seed {root_seed}. :help for help, :quit to leave.", env!("CARGO_PKG_VERSION"));
+        eprintln!(
+            "beb {} — root seed {root_seed}. :help for help, :quit to leave.",
+            env!("CARGO_PKG_VERSION")
+        );
         interactive(interp)
     } else {
         piped(interp)
@@ -70,12 +95,20 @@ impl Session {
 
     fn eval_source(&mut self, name: &str, text: &str) {
         let mut interp = self.interp.borrow_mut();
-        interp.interrupt.store(false, std::sync::atomic::Ordering::SeqCst);
+        interp
+            .interrupt
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let file = interp.add_source(name, text);
-        let result = interp.parse(file).map_err(BebError::from_syntax).and_then(|program| {
-            let is_expression = matches!(program.last().map(|s| &s.node), Some(crate::syntax::StmtKind::Expr(_)));
-            interp.run(&program).map(|v| (v, is_expression))
-        });
+        let result = interp
+            .parse(file)
+            .map_err(BebError::from_syntax)
+            .and_then(|program| {
+                let is_expression = matches!(
+                    program.last().map(|s| &s.node),
+                    Some(crate::syntax::StmtKind::Expr(_))
+                );
+                interp.run(&program).map(|v| (v, is_expression))
+            });
         match result {
             Ok((value, true)) if !matches!(value, Value::None) => {
                 let _ = interp.print_line(&value.to_string());
@@ -89,7 +122,9 @@ impl Session {
     }
 
     fn command(&mut self, command: &str) -> Outcome {
-        let (name, arg) = command.split_once(char::is_whitespace).unwrap_or((command, ""));
+        let (name, arg) = command
+            .split_once(char::is_whitespace)
+            .unwrap_or((command, ""));
         let arg = arg.trim();
         match name {
             "quit" | "q" | "exit" => return Outcome::Quit,
@@ -102,7 +137,14 @@ impl Session {
                     .iter()
                     .map(|(n, v)| format!("{n} = {}", short(v)))
                     .collect();
-                println!("{}", if lines.is_empty() { "(no variables)".to_string() } else { lines.join("\n") });
+                println!(
+                    "{}",
+                    if lines.is_empty() {
+                        "(no variables)".to_string()
+                    } else {
+                        lines.join("\n")
+                    }
+                );
             }
             "load" => match std::fs::read_to_string(arg) {
                 Ok(text) => self.eval_source(arg, &text),
@@ -113,7 +155,10 @@ impl Session {
             },
             other => {
                 self.worst = self.worst.max(2);
-                eprintln!("unknown command :{other} (commands: {})", COMMANDS.join(" "));
+                eprintln!(
+                    "unknown command :{other} (commands: {})",
+                    COMMANDS.join(" ")
+                );
             }
         }
         Outcome::Continue
@@ -135,7 +180,10 @@ impl Session {
             for (module, names) in by_module {
                 println!("{module}: {}", names.join(" "));
             }
-            println!("stdlib modules (import NAME): {}", Interp::module_names().collect::<Vec<_>>().join(" "));
+            println!(
+                "stdlib modules (import NAME): {}",
+                Interp::module_names().collect::<Vec<_>>().join(" ")
+            );
             return;
         }
         let value = interp.globals.get(topic).or_else(|| {
@@ -171,17 +219,23 @@ fn short(v: &Value) -> String {
     }
 }
 
-/// Whether `text` is a complete input (commands and blank lines always are).
+/// Whether `text` is a complete input (commands and blank lines always are). Input that ends
+/// with a `##` doc comment waits for the function the comment documents.
 fn incomplete(text: &str) -> bool {
     let t = text.trim();
     if t.is_empty() || t.starts_with(':') {
         return false;
     }
-    matches!(parse_program(text, 0), Err(e) if e.incomplete)
+    let ends_with_doc = t.lines().last().is_some_and(|l| l.trim_start().starts_with("##"));
+    ends_with_doc || matches!(parse_program(text, 0), Err(e) if e.incomplete)
 }
 
 fn piped(interp: Rc<RefCell<Interp>>) -> i32 {
-    let mut session = Session { interp, counter: 0, worst: 0 };
+    let mut session = Session {
+        interp,
+        counter: 0,
+        worst: 0,
+    };
     let mut buffer = String::new();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -215,7 +269,12 @@ struct BebHelper {
 impl Completer for BebHelper {
     type Candidate = Pair;
 
-    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
         let start = before
             .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
@@ -226,7 +285,12 @@ impl Completer for BebHelper {
             return Ok((start, Vec::new()));
         }
         let interp = self.interp.borrow();
-        let mut names: Vec<String> = interp.globals.names().iter().map(|n| n.to_string()).collect();
+        let mut names: Vec<String> = interp
+            .globals
+            .names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         names.extend(KEYWORDS.iter().map(|k| k.to_string()));
         names.extend(COMMANDS.iter().map(|c| c.to_string()));
         names.extend(Interp::module_names().map(String::from));
@@ -235,7 +299,10 @@ impl Completer for BebHelper {
         let candidates = names
             .into_iter()
             .filter(|n| n.starts_with(word))
-            .map(|n| Pair { display: n.clone(), replacement: n })
+            .map(|n| Pair {
+                display: n.clone(),
+                replacement: n,
+            })
             .collect();
         Ok((start, candidates))
     }
@@ -246,14 +313,22 @@ impl Hinter for BebHelper {
 }
 
 impl Highlighter for BebHelper {
-    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(&'s self, prompt: &'p str, _default: bool) -> Cow<'b, str> {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        _default: bool,
+    ) -> Cow<'b, str> {
         Cow::Borrowed(prompt)
     }
 }
 
 impl Validator for BebHelper {
     fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        Ok(if incomplete(ctx.input()) { ValidationResult::Incomplete } else { ValidationResult::Valid(None) })
+        Ok(if incomplete(ctx.input()) {
+            ValidationResult::Incomplete
+        } else {
+            ValidationResult::Valid(None)
+        })
     }
 }
 
@@ -267,12 +342,18 @@ fn interactive(interp: Rc<RefCell<Interp>>) -> i32 {
             return piped(interp);
         }
     };
-    editor.set_helper(Some(BebHelper { interp: interp.clone() }));
+    editor.set_helper(Some(BebHelper {
+        interp: interp.clone(),
+    }));
     let history = history_path();
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
-    let mut session = Session { interp, counter: 0, worst: 0 };
+    let mut session = Session {
+        interp,
+        counter: 0,
+        worst: 0,
+    };
     loop {
         match editor.readline("beb> ") {
             Ok(line) => {

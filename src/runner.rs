@@ -33,8 +33,11 @@ pub fn report(interp: &Interp, error: BebError) {
 
 fn read_script(path: &Path) -> Result<String, BebError> {
     std::fs::read_to_string(path).map_err(|e| {
-        BebError::new(ErrorKind::Io, format!("cannot read {}: {e}", path.display()))
-            .with_help("check the path; scripts are UTF-8 text files")
+        BebError::new(
+            ErrorKind::Io,
+            format!("cannot read {}: {e}", path.display()),
+        )
+        .with_help("check the path; scripts are UTF-8 text files")
     })
 }
 
@@ -43,13 +46,20 @@ pub fn apply_sets(interp: &mut Interp, sets: &[String]) -> Result<Vec<(String, S
     let mut applied = Vec::new();
     for set in sets {
         let Some((name, text)) = set.split_once('=') else {
-            return Err(BebError::argument(format!("--set {set:?} must look like name=value")));
+            return Err(BebError::argument(format!(
+                "--set {set:?} must look like name=value"
+            )));
         };
         let name = name.trim();
-        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid_name = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
-            return Err(BebError::argument(format!("--set: {name:?} is not a valid variable name")));
+            return Err(BebError::argument(format!(
+                "--set: {name:?} is not a valid variable name"
+            )));
         }
         let file = interp.add_source(&format!("--set {name}"), text);
         let value = match crate::syntax::parse_expression(text, file) {
@@ -73,7 +83,9 @@ fn literal_only(expr: &crate::syntax::Expr) -> bool {
     use crate::syntax::ExprKind as E;
     match &expr.node {
         E::Number(_) | E::Bool(_) | E::None => true,
-        E::Str(parts) => parts.iter().all(|p| matches!(p, crate::syntax::ast::StrPart::Text(_))),
+        E::Str(parts) => parts
+            .iter()
+            .all(|p| matches!(p, crate::syntax::ast::StrPart::Text(_))),
         E::List(items) => items.iter().all(literal_only),
         E::Unary(_, e) => literal_only(e),
         E::Binary(_, l, r) => literal_only(l) && literal_only(r),
@@ -120,7 +132,14 @@ pub fn check(file: &Path, sets: &[String]) -> i32 {
 /// `beb run FILE`: returns the process exit code.
 pub fn run(file: &Path, seed: Option<u64>, sets: &[String], out: Option<PathBuf>) -> i32 {
     let root_seed = seed.unwrap_or_else(crate::seed::fresh_root_seed);
-    eprintln!("beb: root seed {root_seed}{}", if seed.is_none() { " (chosen; pass --seed to repeat)" } else { "" });
+    eprintln!(
+        "beb: root seed {root_seed}{}",
+        if seed.is_none() {
+            " (chosen; pass --seed to repeat)"
+        } else {
+            ""
+        }
+    );
     let mut interp = Interp::new(root_seed, Box::new(std::io::stdout()));
     let text = match read_script(file) {
         Ok(t) => t,

@@ -15,12 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("golden")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("golden")
 }
 
 /// Every case name: the stems of `*.beb` and `*.args` files.
 fn cases(dir: &Path) -> BTreeSet<String> {
-    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    let entries =
+        fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     entries
         .filter_map(|entry| {
             let path = entry.ok()?.path();
@@ -36,8 +39,17 @@ fn cases(dir: &Path) -> BTreeSet<String> {
 
 fn arguments(dir: &Path, case: &str) -> Vec<String> {
     match fs::read_to_string(dir.join(format!("{case}.args"))) {
-        Ok(text) => text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect(),
-        Err(_) => vec!["run".into(), "--seed".into(), "1".into(), format!("{case}.beb")],
+        Ok(text) => text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        Err(_) => vec![
+            "run".into(),
+            "--seed".into(),
+            "1".into(),
+            format!("{case}.beb"),
+        ],
     }
 }
 
@@ -51,7 +63,10 @@ fn run_case(dir: &Path, case: &str) -> (String, String) {
         .env_remove("FORCE_COLOR")
         .output()
         .unwrap_or_else(|e| panic!("cannot start beb for {case}: {e}"));
-    let code = output.status.code().map_or_else(|| "signal".to_string(), |c| c.to_string());
+    let code = output
+        .status
+        .code()
+        .map_or_else(|| "signal".to_string(), |c| c.to_string());
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = format!("exit: {code}\n{}", String::from_utf8_lossy(&output.stderr));
     (stdout, stderr)
@@ -79,14 +94,20 @@ fn golden_outputs_match() {
     let dir = golden_dir();
     let bless = std::env::var_os("BEB_BLESS").is_some_and(|v| v == "1");
     let names = cases(&dir);
-    assert!(names.len() >= 20, "expected the golden cases in {}, found {}", dir.display(), names.len());
+    assert!(
+        names.len() >= 20,
+        "expected the golden cases in {}, found {}",
+        dir.display(),
+        names.len()
+    );
     let mut failures = Vec::new();
     for case in &names {
         let (stdout, stderr) = run_case(&dir, case);
         for (ext, actual) in [("stdout", &stdout), ("stderr", &stderr)] {
             let path = dir.join(format!("{case}.{ext}"));
             if bless {
-                fs::write(&path, actual).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+                fs::write(&path, actual)
+                    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
                 continue;
             }
             match fs::read_to_string(&path) {
@@ -95,7 +116,9 @@ fn golden_outputs_match() {
                     "{case}.{ext} differs, {}\n--- actual {ext} ---\n{actual}",
                     first_difference(&expected, actual)
                 )),
-                Err(e) => failures.push(format!("{case}.{ext}: cannot read ({e}); run with BEB_BLESS=1 to create it")),
+                Err(e) => failures.push(format!(
+                    "{case}.{ext}: cannot read ({e}); run with BEB_BLESS=1 to create it"
+                )),
             }
         }
     }
@@ -112,13 +135,18 @@ fn golden_outputs_match() {
 fn no_orphan_expectations() {
     let dir = golden_dir();
     let names = cases(&dir);
-    let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    let entries =
+        fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     for entry in entries.flatten() {
         let path = entry.path();
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         if ext == "stdout" || ext == "stderr" {
             let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            assert!(names.contains(stem), "{} has no matching .beb or .args case", path.display());
+            assert!(
+                names.contains(stem),
+                "{} has no matching .beb or .args case",
+                path.display()
+            );
         }
     }
 }

@@ -68,8 +68,12 @@ impl Env {
 
     /// The names and values defined in this scope alone, sorted by name.
     pub fn local_bindings(&self) -> Vec<(Name, Value)> {
-        let mut out: Vec<(Name, Value)> =
-            self.vars.borrow().iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        let mut out: Vec<(Name, Value)> = self
+            .vars
+            .borrow()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

@@ -14,7 +14,7 @@ use crate::eval::ops;
 use crate::eval::value::{Closure, RangeValue, Record, Table, Value};
 use crate::eval::{builtins, stdlib, suggest};
 use crate::syntax::ast::*;
-use crate::syntax::{parse_program, SyntaxError};
+use crate::syntax::{SyntaxError, parse_program};
 
 /// Calls nested deeper than this are refused (the runner gives the interpreter a large stack).
 const MAX_CALL_DEPTH: usize = 2_000;
@@ -38,6 +38,9 @@ impl From<BebError> for Control {
 }
 
 type Eval<T> = Result<T, Control>;
+
+/// Whether an assertion held, what to say about it, and labelled spans for the diagnostic.
+type AssertOutcome = (bool, String, Vec<(Span, String)>);
 
 /// An assertion's outcome, kept for the run record.
 #[derive(Clone, Debug)]
@@ -79,7 +82,10 @@ impl Interp {
         for (module, natives) in builtins::MODULES {
             for native in *natives {
                 let builtin = Rc::new(Builtin::new(module, native));
-                builtin_env.define(Rc::from(builtin.name.as_str()), Value::Native(builtin.clone()));
+                builtin_env.define(
+                    Rc::from(builtin.name.as_str()),
+                    Value::Native(builtin.clone()),
+                );
                 table.insert(builtin.name.clone(), builtin);
             }
         }
@@ -143,7 +149,11 @@ impl Interp {
     }
 
     pub fn parse(&self, file: u32) -> Result<Vec<Stmt>, SyntaxError> {
-        let text = self.sources.get(file as usize).map(|s| s.text.clone()).unwrap_or_else(|| Arc::from(""));
+        let text = self
+            .sources
+            .get(file as usize)
+            .map(|s| s.text.clone())
+            .unwrap_or_else(|| Arc::from(""));
         parse_program(&text, file)
     }
 
@@ -153,7 +163,10 @@ impl Interp {
         match self.exec_block(program, &globals) {
             Ok(v) => Ok(v),
             Err(Control::Error(e)) => Err(*e),
-            Err(Control::Return(_)) => Err(BebError::new(ErrorKind::Value, "`return` outside a function")),
+            Err(Control::Return(_)) => Err(BebError::new(
+                ErrorKind::Value,
+                "`return` outside a function",
+            )),
         }
     }
 
@@ -170,7 +183,10 @@ impl Interp {
         }
         if let Some(fuel) = &mut self.fuel {
             if *fuel == 0 {
-                return Err(BebError::new(ErrorKind::Interrupted, "step budget exhausted"));
+                return Err(BebError::new(
+                    ErrorKind::Interrupted,
+                    "step budget exhausted",
+                ));
             }
             *fuel -= 1;
         }
@@ -182,7 +198,8 @@ impl Interp {
     pub fn stream(&mut self, args: &Args) -> BebResult<(u64, String)> {
         match args.get("seed") {
             Some(Value::Num(x)) => {
-                let seed = to_count(*x).ok_or_else(|| args.invalid("seed", "a seed is a whole number >= 0"))?;
+                let seed = to_count(*x)
+                    .ok_or_else(|| args.invalid("seed", "a seed is a whole number >= 0"))?;
                 Ok((seed as u64, args.builtin.name.clone()))
             }
             Some(Value::Str(s)) => Ok((self.root_seed, s.to_string())),
@@ -192,7 +209,10 @@ impl Interp {
                 let counter = self.call_sites.entry((span.file, span.start)).or_insert(0);
                 let occurrence = *counter;
                 *counter += 1;
-                Ok((self.root_seed, format!("{}#{occurrence}", self.location(span))))
+                Ok((
+                    self.root_seed,
+                    format!("{}#{occurrence}", self.location(span)),
+                ))
             }
         }
     }
@@ -251,7 +271,9 @@ impl Interp {
                 env.assign(&name.node, value);
             }
             StmtKind::Fn(_) | StmtKind::Doc => {}
-            StmtKind::Import { module, alias, all } => self.import(module, alias.as_ref(), *all, env)?,
+            StmtKind::Import { module, alias, all } => {
+                self.import(module, alias.as_ref(), *all, env)?
+            }
             StmtKind::Assert {
                 cond,
                 confidence,
@@ -262,7 +284,8 @@ impl Interp {
                 for e in exprs {
                     parts.push(self.eval(e, env)?.to_string());
                 }
-                self.print_line(&parts.join(" ")).map_err(|e| e.at(stmt.span))?;
+                self.print_line(&parts.join(" "))
+                    .map_err(|e| e.at(stmt.span))?;
             }
             StmtKind::Save { value, path } => {
                 let v = self.eval(value, env)?;
@@ -277,13 +300,15 @@ impl Interp {
                         .into());
                     }
                 };
-                let written = crate::report::save::save(&v, &p, &self.out_dir).map_err(|e| e.at(path.span))?;
+                let written = crate::report::save::save(&v, &p, &self.out_dir)
+                    .map_err(|e| e.at(path.span))?;
                 self.saved.push((written, v));
             }
             StmtKind::For { var, iter, body } => {
                 let iterable = self.eval(iter, env)?;
                 let items = iterate(&iterable).ok_or_else(|| {
-                    BebError::type_error(format!("cannot iterate over a {}", iterable.type_name())).at(iter.span)
+                    BebError::type_error(format!("cannot iterate over a {}", iterable.type_name()))
+                        .at(iter.span)
                 })?;
                 for item in items {
                     self.check_interrupt().map_err(|e| e.at(stmt.span))?;
@@ -303,8 +328,16 @@ impl Interp {
         Ok(Value::None)
     }
 
-    fn import(&mut self, module: &Spanned<Name>, alias: Option<&Spanned<Name>>, all: bool, env: &Rc<Env>) -> Eval<()> {
-        let value = self.load_module(&module.node).map_err(|e| e.at(module.span))?;
+    fn import(
+        &mut self,
+        module: &Spanned<Name>,
+        alias: Option<&Spanned<Name>>,
+        all: bool,
+        env: &Rc<Env>,
+    ) -> Eval<()> {
+        let value = self
+            .load_module(&module.node)
+            .map_err(|e| e.at(module.span))?;
         if all {
             if let Value::Record(r) = &value {
                 for (name, v) in &r.fields {
@@ -312,7 +345,9 @@ impl Interp {
                 }
             }
         } else {
-            let name = alias.map(|a| a.node.clone()).unwrap_or_else(|| module.node.clone());
+            let name = alias
+                .map(|a| a.node.clone())
+                .unwrap_or_else(|| module.node.clone());
             env.define(name, value);
         }
         Ok(())
@@ -349,7 +384,14 @@ impl Interp {
         Ok(value)
     }
 
-    fn assert(&mut self, span: Span, cond: &Expr, confidence: Option<f64>, message: Option<&Expr>, env: &Rc<Env>) -> Eval<()> {
+    fn assert(
+        &mut self,
+        span: Span,
+        cond: &Expr,
+        confidence: Option<f64>,
+        message: Option<&Expr>,
+        env: &Rc<Env>,
+    ) -> Eval<()> {
         let source_text = self.snippet(cond.span);
         let location = self.location(span);
         let message = match message {
@@ -377,10 +419,14 @@ impl Interp {
         // With both sides labelled, the verdict goes under the operator: labels that overlap
         // the sides' labels would be drawn on top of each other.
         let primary = match &cond.node {
-            ExprKind::Binary(op, l, r) if !notes.is_empty() => self.operator_span(*op, l.span, r.span),
+            ExprKind::Binary(op, l, r) if !notes.is_empty() => {
+                self.operator_span(*op, l.span, r.span)
+            }
             _ => cond.span,
         };
-        let mut err = BebError::new(ErrorKind::Assertion, headline).at(primary).with_label(detail.clone());
+        let mut err = BebError::new(ErrorKind::Assertion, headline)
+            .at(primary)
+            .with_label(detail.clone());
         for (s, text) in notes {
             err = err.with_note(s, text);
         }
@@ -391,75 +437,106 @@ impl Interp {
     }
 
     /// Evaluate an exact assertion; for a comparison, report both sides.
-    fn exact_assert(&mut self, cond: &Expr, env: &Rc<Env>) -> Eval<(bool, String, Vec<(Span, String)>)> {
-        if let ExprKind::Binary(op, l, r) = &cond.node {
-            if op.is_comparison() {
-                let left = self.eval(l, env)?;
-                let right = self.eval(r, env)?;
-                let result = self.binary_at(*op, &left, &right, cond.span)?;
-                let notes = vec![
-                    (l.span, format!("left: {}", brief(&left))),
-                    (r.span, format!("right: {}", brief(&right))),
-                ];
-                return Ok(match truth(&result) {
-                    Truth::All => (true, format!("{} {} {}", brief(&left), op.symbol(), brief(&right)), notes),
-                    Truth::FailsAt(i) => {
-                        let pick = |v: &Value| match iterate(v) {
-                            Some(items) if matches!(v, Value::List(_) | Value::Range(_)) => {
-                                items.get(i).map(brief).unwrap_or_default()
-                            }
-                            _ => brief(v),
-                        };
-                        let detail = match i {
-                            usize::MAX => format!("{} {} {} is false", brief(&left), op.symbol(), brief(&right)),
-                            _ => format!(
-                                "false at element {i}: {} {} {}",
-                                pick(&left),
-                                op.symbol(),
-                                pick(&right)
-                            ),
-                        };
-                        (false, detail, notes)
-                    }
-                    Truth::NotBool(t) => {
-                        return Err(BebError::type_error(format!("`assert` needs true or false, found a {t}"))
-                            .at(cond.span)
-                            .into());
-                    }
-                });
-            }
+    fn exact_assert(&mut self, cond: &Expr, env: &Rc<Env>) -> Eval<AssertOutcome> {
+        if let ExprKind::Binary(op, l, r) = &cond.node
+            && op.is_comparison()
+        {
+            let left = self.eval(l, env)?;
+            let right = self.eval(r, env)?;
+            let result = self.binary_at(*op, &left, &right, cond.span)?;
+            let notes = vec![
+                (l.span, format!("left: {}", brief(&left))),
+                (r.span, format!("right: {}", brief(&right))),
+            ];
+            return Ok(match truth(&result) {
+                Truth::All => (
+                    true,
+                    format!("{} {} {}", brief(&left), op.symbol(), brief(&right)),
+                    notes,
+                ),
+                Truth::FailsAt(i) => {
+                    let pick = |v: &Value| match iterate(v) {
+                        Some(items) if matches!(v, Value::List(_) | Value::Range(_)) => {
+                            items.get(i).map(brief).unwrap_or_default()
+                        }
+                        _ => brief(v),
+                    };
+                    let detail = match i {
+                        usize::MAX => format!(
+                            "{} {} {} is false",
+                            brief(&left),
+                            op.symbol(),
+                            brief(&right)
+                        ),
+                        _ => format!(
+                            "false at element {i}: {} {} {}",
+                            pick(&left),
+                            op.symbol(),
+                            pick(&right)
+                        ),
+                    };
+                    (false, detail, notes)
+                }
+                Truth::NotBool(t) => {
+                    return Err(BebError::type_error(format!(
+                        "`assert` needs true or false, found a {t}"
+                    ))
+                    .at(cond.span)
+                    .into());
+                }
+            });
         }
         let value = self.eval(cond, env)?;
         match truth(&value) {
             Truth::All => Ok((true, "true".into(), vec![])),
             Truth::FailsAt(usize::MAX) => Ok((false, "the condition is false".into(), vec![])),
             Truth::FailsAt(i) => Ok((false, format!("element {i} is false"), vec![])),
-            Truth::NotBool(t) => Err(BebError::type_error(format!("`assert` needs true or false, found a {t}"))
-                .at(cond.span)
-                .into()),
+            Truth::NotBool(t) => Err(BebError::type_error(format!(
+                "`assert` needs true or false, found a {t}"
+            ))
+            .at(cond.span)
+            .into()),
         }
     }
 
     /// `assert estimate >= x at 95%`: a one-sided test at the given confidence level.
-    fn statistical_assert(&mut self, cond: &Expr, level: f64, env: &Rc<Env>) -> Eval<(bool, String, Vec<(Span, String)>)> {
+    fn statistical_assert(
+        &mut self,
+        cond: &Expr,
+        level: f64,
+        env: &Rc<Env>,
+    ) -> Eval<AssertOutcome> {
         let ExprKind::Binary(op, l, r) = &cond.node else {
-            return Err(BebError::type_error("`at N%` needs a comparison such as `estimate >= x`")
-                .at(cond.span)
-                .into());
+            return Err(
+                BebError::type_error("`at N%` needs a comparison such as `estimate >= x`")
+                    .at(cond.span)
+                    .into(),
+            );
         };
         let left = self.eval(l, env)?;
         let right = self.eval(r, env)?;
         let test = crate::eval::stat_assert::one_sided(&left, *op, &right, level / 100.0)
             .map_err(|e| e.at(cond.span))?;
-        let notes = vec![(l.span, format!("left: {}", brief(&left))), (r.span, format!("right: {}", brief(&right)))];
+        let notes = vec![
+            (l.span, format!("left: {}", brief(&left))),
+            (r.span, format!("right: {}", brief(&right))),
+        ];
         Ok((test.passed, test.detail, notes))
     }
 
     /// The span of the operator written between two operands (the whole gap if it is not found).
     fn operator_span(&self, op: BinaryOp, left: Span, right: Span) -> Span {
-        let gap = Span { start: left.end, end: right.start, file: left.file };
+        let gap = Span {
+            start: left.end,
+            end: right.start,
+            file: left.file,
+        };
         match self.snippet(gap).find(op.symbol()) {
-            Some(i) => Span::new(gap.file, gap.start as usize + i, gap.start as usize + i + op.symbol().len()),
+            Some(i) => Span::new(
+                gap.file,
+                gap.start as usize + i,
+                gap.start as usize + i + op.symbol().len(),
+            ),
             None => gap,
         }
     }
@@ -499,15 +576,22 @@ impl Interp {
                 let mut out: Vec<(Name, Value)> = Vec::with_capacity(fields.len());
                 for f in fields {
                     if out.iter().any(|(n, _)| *n == f.name.node) {
-                        return Err(BebError::value(format!("field `{}` is given twice", f.name.node))
-                            .at(f.name.span)
-                            .into());
+                        return Err(BebError::value(format!(
+                            "field `{}` is given twice",
+                            f.name.node
+                        ))
+                        .at(f.name.span)
+                        .into());
                     }
                     out.push((f.name.node.clone(), self.eval(&f.value, env)?));
                 }
                 Value::Record(Rc::new(Record { fields: out }))
             }
-            ExprKind::Range { start, end, inclusive } => {
+            ExprKind::Range {
+                start,
+                end,
+                inclusive,
+            } => {
                 let bound = |this: &mut Interp, e: &Option<Box<Expr>>| -> Eval<Option<i64>> {
                     match e {
                         None => Ok(None),
@@ -526,9 +610,11 @@ impl Interp {
                         inclusive: *inclusive,
                     }),
                     _ => {
-                        return Err(BebError::value("an open range like `..n` can only be used inside `[...]`")
-                            .at(span)
-                            .into());
+                        return Err(BebError::value(
+                            "an open range like `..n` can only be used inside `[...]`",
+                        )
+                        .at(span)
+                        .into());
                     }
                 }
             }
@@ -550,7 +636,11 @@ impl Interp {
                 def: def.clone(),
                 env: env.clone(),
             })),
-            ExprKind::If { cond, then, otherwise } => match self.eval(cond, env)? {
+            ExprKind::If {
+                cond,
+                then,
+                otherwise,
+            } => match self.eval(cond, env)? {
                 Value::Bool(true) => self.eval(then, env)?,
                 Value::Bool(false) => match otherwise {
                     Some(e) => self.eval(e, env)?,
@@ -600,22 +690,34 @@ impl Interp {
     fn number(&mut self, expr: &Expr, env: &Rc<Env>, what: &str) -> Eval<f64> {
         match self.eval(expr, env)? {
             Value::Num(x) => Ok(x),
-            other => Err(BebError::type_error(format!("expected {what} (a number), found a {}", other.type_name()))
-                .at(expr.span)
-                .into()),
+            other => Err(BebError::type_error(format!(
+                "expected {what} (a number), found a {}",
+                other.type_name()
+            ))
+            .at(expr.span)
+            .into()),
         }
     }
 
     fn unknown_name(&self, name: &str, span: Span, env: &Rc<Env>) -> BebError {
         let names = env.names();
-        let mut err = BebError::new(ErrorKind::Name, format!("unknown name `{name}`")).at(span).with_label("not defined");
+        let mut err = BebError::new(ErrorKind::Name, format!("unknown name `{name}`"))
+            .at(span)
+            .with_label("not defined");
         if let Some(best) = suggest::closest(name, names.iter().map(|n| &**n)) {
             err = err.with_help(format!("did you mean `{best}`?"));
         }
         err
     }
 
-    fn eval_binary(&mut self, op: BinaryOp, l: &Expr, r: &Expr, span: Span, env: &Rc<Env>) -> Eval<Value> {
+    fn eval_binary(
+        &mut self,
+        op: BinaryOp,
+        l: &Expr,
+        r: &Expr,
+        span: Span,
+        env: &Rc<Env>,
+    ) -> Eval<Value> {
         let left = self.eval(l, env)?;
         // `and`/`or` short-circuit on booleans.
         match (op, &left) {
@@ -636,7 +738,9 @@ impl Interp {
                     let v = self.eval(expr, env)?;
                     match spec {
                         None => out.push_str(&v.to_string()),
-                        Some(spec) => out.push_str(&format_with_spec(&v, spec).map_err(|e| e.at(expr.span))?),
+                        Some(spec) => {
+                            out.push_str(&format_with_spec(&v, spec).map_err(|e| e.at(expr.span))?)
+                        }
                     }
                 }
             }
@@ -646,9 +750,15 @@ impl Interp {
 
     fn eval_index(&mut self, target: &Value, index: &Expr, env: &Rc<Env>) -> Eval<Value> {
         // Slices: `[a..b]`, `[..n]`, `[n..]`.
-        if let ExprKind::Range { start, end, inclusive } = &index.node {
+        if let ExprKind::Range {
+            start,
+            end,
+            inclusive,
+        } = &index.node
+        {
             let len = length(target).ok_or_else(|| {
-                BebError::type_error(format!("cannot slice a {}", target.type_name())).at(index.span)
+                BebError::type_error(format!("cannot slice a {}", target.type_name()))
+                    .at(index.span)
             })?;
             let mut bound = |e: &Option<Box<Expr>>, default: i64| -> Eval<i64> {
                 match e {
@@ -664,7 +774,10 @@ impl Interp {
             if lo < 0 || hi < lo || hi as usize > len {
                 return Err(BebError::new(
                     ErrorKind::Index,
-                    format!("slice {lo}..{hi} is out of range for a {} of length {len}", target.type_name()),
+                    format!(
+                        "slice {lo}..{hi} is out of range for a {} of length {len}",
+                        target.type_name()
+                    ),
                 )
                 .at(index.span)
                 .into());
@@ -675,37 +788,65 @@ impl Interp {
         if let Value::Range(r) = key {
             let len = length(target).unwrap_or(0);
             if r.start < 0 || r.stop() < r.start || r.stop() as usize > len {
-                return Err(BebError::new(ErrorKind::Index, format!("slice {}..{} is out of range for length {len}", r.start, r.stop()))
-                    .at(index.span)
-                    .into());
+                return Err(BebError::new(
+                    ErrorKind::Index,
+                    format!(
+                        "slice {}..{} is out of range for length {len}",
+                        r.start,
+                        r.stop()
+                    ),
+                )
+                .at(index.span)
+                .into());
             }
             return Ok(slice(target, r.start as usize, r.stop() as usize));
         }
         Ok(index_value(target, &key).map_err(|e| e.at(index.span))?)
     }
 
-    fn eval_sweep(&mut self, vars: &[(Spanned<Name>, Expr)], body: &[Stmt], fields: &[Field], env: &Rc<Env>) -> Eval<Value> {
+    fn eval_sweep(
+        &mut self,
+        vars: &[(Spanned<Name>, Expr)],
+        body: &[Stmt],
+        fields: &[Field],
+        env: &Rc<Env>,
+    ) -> Eval<Value> {
         let mut domains = Vec::with_capacity(vars.len());
         for (name, e) in vars {
             let v = self.eval(e, env)?;
             let items = iterate(&v).ok_or_else(|| {
-                BebError::type_error(format!("`sweep {} in ...` needs a list or range, found a {}", name.node, v.type_name()))
-                    .at(e.span)
+                BebError::type_error(format!(
+                    "`sweep {} in ...` needs a list or range, found a {}",
+                    name.node,
+                    v.type_name()
+                ))
+                .at(e.span)
             })?;
             domains.push(items);
         }
         let mut columns: Vec<Name> = vars.iter().map(|(n, _)| n.node.clone()).collect();
         for f in fields {
             if columns.contains(&f.name.node) {
-                return Err(BebError::value(format!("column `{}` appears twice", f.name.node)).at(f.name.span).into());
+                return Err(
+                    BebError::value(format!("column `{}` appears twice", f.name.node))
+                        .at(f.name.span)
+                        .into(),
+                );
             }
             columns.push(f.name.node.clone());
         }
         let mut rows = Vec::new();
-        let total = domains.iter().try_fold(1usize, |n, d| n.checked_mul(d.len())).ok_or_else(|| {
-            let span = vars.iter().map(|(_, e)| e.span).reduce(Span::to).unwrap_or_default();
-            BebError::value("this sweep has more rows than can be counted").at(span)
-        })?;
+        let total = domains
+            .iter()
+            .try_fold(1usize, |n, d| n.checked_mul(d.len()))
+            .ok_or_else(|| {
+                let span = vars
+                    .iter()
+                    .map(|(_, e)| e.span)
+                    .reduce(Span::to)
+                    .unwrap_or_default();
+                BebError::value("this sweep has more rows than can be counted").at(span)
+            })?;
         for step in 0..total {
             self.check_interrupt()?;
             let scope = Env::child(env);
@@ -741,8 +882,13 @@ impl Interp {
             let v = self.eval(&a.value, env)?;
             match &a.name {
                 Some(n) => {
-                    if named.iter().any(|(m, _, _): &(String, Value, Span)| **m == *n.node) {
-                        return Err(BebError::argument(format!("`{}` is given twice", n.node)).at(n.span).into());
+                    if named
+                        .iter()
+                        .any(|(m, _, _): &(String, Value, Span)| **m == *n.node)
+                    {
+                        return Err(BebError::argument(format!("`{}` is given twice", n.node))
+                            .at(n.span)
+                            .into());
                     }
                     named.push((n.node.to_string(), v, n.span));
                 }
@@ -756,10 +902,19 @@ impl Interp {
     }
 
     /// Call any function value with evaluated arguments.
-    pub fn call(&mut self, f: &Value, positional: Vec<(Value, Span)>, named: Vec<(String, Value, Span)>, span: Span) -> BebResult<Value> {
+    pub fn call(
+        &mut self,
+        f: &Value,
+        positional: Vec<(Value, Span)>,
+        named: Vec<(String, Value, Span)>,
+        span: Span,
+    ) -> BebResult<Value> {
         self.check_interrupt().map_err(|e| e.at(span))?;
         if self.depth >= MAX_CALL_DEPTH {
-            return Err(BebError::value(format!("calls nested deeper than {MAX_CALL_DEPTH} (runaway recursion?)")).at(span));
+            return Err(BebError::value(format!(
+                "calls nested deeper than {MAX_CALL_DEPTH} (runaway recursion?)"
+            ))
+            .at(span));
         }
         self.depth += 1;
         let result = match f {
@@ -770,7 +925,11 @@ impl Interp {
                 self.name_hint = None;
                 self.call_closure(c, positional, named, span)
             }
-            other => Err(BebError::type_error(format!("a {} is not a function", other.type_name())).at(span)),
+            other => Err(BebError::type_error(format!(
+                "a {} is not a function",
+                other.type_name()
+            ))
+            .at(span)),
         };
         self.depth -= 1;
         result
@@ -778,19 +937,40 @@ impl Interp {
 
     /// Convenience for builtins: call with positional values only.
     pub fn call_simple(&mut self, f: &Value, args: Vec<Value>, span: Span) -> BebResult<Value> {
-        self.call(f, args.into_iter().map(|v| (v, span)).collect(), Vec::new(), span)
+        self.call(
+            f,
+            args.into_iter().map(|v| (v, span)).collect(),
+            Vec::new(),
+            span,
+        )
     }
 
-    fn call_closure(&mut self, c: &Rc<Closure>, positional: Vec<(Value, Span)>, named: Vec<(String, Value, Span)>, span: Span) -> BebResult<Value> {
+    fn call_closure(
+        &mut self,
+        c: &Rc<Closure>,
+        positional: Vec<(Value, Span)>,
+        named: Vec<(String, Value, Span)>,
+        span: Span,
+    ) -> BebResult<Value> {
         let def = &c.def;
         let scope = Env::child(&c.env);
         let signature = || {
             let params: Vec<String> = def
                 .params
                 .iter()
-                .map(|p| if p.default.is_some() { format!("{} = ...", p.name.node) } else { p.name.node.to_string() })
+                .map(|p| {
+                    if p.default.is_some() {
+                        format!("{} = ...", p.name.node)
+                    } else {
+                        p.name.node.to_string()
+                    }
+                })
                 .collect();
-            format!("{}({})", def.name.as_deref().unwrap_or("lambda"), params.join(", "))
+            format!(
+                "{}({})",
+                def.name.as_deref().unwrap_or("lambda"),
+                params.join(", ")
+            )
         };
         if positional.len() > def.params.len() {
             return Err(BebError::argument(format!(
@@ -814,9 +994,12 @@ impl Interp {
                 }
                 Some(i) => given[i] = Some(v),
                 None => {
-                    return Err(BebError::argument(format!("{} has no parameter `{name}`", signature()))
-                        .at(nspan)
-                        .with_help(format!("signature: {}", signature())));
+                    return Err(BebError::argument(format!(
+                        "{} has no parameter `{name}`",
+                        signature()
+                    ))
+                    .at(nspan)
+                    .with_help(format!("signature: {}", signature())));
                 }
             }
         }
@@ -829,9 +1012,13 @@ impl Interp {
                     Err(Control::Return(v)) => v,
                 },
                 (None, None) => {
-                    return Err(BebError::argument(format!("{} is missing the argument `{}`", signature(), p.name.node))
-                        .at(span)
-                        .with_help(format!("signature: {}", signature())));
+                    return Err(BebError::argument(format!(
+                        "{} is missing the argument `{}`",
+                        signature(),
+                        p.name.node
+                    ))
+                    .at(span)
+                    .with_help(format!("signature: {}", signature())));
                 }
             };
             scope.define(p.name.node.clone(), value);
@@ -871,7 +1058,11 @@ fn truth(v: &Value) -> Truth {
 /// A short rendering for diagnostics (long lists are elided).
 fn brief(v: &Value) -> String {
     let text = match v {
-        Value::Table(t) => format!("<table {} rows × {} columns>", t.rows.len(), t.columns.len()),
+        Value::Table(t) => format!(
+            "<table {} rows × {} columns>",
+            t.rows.len(),
+            t.columns.len()
+        ),
         other => other.repr(),
     };
     if text.chars().count() > 120 {
@@ -885,7 +1076,12 @@ fn brief(v: &Value) -> String {
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, col)
 }
 
@@ -893,8 +1089,14 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 pub fn integer(v: &Value) -> BebResult<i64> {
     match v {
         Value::Num(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Ok(*x as i64),
-        Value::Num(x) => Err(BebError::value(format!("expected a whole number, found {}", crate::format::number(*x)))),
-        other => Err(BebError::type_error(format!("expected a whole number, found a {}", other.type_name()))),
+        Value::Num(x) => Err(BebError::value(format!(
+            "expected a whole number, found {}",
+            crate::format::number(*x)
+        ))),
+        other => Err(BebError::type_error(format!(
+            "expected a whole number, found a {}",
+            other.type_name()
+        ))),
     }
 }
 
@@ -912,7 +1114,9 @@ fn length(v: &Value) -> Option<usize> {
 fn slice(v: &Value, lo: usize, hi: usize) -> Value {
     match v {
         Value::List(items) => Value::list(items[lo..hi].to_vec()),
-        Value::Str(s) => Value::Str(Rc::from(s.chars().skip(lo).take(hi - lo).collect::<String>())),
+        Value::Str(s) => Value::Str(Rc::from(
+            s.chars().skip(lo).take(hi - lo).collect::<String>(),
+        )),
         Value::Text(t) => Value::text(t.units[lo..hi].to_vec()),
         Value::Table(t) => Value::Table(Rc::new(Table {
             columns: t.columns.clone(),
@@ -931,7 +1135,10 @@ fn index_value(target: &Value, key: &Value) -> BebResult<Value> {
     if let Value::Str(name) = key {
         return match target {
             Value::Record(_) | Value::Table(_) => field(target, name),
-            other => Err(BebError::type_error(format!("cannot index a {} by name", other.type_name()))),
+            other => Err(BebError::type_error(format!(
+                "cannot index a {} by name",
+                other.type_name()
+            ))),
         };
     }
     let len = length(target)
@@ -941,15 +1148,23 @@ fn index_value(target: &Value, key: &Value) -> BebResult<Value> {
     if position < 0 || position as usize >= len {
         return Err(BebError::new(
             ErrorKind::Index,
-            format!("index {i} is out of range for a {} of length {len}", target.type_name()),
+            format!(
+                "index {i} is out of range for a {} of length {len}",
+                target.type_name()
+            ),
         ));
     }
     let p = position as usize;
     Ok(match target {
         Value::List(items) => items[p].clone(),
-        Value::Str(s) => Value::Str(Rc::from(s.chars().nth(p).map(String::from).unwrap_or_default())),
+        Value::Str(s) => Value::Str(Rc::from(
+            s.chars().nth(p).map(String::from).unwrap_or_default(),
+        )),
         Value::Text(t) => Value::text(vec![t.units[p].clone()]),
-        Value::Table(t) => t.row_record(p).map(|r| Value::Record(Rc::new(r))).unwrap_or(Value::None),
+        Value::Table(t) => t
+            .row_record(p)
+            .map(|r| Value::Record(Rc::new(r)))
+            .unwrap_or(Value::None),
         Value::Range(r) => Value::Num((r.start + p as i64) as f64),
         _ => Value::None,
     })
@@ -958,7 +1173,10 @@ fn index_value(target: &Value, key: &Value) -> BebResult<Value> {
 /// `value.name`: record fields, table columns, estimate parts, model names.
 pub fn field(v: &Value, name: &str) -> BebResult<Value> {
     let missing = |known: Vec<&str>| {
-        let mut err = BebError::new(ErrorKind::Name, format!("a {} has no field `{name}`", v.type_name()));
+        let mut err = BebError::new(
+            ErrorKind::Name,
+            format!("a {} has no field `{name}`", v.type_name()),
+        );
         err.help = Some(match suggest::closest(name, known.iter().copied()) {
             Some(best) => format!("did you mean `{best}`?"),
             None if known.is_empty() => "it has no fields".to_string(),
@@ -994,7 +1212,10 @@ const MAX_FORMAT_DIGITS: usize = 100;
 
 /// `{x:.3}` (fixed decimals) and `{x:.3e}` (scientific) in string interpolation.
 fn format_with_spec(v: &Value, spec: &str) -> BebResult<String> {
-    let bad = || BebError::value(format!("unknown format `:{spec}`")).with_help("formats: `:.3` (3 decimals), `:.3e` (scientific)");
+    let bad = || {
+        BebError::value(format!("unknown format `:{spec}`"))
+            .with_help("formats: `:.3` (3 decimals), `:.3e` (scientific)")
+    };
     let body = spec.strip_prefix('.').ok_or_else(bad)?;
     let (digits, scientific) = match body.strip_suffix('e') {
         Some(d) => (d, true),
@@ -1002,17 +1223,31 @@ fn format_with_spec(v: &Value, spec: &str) -> BebResult<String> {
     };
     let digits: usize = digits.parse().map_err(|_| bad())?;
     if digits > MAX_FORMAT_DIGITS {
-        return Err(BebError::value(format!("`:{spec}` asks for more than {MAX_FORMAT_DIGITS} digits")));
+        return Err(BebError::value(format!(
+            "`:{spec}` asks for more than {MAX_FORMAT_DIGITS} digits"
+        )));
     }
-    let one = |x: f64| if scientific { format!("{x:.digits$e}") } else { format!("{x:.digits$}") };
+    let one = |x: f64| {
+        if scientific {
+            format!("{x:.digits$e}")
+        } else {
+            format!("{x:.digits$}")
+        }
+    };
     match v {
         Value::Num(x) => Ok(one(*x)),
         Value::Estimate(e) => Ok(format!("{} ± {} (n={})", one(e.mean), one(e.stderr), e.n)),
         Value::List(items) => {
-            let parts: Vec<String> = items.iter().map(|i| format_with_spec(i, spec)).collect::<BebResult<_>>()?;
+            let parts: Vec<String> = items
+                .iter()
+                .map(|i| format_with_spec(i, spec))
+                .collect::<BebResult<_>>()?;
             Ok(format!("[{}]", parts.join(", ")))
         }
-        other => Err(BebError::type_error(format!("`:{spec}` formats numbers, found a {}", other.type_name()))),
+        other => Err(BebError::type_error(format!(
+            "`:{spec}` formats numbers, found a {}",
+            other.type_name()
+        ))),
     }
 }
 
@@ -1043,7 +1278,13 @@ impl Interp {
                     .def
                     .params
                     .iter()
-                    .map(|p| if p.default.is_some() { format!("{} = ...", p.name.node) } else { p.name.node.to_string() })
+                    .map(|p| {
+                        if p.default.is_some() {
+                            format!("{} = ...", p.name.node)
+                        } else {
+                            p.name.node.to_string()
+                        }
+                    })
                     .collect();
                 let name = c.def.name.as_deref().unwrap_or("lambda");
                 Some((format!("{name}({})", params.join(", ")), c.def.doc.clone()))

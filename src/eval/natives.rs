@@ -74,7 +74,12 @@ fn parse_signature(signature: &str) -> (String, Vec<ParamSpec>) {
             if !piece.is_empty() {
                 let variadic = piece.starts_with('*');
                 let head = piece.trim_start_matches('*');
-                let pname = head.split([':', '=']).next().unwrap_or("").trim().to_string();
+                let pname = head
+                    .split([':', '='])
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
                 params.push(ParamSpec {
                     name: pname,
                     optional: piece.contains('=') || variadic,
@@ -109,7 +114,9 @@ impl Args {
         let mut rest = Vec::new();
         // Positional arguments fill the parameters before a `*rest` one; those after it are
         // keyword-only.
-        let fixed: Vec<usize> = (0..builtin.params.len()).take_while(|&i| !builtin.params[i].variadic).collect();
+        let fixed: Vec<usize> = (0..builtin.params.len())
+            .take_while(|&i| !builtin.params[i].variadic)
+            .collect();
         let variadic = builtin.params.iter().any(|p| p.variadic);
         let mut positional = positional.into_iter();
         for &i in &fixed {
@@ -135,9 +142,17 @@ impl Args {
             }
         }
         for (name, value, span) in named {
-            match builtin.params.iter().position(|p| p.name == name && !p.variadic) {
+            match builtin
+                .params
+                .iter()
+                .position(|p| p.name == name && !p.variadic)
+            {
                 Some(i) if values[i].is_some() => {
-                    return Err(signature_error(&builtin, format!("`{name}` is given twice"), span));
+                    return Err(signature_error(
+                        &builtin,
+                        format!("`{name}` is given twice"),
+                        span,
+                    ));
                 }
                 Some(i) => values[i] = Some((value, span)),
                 None => {
@@ -147,8 +162,12 @@ impl Args {
                         format!("{}() has no parameter `{name}`", builtin.name),
                         span,
                     );
-                    if let Some(best) = crate::eval::suggest::closest(&name, known.iter().copied()) {
-                        err.help = Some(format!("did you mean `{best}`? signature: {}", builtin.signature));
+                    if let Some(best) = crate::eval::suggest::closest(&name, known.iter().copied())
+                    {
+                        err.help = Some(format!(
+                            "did you mean `{best}`? signature: {}",
+                            builtin.signature
+                        ));
                     }
                     return Err(err);
                 }
@@ -193,7 +212,10 @@ impl Args {
         let found = self.get(name).map(Value::type_name).unwrap_or("nothing");
         signature_error(
             &self.builtin,
-            format!("`{name}` of {}() must be {expected}, found {found}", self.builtin.name),
+            format!(
+                "`{name}` of {}() must be {expected}, found {found}",
+                self.builtin.name
+            ),
             self.span(name),
         )
     }
@@ -225,7 +247,12 @@ impl Args {
     /// A non-negative whole number.
     pub fn count(&self, name: &str) -> BebResult<usize> {
         let x = self.num(name)?;
-        to_count(x).ok_or_else(|| self.invalid(name, format!("`{name}` must be a whole number >= 0, found {x}")))
+        to_count(x).ok_or_else(|| {
+            self.invalid(
+                name,
+                format!("`{name}` must be a whole number >= 0, found {x}"),
+            )
+        })
     }
 
     pub fn opt_count(&self, name: &str) -> BebResult<Option<usize>> {
@@ -323,7 +350,12 @@ pub fn iterate(value: &Value) -> Option<Vec<Value>> {
                 .map(|r| Value::Record(Rc::new(r)))
                 .collect(),
         ),
-        Value::Text(t) => Some(t.units.iter().map(|u| Value::text(vec![u.clone()])).collect()),
+        Value::Text(t) => Some(
+            t.units
+                .iter()
+                .map(|u| Value::text(vec![u.clone()]))
+                .collect(),
+        ),
         _ => None,
     }
 }
@@ -369,7 +401,8 @@ mod tests {
 
     #[test]
     fn signatures_parse_into_parameters() {
-        let (name, params) = parse_signature("kl(p: model, q: model, given: text = [], *rest: number) -> number");
+        let (name, params) =
+            parse_signature("kl(p: model, q: model, given: text = [], *rest: number) -> number");
         assert_eq!(name, "kl");
         let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["p", "q", "given", "rest"]);

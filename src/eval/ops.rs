@@ -12,13 +12,24 @@ use crate::syntax::ast::{BinaryOp, UnaryOp};
 pub fn unary(op: UnaryOp, value: &Value) -> BebResult<Value> {
     match (op, value) {
         (UnaryOp::Neg, Value::Num(x)) => Ok(Value::Num(-x)),
-        (UnaryOp::Neg, Value::Estimate(e)) => Ok(Value::Estimate(Estimate { mean: -e.mean, ..*e })),
+        (UnaryOp::Neg, Value::Estimate(e)) => Ok(Value::Estimate(Estimate {
+            mean: -e.mean,
+            ..*e
+        })),
         (UnaryOp::Not, Value::Bool(b)) => Ok(Value::Bool(!b)),
         (_, Value::List(_) | Value::Range(_)) => {
             let items = elements(value)?;
-            Ok(Value::list(items.iter().map(|v| unary(op, v)).collect::<BebResult<_>>()?))
+            Ok(Value::list(
+                items
+                    .iter()
+                    .map(|v| unary(op, v))
+                    .collect::<BebResult<_>>()?,
+            ))
         }
-        (UnaryOp::Neg, other) => Err(BebError::type_error(format!("cannot negate a {}", other.type_name()))),
+        (UnaryOp::Neg, other) => Err(BebError::type_error(format!(
+            "cannot negate a {}",
+            other.type_name()
+        ))),
         (UnaryOp::Not, other) => Err(BebError::type_error(format!(
             "`not` needs true or false, found a {}",
             other.type_name()
@@ -32,7 +43,11 @@ fn is_listlike(v: &Value) -> bool {
 
 /// The elements of a list or range operated on element-wise (a range too long to hold is refused).
 fn elements(v: &Value) -> BebResult<Vec<Value>> {
-    iterate(v).ok_or_else(|| BebError::value(format!("{v} has too many elements to operate on element by element")))
+    iterate(v).ok_or_else(|| {
+        BebError::value(format!(
+            "{v} has too many elements to operate on element by element"
+        ))
+    })
 }
 
 pub fn binary(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
@@ -87,7 +102,13 @@ fn mismatch(op: BinaryOp, left: &Value, right: &Value) -> BebError {
 }
 
 fn elementwise(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
-    let items = |v: &Value| if is_listlike(v) { elements(v).map(Some) } else { Ok(None) };
+    let items = |v: &Value| {
+        if is_listlike(v) {
+            elements(v).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
     let out: Vec<Value> = match (items(left)?, items(right)?) {
         (Some(a), Some(b)) => {
             if a.len() != b.len() {
@@ -101,10 +122,19 @@ fn elementwise(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
                     ),
                 ));
             }
-            a.iter().zip(&b).map(|(x, y)| binary(op, x, y)).collect::<BebResult<_>>()?
+            a.iter()
+                .zip(&b)
+                .map(|(x, y)| binary(op, x, y))
+                .collect::<BebResult<_>>()?
         }
-        (Some(a), None) => a.iter().map(|x| binary(op, x, right)).collect::<BebResult<_>>()?,
-        (None, Some(b)) => b.iter().map(|y| binary(op, left, y)).collect::<BebResult<_>>()?,
+        (Some(a), None) => a
+            .iter()
+            .map(|x| binary(op, x, right))
+            .collect::<BebResult<_>>()?,
+        (None, Some(b)) => b
+            .iter()
+            .map(|y| binary(op, left, y))
+            .collect::<BebResult<_>>()?,
         (None, None) => return Err(mismatch(op, left, right)),
     };
     Ok(Value::list(out))
@@ -132,13 +162,23 @@ fn numeric(op: BinaryOp, a: f64, b: f64) -> BebResult<Value> {
             )));
         }
     };
-    checked(result, || format!("{} {} {}", crate::format::number(a), op.symbol(), crate::format::number(b)))
+    checked(result, || {
+        format!(
+            "{} {} {}",
+            crate::format::number(a),
+            op.symbol(),
+            crate::format::number(b)
+        )
+    })
 }
 
 /// Refuse NaN: it would silently poison every figure computed from it.
 pub fn checked(x: f64, what: impl FnOnce() -> String) -> BebResult<Value> {
     if x.is_nan() {
-        Err(BebError::new(ErrorKind::Arithmetic, format!("{} is not a number (NaN)", what())))
+        Err(BebError::new(
+            ErrorKind::Arithmetic,
+            format!("{} is not a number (NaN)", what()),
+        ))
     } else {
         Ok(Value::Num(x))
     }
@@ -152,9 +192,18 @@ fn estimate_op(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
         _ => return Err(mismatch(op, left, right)),
     };
     let out = match (op, estimate_left) {
-        (BinaryOp::Add, _) => Estimate { mean: e.mean + x, ..e },
-        (BinaryOp::Sub, true) => Estimate { mean: e.mean - x, ..e },
-        (BinaryOp::Sub, false) => Estimate { mean: x - e.mean, ..e },
+        (BinaryOp::Add, _) => Estimate {
+            mean: e.mean + x,
+            ..e
+        },
+        (BinaryOp::Sub, true) => Estimate {
+            mean: e.mean - x,
+            ..e
+        },
+        (BinaryOp::Sub, false) => Estimate {
+            mean: x - e.mean,
+            ..e
+        },
         (BinaryOp::Mul, _) => Estimate {
             mean: e.mean * x,
             stderr: e.stderr * x.abs(),
@@ -165,7 +214,9 @@ fn estimate_op(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
             stderr: e.stderr / x.abs(),
             n: e.n,
         },
-        (BinaryOp::Div, true) => return Err(BebError::new(ErrorKind::Arithmetic, "division by zero")),
+        (BinaryOp::Div, true) => {
+            return Err(BebError::new(ErrorKind::Arithmetic, "division by zero"));
+        }
         (op, _) if op.is_comparison() => {
             return Err(BebError::type_error(format!(
                 "comparing a Monte Carlo estimate with `{}` needs a confidence level",
@@ -178,7 +229,10 @@ fn estimate_op(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
         _ => return Err(mismatch(op, left, right)),
     };
     if out.mean.is_nan() {
-        return Err(BebError::new(ErrorKind::Arithmetic, "estimate arithmetic gave NaN"));
+        return Err(BebError::new(
+            ErrorKind::Arithmetic,
+            "estimate arithmetic gave NaN",
+        ));
     }
     Ok(Value::Estimate(out))
 }
@@ -205,7 +259,11 @@ mod tests {
 
     #[test]
     fn estimates_cannot_be_compared_without_a_level() {
-        let e = Value::Estimate(Estimate { mean: 1.0, stderr: 0.1, n: 10 });
+        let e = Value::Estimate(Estimate {
+            mean: 1.0,
+            stderr: 0.1,
+            n: 10,
+        });
         assert!(binary(BinaryOp::Ge, &e, &Value::Num(0.0)).is_err());
         assert!(binary(BinaryOp::Add, &e, &Value::Num(1.0)).is_ok());
     }

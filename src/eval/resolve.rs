@@ -49,8 +49,14 @@ impl Resolver<'_> {
         if self.is_known(name) {
             return;
         }
-        let mut err = BebError::new(ErrorKind::Name, format!("unknown name `{name}`")).at(span).with_label("not defined");
-        let all: Vec<&str> = self.scopes.iter().flat_map(|s| s.iter().map(|n| &**n)).collect();
+        let mut err = BebError::new(ErrorKind::Name, format!("unknown name `{name}`"))
+            .at(span)
+            .with_label("not defined");
+        let all: Vec<&str> = self
+            .scopes
+            .iter()
+            .flat_map(|s| s.iter().map(|n| &**n))
+            .collect();
         if let Some(best) = suggest::closest(name, all) {
             err = err.with_help(format!("did you mean `{best}`?"));
         }
@@ -67,10 +73,10 @@ impl Resolver<'_> {
 
     fn block(&mut self, stmts: &[Stmt]) {
         for s in stmts {
-            if let StmtKind::Fn(def) = &s.node {
-                if let Some(n) = &def.name {
-                    self.define(n);
-                }
+            if let StmtKind::Fn(def) = &s.node
+                && let Some(n) = &def.name
+            {
+                self.define(n);
             }
         }
         for s in stmts {
@@ -112,7 +118,11 @@ impl Resolver<'_> {
                             }
                         }
                         None => self.errors.push(
-                            BebError::new(ErrorKind::Name, format!("there is no module `{}`", module.node)).at(module.span),
+                            BebError::new(
+                                ErrorKind::Name,
+                                format!("there is no module `{}`", module.node),
+                            )
+                            .at(module.span),
                         ),
                     }
                 } else {
@@ -188,7 +198,11 @@ impl Resolver<'_> {
             }
             ExprKind::Field { target, .. } => self.expr(target),
             ExprKind::Lambda(def) => self.function(def),
-            ExprKind::If { cond, then, otherwise } => {
+            ExprKind::If {
+                cond,
+                then,
+                otherwise,
+            } => {
                 self.expr(cond);
                 self.expr(then);
                 if let Some(o) = otherwise {

@@ -16,7 +16,11 @@ pub struct Outcome {
 fn estimate_of(v: &Value) -> Option<Estimate> {
     match v {
         Value::Estimate(e) => Some(*e),
-        Value::Num(x) => Some(Estimate { mean: *x, stderr: 0.0, n: 0 }),
+        Value::Num(x) => Some(Estimate {
+            mean: *x,
+            stderr: 0.0,
+            n: 0,
+        }),
         _ => None,
     }
 }
@@ -31,7 +35,10 @@ pub fn one_sided(left: &Value, op: BinaryOp, right: &Value, level: f64) -> BebRe
         )));
     };
     // Put the estimate on the left: `x <= e` is `e >= x`.
-    let (estimate, threshold, direction) = match (op, matches!(left, Value::Estimate(_)) || !matches!(right, Value::Estimate(_))) {
+    let (estimate, threshold, direction) = match (
+        op,
+        matches!(left, Value::Estimate(_)) || !matches!(right, Value::Estimate(_)),
+    ) {
         (BinaryOp::Ge | BinaryOp::Gt, true) => (l, r.mean, Direction::AtLeast),
         (BinaryOp::Le | BinaryOp::Lt, true) => (l, r.mean, Direction::AtMost),
         (BinaryOp::Ge | BinaryOp::Gt, false) => (r, l.mean, Direction::AtMost),
@@ -47,7 +54,8 @@ pub fn one_sided(left: &Value, op: BinaryOp, right: &Value, level: f64) -> BebRe
         return Err(BebError::type_error("`at N%` compares one estimate with a number")
             .with_help("estimates of two quantities are correlated in ways beb cannot know; test their difference measured directly"));
     }
-    let verdict = test(&estimate, direction, threshold, level).map_err(|e| BebError::value(e.to_string()))?;
+    let verdict =
+        test(&estimate, direction, threshold, level).map_err(|e| BebError::value(e.to_string()))?;
     let (lo, hi) = verdict.interval;
     let claim = match direction {
         Direction::AtLeast => ">=",
@@ -62,7 +70,11 @@ pub fn one_sided(left: &Value, op: BinaryOp, right: &Value, level: f64) -> BebRe
         format::significant(hi, 6),
         format::number(threshold),
         format::significant(verdict.p_value, 3),
-        if verdict.holds { "consistent with the claim" } else { "refuted" }
+        if verdict.holds {
+            "consistent with the claim"
+        } else {
+            "refuted"
+        }
     );
     Ok(Outcome {
         passed: verdict.holds,
@@ -71,5 +83,9 @@ pub fn one_sided(left: &Value, op: BinaryOp, right: &Value, level: f64) -> BebRe
 }
 
 fn format_estimate(e: &Estimate) -> String {
-    format!("{} ± {}", format::significant(e.mean, 6), format::significant(e.stderr, 2))
+    format!(
+        "{} ± {}",
+        format::significant(e.mean, 6),
+        format::significant(e.stderr, 2)
+    )
 }

@@ -4,5 +4,8 @@
 pub const MODULES: &[(&str, &str)] = &[("bounds", include_str!("../../stdlib/bounds.beb"))];
 
 pub fn source(name: &str) -> Option<&'static str> {
-    MODULES.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
+    MODULES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
 }

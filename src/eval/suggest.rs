@@ -14,7 +14,10 @@ pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
 mod tests {
     #[test]
     fn finds_typos() {
-        assert_eq!(super::closest("lenght", ["len", "length", "log"]), Some("length"));
+        assert_eq!(
+            super::closest("lenght", ["len", "length", "log"]),
+            Some("length")
+        );
         assert_eq!(super::closest("zzzzzz", ["len", "log"]), None);
     }
 }

@@ -37,7 +37,10 @@ pub struct Record {
 
 impl Record {
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.fields.iter().find(|(n, _)| &**n == name).map(|(_, v)| v)
+        self.fields
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v)
     }
 }
 
@@ -52,7 +55,11 @@ pub struct RangeValue {
 impl RangeValue {
     /// One past the last element.
     pub fn stop(&self) -> i64 {
-        if self.inclusive { self.end.saturating_add(1) } else { self.end }
+        if self.inclusive {
+            self.end.saturating_add(1)
+        } else {
+            self.end
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -87,13 +94,21 @@ impl Table {
     }
 
     pub fn column(&self, index: usize) -> Vec<Value> {
-        self.rows.iter().map(|r| r.get(index).cloned().unwrap_or(Value::None)).collect()
+        self.rows
+            .iter()
+            .map(|r| r.get(index).cloned().unwrap_or(Value::None))
+            .collect()
     }
 
     pub fn row_record(&self, row: usize) -> Option<Record> {
         let values = self.rows.get(row)?;
         Some(Record {
-            fields: self.columns.iter().cloned().zip(values.iter().cloned()).collect(),
+            fields: self
+                .columns
+                .iter()
+                .cloned()
+                .zip(values.iter().cloned())
+                .collect(),
         })
     }
 }
@@ -158,7 +173,10 @@ impl Value {
             }
             (Value::Record(a), Value::Record(b)) => {
                 a.fields.len() == b.fields.len()
-                    && a.fields.iter().zip(&b.fields).all(|((n1, v1), (n2, v2))| n1 == n2 && v1.equals(v2))
+                    && a.fields
+                        .iter()
+                        .zip(&b.fields)
+                        .all(|((n1, v1), (n2, v2))| n1 == n2 && v1.equals(v2))
             }
             // Ranges are equal when they hold the same numbers: `0..3 == 0..=2`.
             (Value::Range(a), Value::Range(b)) => {
@@ -202,11 +220,21 @@ impl fmt::Display for Value {
                 write!(f, "[{}]", parts.join(", "))
             }
             Value::Record(r) => {
-                let parts: Vec<String> = r.fields.iter().map(|(n, v)| format!("{n}: {}", v.repr())).collect();
+                let parts: Vec<String> = r
+                    .fields
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {}", v.repr()))
+                    .collect();
                 write!(f, "{{{}}}", parts.join(", "))
             }
             Value::Range(r) => {
-                write!(f, "{}{}{}", r.start, if r.inclusive { "..=" } else { ".." }, r.end)
+                write!(
+                    f,
+                    "{}{}{}",
+                    r.start,
+                    if r.inclusive { "..=" } else { ".." },
+                    r.end
+                )
             }
             Value::Func(c) => match &c.def.name {
                 Some(name) => write!(f, "<fn {name}>"),

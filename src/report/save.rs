@@ -14,13 +14,19 @@ use crate::report::table::cell;
 /// Save `value` to `name` inside `dir`; returns the path written, relative to `dir`.
 pub fn save(value: &Value, name: &str, dir: &Path) -> BebResult<String> {
     let relative = confined(name)?;
-    let extension = relative.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let extension = relative
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let contents = match extension.as_str() {
         "csv" => to_csv(value)?,
         "json" => serde_json::to_string_pretty(&to_json(value)?)
             .map(|s| s + "\n")
             .map_err(|e| BebError::new(ErrorKind::Io, e.to_string()))?,
-        "yaml" | "yml" => crate::yaml::to_string(&to_json(value)?).map_err(|e| BebError::new(ErrorKind::Io, e))?,
+        "yaml" | "yml" => {
+            crate::yaml::to_string(&to_json(value)?).map_err(|e| BebError::new(ErrorKind::Io, e))?
+        }
         other => {
             return Err(BebError::value(format!("cannot save to a `.{other}` file"))
                 .with_help("use .csv, .json or .yaml"));
@@ -34,24 +40,38 @@ pub fn save(value: &Value, name: &str, dir: &Path) -> BebResult<String> {
 /// A relative path that stays inside the run folder (no absolute paths, no `..`).
 fn confined(name: &str) -> BebResult<PathBuf> {
     let path = Path::new(name);
-    let escapes = path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    let escapes = path
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
     if escapes || name.is_empty() {
-        return Err(BebError::new(ErrorKind::Io, format!("refusing to write {name:?} outside the run folder"))
-            .with_help("scripts write only inside their run folder: give a relative path without `..`"));
+        return Err(BebError::new(
+            ErrorKind::Io,
+            format!("refusing to write {name:?} outside the run folder"),
+        )
+        .with_help(
+            "scripts write only inside their run folder: give a relative path without `..`",
+        ));
     }
     Ok(path.to_path_buf())
 }
 
 /// Write via a temporary file in the same folder and rename over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> BebResult<()> {
-    let io = |e: std::io::Error| BebError::new(ErrorKind::Io, format!("cannot write {}: {e}", path.display()));
+    let io = |e: std::io::Error| {
+        BebError::new(
+            ErrorKind::Io,
+            format!("cannot write {}: {e}", path.display()),
+        )
+    };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(io)?;
     }
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
     let temp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     let mut file = fs::File::create(&temp).map_err(io)?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(io)?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(io)?;
     fs::rename(&temp, path).map_err(io)
 }
 
@@ -134,7 +154,8 @@ fn to_csv(value: &Value) -> BebResult<String> {
                         if i == 0 {
                             t.columns = r.fields.iter().map(|(n, _)| n.clone()).collect();
                         }
-                        t.rows.push(r.fields.iter().map(|(_, v)| v.clone()).collect());
+                        t.rows
+                            .push(r.fields.iter().map(|(_, v)| v.clone()).collect());
                     }
                     other => {
                         if i == 0 {
@@ -147,13 +168,19 @@ fn to_csv(value: &Value) -> BebResult<String> {
             t
         }
         other => {
-            return Err(BebError::type_error(format!("a {} cannot be saved as CSV", other.type_name()))
-                .with_help("save tables or lists as CSV; anything as .json or .yaml"));
+            return Err(BebError::type_error(format!(
+                "a {} cannot be saved as CSV",
+                other.type_name()
+            ))
+            .with_help("save tables or lists as CSV; anything as .json or .yaml"));
         }
     };
     let mut header = Vec::new();
     for (i, c) in table.columns.iter().enumerate() {
-        let is_estimate = table.rows.iter().any(|r| matches!(r.get(i), Some(Value::Estimate(_))));
+        let is_estimate = table
+            .rows
+            .iter()
+            .any(|r| matches!(r.get(i), Some(Value::Estimate(_))));
         if is_estimate {
             header.extend([format!("{c}"), format!("{c}_stderr"), format!("{c}_n")]);
         } else {

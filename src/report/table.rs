@@ -19,7 +19,11 @@ fn is_numeric(value: &Value) -> bool {
 
 /// Render with a header and a rule; numeric columns are right-aligned.
 pub fn render(table: &Table) -> String {
-    let cells: Vec<Vec<String>> = table.rows.iter().map(|row| row.iter().map(cell).collect()).collect();
+    let cells: Vec<Vec<String>> = table
+        .rows
+        .iter()
+        .map(|row| row.iter().map(cell).collect())
+        .collect();
     let mut widths: Vec<usize> = table.columns.iter().map(|c| c.chars().count()).collect();
     for row in &cells {
         for (i, c) in row.iter().enumerate() {
@@ -41,7 +45,12 @@ pub fn render(table: &Table) -> String {
         }
     };
     let mut lines = Vec::with_capacity(cells.len() + 2);
-    let header: Vec<String> = table.columns.iter().enumerate().map(|(i, c)| pad(c, i)).collect();
+    let header: Vec<String> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| pad(c, i))
+        .collect();
     lines.push(header.join("  ").trim_end().to_string());
     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
     lines.push(rule.join("  "));

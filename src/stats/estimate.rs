@@ -37,6 +37,11 @@ impl Estimate {
 
 impl fmt::Display for Estimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (n={})", crate::format::estimate(self.mean, self.stderr), self.n)
+        write!(
+            f,
+            "{} (n={})",
+            crate::format::estimate(self.mean, self.stderr),
+            self.n
+        )
     }
 }

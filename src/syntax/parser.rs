@@ -30,7 +30,8 @@ pub struct SyntaxError {
 /// Parse a whole script.
 pub fn parse_program(source: &str, file: u32) -> Result<Vec<Stmt>, SyntaxError> {
     check_nesting(source, file)?;
-    let mut pairs = BebParser::parse(Rule::program, source).map_err(|e| convert_error(e, source, file))?;
+    let mut pairs =
+        BebParser::parse(Rule::program, source).map_err(|e| convert_error(e, source, file))?;
     let program = pairs.next().ok_or_else(|| SyntaxError {
         span: Span::new(file, 0, 0),
         message: "empty parse".into(),
@@ -44,7 +45,12 @@ pub fn parse_program(source: &str, file: u32) -> Result<Vec<Stmt>, SyntaxError> 
 pub fn parse_expression(source: &str, file: u32) -> Result<Expr, SyntaxError> {
     let statements = parse_program(source, file)?;
     match statements.as_slice() {
-        [Spanned { node: StmtKind::Expr(expr), .. }] => Ok(expr.clone()),
+        [
+            Spanned {
+                node: StmtKind::Expr(expr),
+                ..
+            },
+        ] => Ok(expr.clone()),
         _ => Err(SyntaxError {
             span: Span::new(file, 0, source.len()),
             message: "expected a single expression".into(),
@@ -85,7 +91,8 @@ fn convert_error(error: pest::error::Error<Rule>, source: &str, file: u32) -> Sy
     let incomplete = start >= source.len() || (rest_is_blank && unclosed(source));
     let message = match &error.variant {
         ErrorVariant::ParsingError { positives, .. } => {
-            let mut wanted: Vec<&'static str> = positives.iter().filter_map(|r| describe(*r)).collect();
+            let mut wanted: Vec<&'static str> =
+                positives.iter().filter_map(|r| describe(*r)).collect();
             wanted.sort();
             wanted.dedup();
             let found = describe_found(source, start);
@@ -100,7 +107,11 @@ fn convert_error(error: pest::error::Error<Rule>, source: &str, file: u32) -> Sy
     // At the end of input, point at the last token so the diagnostic has something to show.
     let (start, end) = if start >= source.trim_end().len() && !source.trim().is_empty() {
         let last = source.trim_end().len();
-        let begin = source[..last].char_indices().last().map(|(i, _)| i).unwrap_or(0);
+        let begin = source[..last]
+            .char_indices()
+            .last()
+            .map(|(i, _)| i)
+            .unwrap_or(0);
         (begin, last)
     } else if end > start {
         (start, end)
@@ -151,7 +162,9 @@ fn next_char_boundary(source: &str, at: usize) -> usize {
 /// What stands at `at`: a whole word (`let`, `x1`) or a single character.
 fn describe_found(source: &str, at: usize) -> String {
     let rest = &source[at.min(source.len())..];
-    let word_len = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let word_len = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
     match rest.chars().next() {
         None => "end of input".into(),
         Some('\n') => "end of line".into(),
@@ -235,7 +248,11 @@ type Built<T> = Result<T, SyntaxError>;
 impl Builder {
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.file, s.start(), s.end())
+        Span::new(
+            self.file,
+            s.start(),
+            s.start() + significant_len(pair.as_str()),
+        )
     }
 
     fn error(&self, pair: &Pair<Rule>, message: impl Into<String>) -> SyntaxError {
@@ -311,7 +328,10 @@ impl Builder {
                                 .ok_or_else(|| self.internal(span))?;
                             let level = self.number(&number)?;
                             if !(level > 0.0 && level < 100.0) {
-                                return Err(self.error(&number, "a confidence level is a percentage between 0 and 100"));
+                                return Err(self.error(
+                                    &number,
+                                    "a confidence level is a percentage between 0 and 100",
+                                ));
                             }
                             confidence = Some(level);
                         }
@@ -348,11 +368,13 @@ impl Builder {
                 StmtKind::Return(inner.next().map(|p| self.expr(p)).transpose()?)
             }
             Rule::expr_stmt => StmtKind::Expr(self.expr(next(&mut inner)?)?),
-            other => return Err(SyntaxError {
-                span,
-                message: format!("unexpected {other:?}"),
-                incomplete: false,
-            }),
+            other => {
+                return Err(SyntaxError {
+                    span,
+                    message: format!("unexpected {other:?}"),
+                    incomplete: false,
+                });
+            }
         };
         Ok(Spanned { node, span })
     }
@@ -441,10 +463,17 @@ impl Builder {
             .map_prefix(|op, rhs| {
                 let rhs = rhs?;
                 let span = self.span(&op).to(rhs.span);
-                let op = if op.as_rule() == Rule::neg { UnaryOp::Neg } else { UnaryOp::Not };
+                let op = if op.as_rule() == Rule::neg {
+                    UnaryOp::Neg
+                } else {
+                    UnaryOp::Not
+                };
                 // Fold negative literals so `-3` is a number, not an operation.
                 if let (UnaryOp::Neg, ExprKind::Number(x)) = (op, &rhs.node) {
-                    return Ok(Spanned { node: ExprKind::Number(-x), span });
+                    return Ok(Spanned {
+                        node: ExprKind::Number(-x),
+                        span,
+                    });
                 }
                 Ok(Spanned {
                     node: ExprKind::Unary(op, Box::new(rhs)),
@@ -537,7 +566,11 @@ impl Builder {
             }
         }
         Ok(Spanned {
-            node: ExprKind::Range { start, end, inclusive },
+            node: ExprKind::Range {
+                start,
+                end,
+                inclusive,
+            },
             span,
         })
     }
@@ -587,7 +620,11 @@ impl Builder {
             Rule::none_lit => ExprKind::None,
             Rule::ident => ExprKind::Ident(Rc::from(pair.as_str())),
             Rule::string => ExprKind::Str(self.string(pair)?),
-            Rule::list => ExprKind::List(pair.into_inner().map(|p| self.expr(p)).collect::<Built<_>>()?),
+            Rule::list => ExprKind::List(
+                pair.into_inner()
+                    .map(|p| self.expr(p))
+                    .collect::<Built<_>>()?,
+            ),
             Rule::record => ExprKind::Record(self.fields(pair.into_inner())?),
             Rule::block => return self.block_expr(pair),
             Rule::lambda => {
@@ -637,9 +674,13 @@ impl Builder {
                             vars.push((name, self.expr(next(&mut inner)?)?));
                         }
                         Rule::sweep_body => {
-                            let (stmts, rest): (Vec<_>, Vec<_>) =
-                                p.into_inner().partition(|q| q.as_rule() != Rule::record_field);
-                            body = stmts.into_iter().map(|s| self.statement(s)).collect::<Built<_>>()?;
+                            let (stmts, rest): (Vec<_>, Vec<_>) = p
+                                .into_inner()
+                                .partition(|q| q.as_rule() != Rule::record_field);
+                            body = stmts
+                                .into_iter()
+                                .map(|s| self.statement(s))
+                                .collect::<Built<_>>()?;
                             for f in rest {
                                 fields.extend(self.fields(Pairs::single(f))?);
                             }
@@ -701,16 +742,88 @@ impl Builder {
     }
 }
 
+/// The length of `text` without the whitespace and comments that follow its last token.
+///
+/// pest skips whitespace and comments between the parts of a rule, so a rule that ends with an
+/// optional part (`return expr?`) also spans the skipped text after it; diagnostics should not
+/// underline that.
+fn significant_len(text: &str) -> usize {
+    let last_line = text.rsplit('\n').next().unwrap_or("");
+    if !text.ends_with(char::is_whitespace) && !last_line.contains('#') {
+        return text.len();
+    }
+    /// What encloses the current character.
+    #[derive(PartialEq)]
+    enum Nest {
+        Str,
+        Interpolation,
+        Brace,
+    }
+    let mut stack = Vec::new();
+    let mut end = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let mut after = i + c.len_utf8();
+        if stack.last() == Some(&Nest::Str) {
+            match c {
+                '\\' => {
+                    if let Some((j, escaped)) = chars.next() {
+                        after = j + escaped.len_utf8();
+                    }
+                }
+                '"' => {
+                    stack.pop();
+                }
+                '{' => stack.push(Nest::Interpolation),
+                _ => {}
+            }
+            end = after;
+            continue;
+        }
+        match c {
+            '#' => {
+                // A `##` doc comment is a token; a `#` comment is skipped text.
+                let doc = chars.peek().is_some_and(|(_, next)| *next == '#');
+                while let Some((j, next)) = chars.peek().copied() {
+                    if next == '\n' {
+                        break;
+                    }
+                    chars.next();
+                    if doc && !next.is_whitespace() {
+                        end = j + next.len_utf8();
+                    }
+                }
+                if doc {
+                    end = end.max(after);
+                }
+                continue;
+            }
+            c if c.is_whitespace() => continue,
+            '"' => stack.push(Nest::Str),
+            '{' => stack.push(Nest::Brace),
+            '}' if matches!(stack.last(), Some(Nest::Brace | Nest::Interpolation)) => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        end = after;
+    }
+    end
+}
+
 /// The text of a `## ...` doc comment line.
 fn doc_text(line: &str) -> String {
     let text = line.trim_start_matches('#');
-    text.strip_prefix(' ').unwrap_or(text).trim_end().to_string()
+    text.strip_prefix(' ')
+        .unwrap_or(text)
+        .trim_end()
+        .to_string()
 }
 
 /// Skip a keyword token if it is next (keywords are non-silent so spans stay exact).
 fn skip_keyword(pairs: &mut Pairs<Rule>) {
-    if let Some(p) = pairs.peek() {
-        if matches!(
+    if let Some(p) = pairs.peek()
+        && matches!(
             p.as_rule(),
             Rule::kw_let
                 | Rule::kw_fn
@@ -726,9 +839,9 @@ fn skip_keyword(pairs: &mut Pairs<Rule>) {
                 | Rule::kw_in
                 | Rule::kw_to
                 | Rule::kw_as
-        ) {
-            pairs.next();
-        }
+        )
+    {
+        pairs.next();
     }
 }
 
@@ -745,32 +858,57 @@ mod tests {
     use super::*;
 
     fn expr(src: &str) -> ExprKind {
-        parse_expression(src, 0).map(|e| e.node).unwrap_or_else(|e| panic!("{src}: {e:?}"))
+        parse_expression(src, 0)
+            .map(|e| e.node)
+            .unwrap_or_else(|e| panic!("{src}: {e:?}"))
     }
 
     #[test]
     fn precedence_follows_arithmetic() {
-        let ExprKind::Binary(BinaryOp::Add, _, rhs) = expr("1 + 2 * 3") else { panic!("not add") };
+        let ExprKind::Binary(BinaryOp::Add, _, rhs) = expr("1 + 2 * 3") else {
+            panic!("not add")
+        };
         assert!(matches!(rhs.node, ExprKind::Binary(BinaryOp::Mul, _, _)));
-        let ExprKind::Unary(UnaryOp::Neg, inner) = expr("-x ^ 2") else { panic!("not neg") };
+        let ExprKind::Unary(UnaryOp::Neg, inner) = expr("-x ^ 2") else {
+            panic!("not neg")
+        };
         assert!(matches!(inner.node, ExprKind::Binary(BinaryOp::Pow, _, _)));
-        assert!(matches!(expr("0..n + 1"), ExprKind::Range { inclusive: false, .. }));
+        assert!(matches!(
+            expr("0..n + 1"),
+            ExprKind::Range {
+                inclusive: false,
+                ..
+            }
+        ));
         assert_eq!(expr("1e-4"), ExprKind::Number(1e-4));
         assert_eq!(expr("-2"), ExprKind::Number(-2.0));
     }
 
     #[test]
     fn slices_and_calls() {
-        let ExprKind::Index { index, .. } = expr("s[..n]") else { panic!("not index") };
-        assert!(matches!(index.node, ExprKind::Range { start: None, end: Some(_), .. }));
-        let ExprKind::Call { args, .. } = expr("f(x, seed: 7)") else { panic!("not call") };
+        let ExprKind::Index { index, .. } = expr("s[..n]") else {
+            panic!("not index")
+        };
+        assert!(matches!(
+            index.node,
+            ExprKind::Range {
+                start: None,
+                end: Some(_),
+                ..
+            }
+        ));
+        let ExprKind::Call { args, .. } = expr("f(x, seed: 7)") else {
+            panic!("not call")
+        };
         assert_eq!(args.len(), 2);
         assert_eq!(args[1].name.as_ref().map(|n| &*n.node), Some("seed"));
     }
 
     #[test]
     fn strings_interpolate() {
-        let ExprKind::Str(parts) = expr(r#""a {x:.2} b\n""#) else { panic!("not str") };
+        let ExprKind::Str(parts) = expr(r#""a {x:.2} b\n""#) else {
+            panic!("not str")
+        };
         assert_eq!(parts.len(), 3);
         assert!(matches!(&parts[1], StrPart::Interp { spec: Some(s), .. } if s == ".2"));
     }
@@ -797,7 +935,9 @@ mod tests {
     #[test]
     fn sweeps_and_sentences() {
         let src = "sweep n in 0..=3, a in [1, 2] { let k = n * a\n kl: k, b: n }";
-        assert!(matches!(expr(src), ExprKind::Sweep { ref vars, ref fields, .. } if vars.len() == 2 && fields.len() == 2));
+        assert!(
+            matches!(expr(src), ExprKind::Sweep { ref vars, ref fields, .. } if vars.len() == 2 && fields.len() == 2)
+        );
         let src = r#"sentences { "Go away.": 0.7 @ -1, "Hi.": 0.3 @ 1 }"#;
         assert!(matches!(expr(src), ExprKind::Sentences(ref e) if e.len() == 2));
     }

@@ -6,4 +6,5 @@ pub mod prelude;
 use crate::eval::natives::Native;
 
 /// Every builtin module, in the order `:help` lists them.
-pub const MODULES: &[(&str, &[Native])] = &[("prelude", prelude::NATIVES), ("models", models::NATIVES)];
+pub const MODULES: &[(&str, &[Native])] =
+    &[("prelude", prelude::NATIVES), ("models", models::NATIVES)];

@@ -104,14 +104,25 @@ fn model_name(interp: &mut Interp, args: &Args, fallback: &str) -> BebResult<Str
     match args.get("name") {
         Some(Value::Str(s)) => Ok(s.to_string()),
         Some(_) => Err(args.wrong_type("name", "a string")),
-        None => Ok(interp.take_name_hint().map(|n| n.to_string()).unwrap_or_else(|| fallback.into())),
+        None => Ok(interp
+            .take_name_hint()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| fallback.into())),
     }
 }
 
 /// A categorical model from `(sentence, probability, score)` entries, named after its variable.
-pub fn categorical(name: Option<Name>, entries: Vec<(String, f64, Option<f64>)>, normalize: bool) -> BebResult<Value> {
-    let name = name.map(|n| n.to_string()).unwrap_or_else(|| "sentences".into());
-    Ok(model_value(Categorical::with_optional_scores(name, entries, normalize)?))
+pub fn categorical(
+    name: Option<Name>,
+    entries: Vec<(String, f64, Option<f64>)>,
+    normalize: bool,
+) -> BebResult<Value> {
+    let name = name
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "sentences".into());
+    Ok(model_value(Categorical::with_optional_scores(
+        name, entries, normalize,
+    )?))
 }
 
 fn strings(args: &Args, name: &str) -> BebResult<Vec<String>> {
@@ -120,7 +131,13 @@ fn strings(args: &Args, name: &str) -> BebResult<Vec<String>> {
         .enumerate()
         .map(|(i, v)| match v {
             Value::Str(s) => Ok(s.to_string()),
-            other => Err(args.invalid(name, format!("element {i} of `{name}` is a {}, not a string", other.type_name()))),
+            other => Err(args.invalid(
+                name,
+                format!(
+                    "element {i} of `{name}` is a {}, not a string",
+                    other.type_name()
+                ),
+            )),
         })
         .collect()
 }
@@ -135,7 +152,13 @@ fn numbers_of(args: &Args, name: &str, items: &[Value]) -> BebResult<Vec<f64>> {
         .enumerate()
         .map(|(i, v)| match v {
             Value::Num(x) => Ok(*x),
-            other => Err(args.invalid(name, format!("element {i} of `{name}` is a {}, not a number", other.type_name()))),
+            other => Err(args.invalid(
+                name,
+                format!(
+                    "element {i} of `{name}` is a {}, not a number",
+                    other.type_name()
+                ),
+            )),
         })
         .collect()
 }
@@ -147,7 +170,10 @@ fn optional_scores(args: &Args, states: usize) -> BebResult<Vec<Option<f64>>> {
         Some(_) => {
             let scores = numbers(args, "scores")?;
             if scores.len() != states {
-                return Err(args.invalid("scores", format!("{} scores for {states} sentences", scores.len())));
+                return Err(args.invalid(
+                    "scores",
+                    format!("{} scores for {states} sentences", scores.len()),
+                ));
             }
             Ok(scores.into_iter().map(Some).collect())
         }
@@ -158,33 +184,63 @@ fn categorical_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     let sentences = strings(args, "sentences")?;
     let probs = numbers(args, "probs")?;
     if probs.len() != sentences.len() {
-        return Err(args.invalid("probs", format!("{} probabilities for {} sentences", probs.len(), sentences.len())));
+        return Err(args.invalid(
+            "probs",
+            format!(
+                "{} probabilities for {} sentences",
+                probs.len(),
+                sentences.len()
+            ),
+        ));
     }
     let scores = optional_scores(args, sentences.len())?;
     let normalize = args.boolean("normalize", false)?;
     let name = model_name(interp, args, "categorical")?;
-    let entries = sentences.into_iter().zip(probs).zip(scores).map(|((s, p), b)| (s, p, b)).collect();
-    Ok(model_value(Categorical::with_optional_scores(name, entries, normalize)?))
+    let entries = sentences
+        .into_iter()
+        .zip(probs)
+        .zip(scores)
+        .map(|((s, p), b)| (s, p, b))
+        .collect();
+    Ok(model_value(Categorical::with_optional_scores(
+        name, entries, normalize,
+    )?))
 }
 
 fn markov_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     let states = strings(args, "states")?;
     let initial = numbers(args, "initial")?;
     if initial.len() != states.len() {
-        return Err(args.invalid("initial", format!("{} initial probabilities for {} states", initial.len(), states.len())));
+        return Err(args.invalid(
+            "initial",
+            format!(
+                "{} initial probabilities for {} states",
+                initial.len(),
+                states.len()
+            ),
+        ));
     }
     let rows = args.list("transitions")?;
     if rows.len() != states.len() {
-        return Err(args.invalid("transitions", format!("{} transition rows for {} states", rows.len(), states.len())));
+        return Err(args.invalid(
+            "transitions",
+            format!("{} transition rows for {} states", rows.len(), states.len()),
+        ));
     }
     let mut transitions = Vec::with_capacity(rows.len());
     for (from, row) in states.iter().zip(&rows) {
-        let row = iterate(row).ok_or_else(|| args.invalid("transitions", "each transition row is a list of numbers"))?;
+        let row = iterate(row).ok_or_else(|| {
+            args.invalid("transitions", "each transition row is a list of numbers")
+        })?;
         let probs = numbers_of(args, "transitions", &row)?;
         if probs.len() != states.len() {
             return Err(args.invalid(
                 "transitions",
-                format!("the row of {from:?} has {} entries for {} states", probs.len(), states.len()),
+                format!(
+                    "the row of {from:?} has {} entries for {} states",
+                    probs.len(),
+                    states.len()
+                ),
             ));
         }
         transitions.push((from.clone(), states.iter().cloned().zip(probs).collect()));
@@ -197,7 +253,13 @@ fn markov_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     let normalize = args.boolean("normalize", false)?;
     let name = model_name(interp, args, "markov")?;
     let initial = states.iter().cloned().zip(initial).collect();
-    Ok(model_value(Markov::new(name, initial, transitions, scores, normalize)?))
+    Ok(model_value(Markov::new(
+        name,
+        initial,
+        transitions,
+        scores,
+        normalize,
+    )?))
 }
 
 fn mixture_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
@@ -211,9 +273,12 @@ fn mixture_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         match v {
             Value::Model(m) => models.push(m.clone()),
             other => {
-                return Err(BebError::type_error(format!("mixture() components are models, found a {}", other.type_name()))
-                    .at(*span)
-                    .with_help(format!("signature: {}", args.builtin.signature)));
+                return Err(BebError::type_error(format!(
+                    "mixture() components are models, found a {}",
+                    other.type_name()
+                ))
+                .at(*span)
+                .with_help(format!("signature: {}", args.builtin.signature)));
             }
         }
     }
@@ -227,22 +292,40 @@ fn mixture_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     let log_weights: Vec<f64> = match chosen.as_slice() {
         ["weights"] => numbers(args, "weights")?
             .into_iter()
-            .map(|w| if w >= 0.0 { Ok(w.ln()) } else { Err(args.invalid("weights", "weights are >= 0")) })
+            .map(|w| {
+                if w >= 0.0 {
+                    Ok(w.ln())
+                } else {
+                    Err(args.invalid("weights", "weights are >= 0"))
+                }
+            })
             .collect::<BebResult<_>>()?,
         ["log_weights"] => numbers(args, "log_weights")?,
         [one @ ("alpha" | "log_alpha")] => {
             if models.len() != 2 {
-                return Err(args.invalid(one, format!("`{one}` is for two components (P = a P_1 + (1 - a) P_2); found {}", models.len())));
+                return Err(args.invalid(
+                    one,
+                    format!(
+                        "`{one}` is for two components (P = a P_1 + (1 - a) P_2); found {}",
+                        models.len()
+                    ),
+                ));
             }
             let log_a = if *one == "alpha" {
                 let a = args.num("alpha")?;
                 if !(a > 0.0 && a < 1.0) {
-                    return Err(args.invalid("alpha", format!("alpha must lie in (0, 1), found {}", crate::format::number(a))));
+                    return Err(args.invalid(
+                        "alpha",
+                        format!(
+                            "alpha must lie in (0, 1), found {}",
+                            crate::format::number(a)
+                        ),
+                    ));
                 }
                 a.ln()
             } else {
                 let la = args.num("log_alpha")?;
-                if !(la < 0.0) {
+                if la.is_nan() || la >= 0.0 {
                     return Err(args.invalid("log_alpha", "log_alpha must be < 0"));
                 }
                 la
@@ -252,12 +335,18 @@ fn mixture_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         }
         [] => vec![-(models.len() as f64).ln(); models.len()],
         _ => {
-            return Err(BebError::argument(format!("give only one of {}", chosen.join(", ")))
-                .with_help(format!("signature: {}", args.builtin.signature)));
+            return Err(
+                BebError::argument(format!("give only one of {}", chosen.join(", ")))
+                    .with_help(format!("signature: {}", args.builtin.signature)),
+            );
         }
     };
     if log_weights.len() != models.len() {
-        return Err(BebError::argument(format!("{} weights for {} components", log_weights.len(), models.len())));
+        return Err(BebError::argument(format!(
+            "{} weights for {} components",
+            log_weights.len(),
+            models.len()
+        )));
     }
     let name = model_name(interp, args, "mixture")?;
     let components = models
@@ -278,7 +367,12 @@ fn posterior_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
     let weights = mixture.posterior(&given.units)?;
     let fields = weights
         .into_iter()
-        .map(|(name, lw)| (Name::from(name.as_str()), Value::Num(if as_log { lw } else { lw.exp() })))
+        .map(|(name, lw)| {
+            (
+                Name::from(name.as_str()),
+                Value::Num(if as_log { lw } else { lw.exp() }),
+            )
+        })
         .collect();
     Ok(Value::Record(Rc::new(Record { fields })))
 }
@@ -289,7 +383,14 @@ fn sample_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     let given = args.opt_text("given")?;
     let (root, stream) = interp.stream(args)?;
     let count = args.opt_count("count")?;
-    let texts = measure::sample_texts(model.as_ref(), &given.units, sentences, count.unwrap_or(1), root, &stream)?;
+    let texts = measure::sample_texts(
+        model.as_ref(),
+        &given.units,
+        sentences,
+        count.unwrap_or(1),
+        root,
+        &stream,
+    )?;
     let mut values: Vec<Value> = texts.into_iter().map(Value::text).collect();
     match count {
         Some(_) => Ok(Value::list(values)),
@@ -309,14 +410,21 @@ fn logratio_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
     let (p, q) = (args.model("p")?, args.model("q")?);
     let text = args.text("text")?;
     let given = args.opt_text("given")?;
-    Ok(Value::Num(measure::logratio(p.as_ref(), q.as_ref(), &text.units, &given.units)?))
+    Ok(Value::Num(measure::logratio(
+        p.as_ref(),
+        q.as_ref(),
+        &text.units,
+        &given.units,
+    )?))
 }
 
 /// The prompts a measurement is conditioned on: one text, or a list of texts to average over.
 fn prompts(args: &Args) -> BebResult<Vec<Rc<Text>>> {
     match args.get("given") {
         None => Ok(vec![Rc::new(Text::default())]),
-        Some(Value::List(items)) if !items.is_empty() && items.iter().all(|v| matches!(v, Value::Text(_))) => {
+        Some(Value::List(items))
+            if !items.is_empty() && items.iter().all(|v| matches!(v, Value::Text(_))) =>
+        {
             Ok(items.iter().filter_map(as_text).collect())
         }
         Some(_) => Ok(vec![args.text("given")?]),
@@ -328,7 +436,10 @@ fn method(interp: &mut Interp, args: &Args) -> BebResult<Option<(usize, u64, Str
     match args.opt_count("samples")? {
         None => {
             if args.get("seed").is_some() {
-                return Err(args.invalid("seed", "`seed:` only matters with `samples:` (exact values use no randomness)"));
+                return Err(args.invalid(
+                    "seed",
+                    "`seed:` only matters with `samples:` (exact values use no randomness)",
+                ));
             }
             Ok(None)
         }
@@ -343,7 +454,9 @@ fn method(interp: &mut Interp, args: &Args) -> BebResult<Option<(usize, u64, Str
 fn method_for(plan: &Option<(usize, u64, String)>, prompt: usize, prompts: usize) -> Method {
     match plan {
         None => Method::Exact,
-        Some((n, root, stream)) if prompts > 1 => Method::monte_carlo(*n, *root, format!("{stream}/prompt{prompt}")),
+        Some((n, root, stream)) if prompts > 1 => {
+            Method::monte_carlo(*n, *root, format!("{stream}/prompt{prompt}"))
+        }
         Some((n, root, stream)) => Method::monte_carlo(*n, *root, stream.clone()),
     }
 }
@@ -361,7 +474,12 @@ fn average(values: &[Measured]) -> Value {
     let estimates: Vec<Estimate> = values.iter().map(Measured::as_estimate).collect();
     Value::Estimate(Estimate {
         mean: estimates.iter().map(|e| e.mean).sum::<f64>() / m,
-        stderr: estimates.iter().map(|e| e.stderr * e.stderr).sum::<f64>().sqrt() / m,
+        stderr: estimates
+            .iter()
+            .map(|e| e.stderr * e.stderr)
+            .sum::<f64>()
+            .sqrt()
+            / m,
         n: estimates.iter().map(|e| e.n).sum(),
     })
 }
@@ -380,7 +498,13 @@ fn kl_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     let plan = method(interp, args)?;
     let mut values = Vec::with_capacity(prompts.len());
     for (i, prompt) in prompts.iter().enumerate() {
-        values.push(measure::kl(p.as_ref(), q.as_ref(), &prompt.units, horizon, &method_for(&plan, i, prompts.len()))?);
+        values.push(measure::kl(
+            p.as_ref(),
+            q.as_ref(),
+            &prompt.units,
+            horizon,
+            &method_for(&plan, i, prompts.len()),
+        )?);
     }
     Ok(average(&values))
 }
@@ -390,7 +514,13 @@ fn logratio_var_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     let units = args.count("sentences")?;
     let given = args.opt_text("given")?;
     let plan = method(interp, args)?;
-    Ok(measured(measure::logratio_var(p.as_ref(), q.as_ref(), &given.units, units, &method_for(&plan, 0, 1))?))
+    Ok(measured(measure::logratio_var(
+        p.as_ref(),
+        q.as_ref(),
+        &given.units,
+        units,
+        &method_for(&plan, 0, 1),
+    )?))
 }
 
 fn expect_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
@@ -430,7 +560,10 @@ fn curve_points(args: &Args, column: &str) -> BebResult<Vec<(f64, f64)>> {
     let (ns, ys): (Vec<Value>, Vec<Value>) = match value {
         Value::Table(t) => {
             let (Some(ni), Some(yi)) = (t.column_index("n"), t.column_index(column)) else {
-                return Err(args.invalid("curve", format!("a curve table needs columns `n` and `{column}`")));
+                return Err(args.invalid(
+                    "curve",
+                    format!("a curve table needs columns `n` and `{column}`"),
+                ));
             };
             (t.column(ni), t.column(yi))
         }

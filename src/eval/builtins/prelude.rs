@@ -10,49 +10,191 @@ use crate::eval::value::{RangeValue, Table, Value};
 use crate::format;
 
 pub const NATIVES: &[Native] = &[
-    Native { signature: "log(x: number | list) -> number | list", doc: "Natural logarithm; log(0) is -inf.", func: log },
-    Native { signature: "log1p(x: number | list) -> number | list", doc: "log(1 + x), accurate for tiny x (e.g. log1p(-1e-300)).", func: log1p },
-    Native { signature: "exp(x: number | list) -> number | list", doc: "e^x.", func: exp },
-    Native { signature: "expm1(x: number | list) -> number | list", doc: "e^x - 1, accurate for tiny x.", func: expm1 },
-    Native { signature: "sqrt(x: number | list) -> number | list", doc: "Square root (negative input is an error).", func: sqrt },
-    Native { signature: "abs(x: number | list) -> number | list", doc: "Absolute value.", func: abs },
-    Native { signature: "floor(x: number | list) -> number | list", doc: "Largest whole number <= x.", func: floor },
-    Native { signature: "ceil(x: number | list) -> number | list", doc: "Smallest whole number >= x.", func: ceil },
-    Native { signature: "round(x: number, digits: int = 0) -> number", doc: "Round half away from zero to `digits` decimals.", func: round },
-    Native { signature: "logsumexp(xs: list) -> number", doc: "log(sum(exp(x))) without overflow or underflow.", func: logsumexp },
-    Native { signature: "min(*xs: number | list) -> number", doc: "Smallest of the arguments, or of one list.", func: min },
-    Native { signature: "max(*xs: number | list) -> number", doc: "Largest of the arguments, or of one list.", func: max },
-    Native { signature: "sum(xs: list) -> number", doc: "Sum of a list of numbers (exact: compensated summation).", func: sum },
-    Native { signature: "mean(xs: list) -> number", doc: "Arithmetic mean of a list of numbers.", func: mean },
-    Native { signature: "len(x: list | string | text | table | range) -> int", doc: "Number of elements (units for a text, rows for a table).", func: len },
-    Native { signature: "range(start: int, end: int = none) -> range", doc: "range(n) is 0..n; range(a, b) is a..b.", func: range },
-    Native { signature: "map(xs: list, f: function) -> list", doc: "Apply f to every element.", func: map },
-    Native { signature: "filter(xs: list, keep: function) -> list", doc: "The elements for which keep(x) is true.", func: filter },
-    Native { signature: "all(xs: list, test: function = none) -> bool", doc: "Whether every element (or test(element)) is true.", func: all },
-    Native { signature: "any(xs: list, test: function = none) -> bool", doc: "Whether some element (or test(element)) is true.", func: any },
-    Native { signature: "first(xs: list, test: function = none) -> any", doc: "The first element (passing test, if given); none if there is none.", func: first },
-    Native { signature: "zip(*lists: list) -> list", doc: "Lists of corresponding elements: zip([1, 2], [3, 4]) is [[1, 3], [2, 4]].", func: zip },
-    Native { signature: "concat(*parts: list | text | string) -> list | text | string", doc: "Join lists, texts or strings end to end.", func: concat },
-    Native { signature: "sort(xs: list) -> list", doc: "Numbers or strings in ascending order.", func: sort },
-    Native { signature: "reverse(xs: list) -> list", doc: "The elements in reverse order.", func: reverse },
-    Native { signature: "fmt(x: number | estimate, digits: int = 6) -> string", doc: "A number to `digits` significant digits (estimates: mean ± stderr).", func: fmt },
-    Native { signature: "str(x: any) -> string", doc: "The value as it would print.", func: str_fn },
-    Native { signature: "type(x: any) -> string", doc: "The name of the value's type.", func: type_fn },
-    Native { signature: "table(rows: list) -> table", doc: "A table from a list of records with the same fields.", func: table },
-    Native { signature: "columns(t: table) -> list", doc: "The column names of a table.", func: columns },
-    Native { signature: "text(sentences: list | string) -> text", doc: "A text (prompt) from sentence strings.", func: text },
-    Native { signature: "sample_mean(xs: list) -> estimate", doc: "The mean of sampled values as an estimate: mean ± standard error (n = len(xs)).", func: sample_mean },
-    Native { signature: "estimate(mean: number, stderr: number, n: int) -> estimate", doc: "An estimate from its parts (e.g. read back from a saved run).", func: estimate },
+    Native {
+        signature: "log(x: number | list) -> number | list",
+        doc: "Natural logarithm; log(0) is -inf.",
+        func: log,
+    },
+    Native {
+        signature: "log1p(x: number | list) -> number | list",
+        doc: "log(1 + x), accurate for tiny x (e.g. log1p(-1e-300)).",
+        func: log1p,
+    },
+    Native {
+        signature: "exp(x: number | list) -> number | list",
+        doc: "e^x.",
+        func: exp,
+    },
+    Native {
+        signature: "expm1(x: number | list) -> number | list",
+        doc: "e^x - 1, accurate for tiny x.",
+        func: expm1,
+    },
+    Native {
+        signature: "sqrt(x: number | list) -> number | list",
+        doc: "Square root (negative input is an error).",
+        func: sqrt,
+    },
+    Native {
+        signature: "abs(x: number | list) -> number | list",
+        doc: "Absolute value.",
+        func: abs,
+    },
+    Native {
+        signature: "floor(x: number | list) -> number | list",
+        doc: "Largest whole number <= x.",
+        func: floor,
+    },
+    Native {
+        signature: "ceil(x: number | list) -> number | list",
+        doc: "Smallest whole number >= x.",
+        func: ceil,
+    },
+    Native {
+        signature: "round(x: number, digits: int = 0) -> number",
+        doc: "Round half away from zero to `digits` decimals.",
+        func: round,
+    },
+    Native {
+        signature: "logsumexp(xs: list) -> number",
+        doc: "log(sum(exp(x))) without overflow or underflow.",
+        func: logsumexp,
+    },
+    Native {
+        signature: "min(*xs: number | list) -> number",
+        doc: "Smallest of the arguments, or of one list.",
+        func: min,
+    },
+    Native {
+        signature: "max(*xs: number | list) -> number",
+        doc: "Largest of the arguments, or of one list.",
+        func: max,
+    },
+    Native {
+        signature: "sum(xs: list) -> number",
+        doc: "Sum of a list of numbers (exact: compensated summation).",
+        func: sum,
+    },
+    Native {
+        signature: "mean(xs: list) -> number",
+        doc: "Arithmetic mean of a list of numbers.",
+        func: mean,
+    },
+    Native {
+        signature: "len(x: list | string | text | table | range) -> int",
+        doc: "Number of elements (units for a text, rows for a table).",
+        func: len,
+    },
+    Native {
+        signature: "range(start: int, end: int = none) -> range",
+        doc: "range(n) is 0..n; range(a, b) is a..b.",
+        func: range,
+    },
+    Native {
+        signature: "map(xs: list, f: function) -> list",
+        doc: "Apply f to every element.",
+        func: map,
+    },
+    Native {
+        signature: "filter(xs: list, keep: function) -> list",
+        doc: "The elements for which keep(x) is true.",
+        func: filter,
+    },
+    Native {
+        signature: "all(xs: list, test: function = none) -> bool",
+        doc: "Whether every element (or test(element)) is true.",
+        func: all,
+    },
+    Native {
+        signature: "any(xs: list, test: function = none) -> bool",
+        doc: "Whether some element (or test(element)) is true.",
+        func: any,
+    },
+    Native {
+        signature: "first(xs: list, test: function = none) -> any",
+        doc: "The first element (passing test, if given); none if there is none.",
+        func: first,
+    },
+    Native {
+        signature: "zip(*lists: list) -> list",
+        doc: "Lists of corresponding elements: zip([1, 2], [3, 4]) is [[1, 3], [2, 4]].",
+        func: zip,
+    },
+    Native {
+        signature: "concat(*parts: list | text | string) -> list | text | string",
+        doc: "Join lists, texts or strings end to end.",
+        func: concat,
+    },
+    Native {
+        signature: "sort(xs: list) -> list",
+        doc: "Numbers or strings in ascending order.",
+        func: sort,
+    },
+    Native {
+        signature: "reverse(xs: list) -> list",
+        doc: "The elements in reverse order.",
+        func: reverse,
+    },
+    Native {
+        signature: "fmt(x: number | estimate, digits: int = 6) -> string",
+        doc: "A number to `digits` significant digits (estimates: mean ± stderr).",
+        func: fmt,
+    },
+    Native {
+        signature: "str(x: any) -> string",
+        doc: "The value as it would print.",
+        func: str_fn,
+    },
+    Native {
+        signature: "type(x: any) -> string",
+        doc: "The name of the value's type.",
+        func: type_fn,
+    },
+    Native {
+        signature: "table(rows: list) -> table",
+        doc: "A table from a list of records with the same fields.",
+        func: table,
+    },
+    Native {
+        signature: "columns(t: table) -> list",
+        doc: "The column names of a table.",
+        func: columns,
+    },
+    Native {
+        signature: "text(sentences: list | string) -> text",
+        doc: "A text (prompt) from sentence strings.",
+        func: text,
+    },
+    Native {
+        signature: "sample_mean(xs: list) -> estimate",
+        doc: "The mean of sampled values as an estimate: mean ± standard error (n = len(xs)).",
+        func: sample_mean,
+    },
+    Native {
+        signature: "estimate(mean: number, stderr: number, n: int) -> estimate",
+        doc: "An estimate from its parts (e.g. read back from a saved run).",
+        func: estimate,
+    },
 ];
 
 /// A function of one number, applied element-wise to lists (and ranges).
 fn num_fn(args: &Args, f: impl Fn(f64) -> f64 + Copy, name: &str) -> BebResult<Value> {
-    fn apply(v: &Value, f: impl Fn(f64) -> f64 + Copy, name: &str, args: &Args) -> BebResult<Value> {
+    fn apply(
+        v: &Value,
+        f: impl Fn(f64) -> f64 + Copy,
+        name: &str,
+        args: &Args,
+    ) -> BebResult<Value> {
         match v {
             Value::Num(x) => ops::checked(f(*x), || format!("{name}({})", format::number(*x))),
             Value::List(_) | Value::Range(_) => {
                 let items = iterate(v).unwrap_or_default();
-                Ok(Value::list(items.iter().map(|i| apply(i, f, name, args)).collect::<BebResult<_>>()?))
+                Ok(Value::list(
+                    items
+                        .iter()
+                        .map(|i| apply(i, f, name, args))
+                        .collect::<BebResult<_>>()?,
+                ))
             }
             _ => Err(args.wrong_type("x", "a number or a list of numbers")),
         }
@@ -104,28 +246,42 @@ fn numbers(a: &Args, name: &str) -> BebResult<Vec<f64>> {
         .enumerate()
         .map(|(i, v)| match v {
             Value::Num(x) => Ok(*x),
-            other => Err(a.invalid(name, format!("element {i} of `{name}` is a {}, not a number", other.type_name()))),
+            other => Err(a.invalid(
+                name,
+                format!(
+                    "element {i} of `{name}` is a {}, not a number",
+                    other.type_name()
+                ),
+            )),
         })
         .collect()
 }
 
 fn logsumexp(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    Ok(Value::Num(crate::stats::logspace::logsumexp(numbers(a, "xs")?)))
+    Ok(Value::Num(crate::stats::logspace::logsumexp(numbers(
+        a, "xs",
+    )?)))
 }
 
 /// The numbers among variadic arguments: either several numbers or a single list.
 fn variadic_numbers(a: &Args) -> BebResult<Vec<f64>> {
     let values: Vec<Value> = match a.rest.as_slice() {
-        [(single, _)] if !matches!(single, Value::Num(_)) => {
-            iterate(single).ok_or_else(|| BebError::type_error(format!("expected numbers or one list, found a {}", single.type_name())))?
-        }
+        [(single, _)] if !matches!(single, Value::Num(_)) => iterate(single).ok_or_else(|| {
+            BebError::type_error(format!(
+                "expected numbers or one list, found a {}",
+                single.type_name()
+            ))
+        })?,
         many => many.iter().map(|(v, _)| v.clone()).collect(),
     };
     let out: Vec<f64> = values
         .iter()
         .map(|v| match v {
             Value::Num(x) => Ok(*x),
-            other => Err(BebError::type_error(format!("expected numbers, found a {}", other.type_name()))),
+            other => Err(BebError::type_error(format!(
+                "expected numbers, found a {}",
+                other.type_name()
+            ))),
         })
         .collect::<BebResult<_>>()?;
     if out.is_empty() {
@@ -135,10 +291,18 @@ fn variadic_numbers(a: &Args) -> BebResult<Vec<f64>> {
 }
 
 fn min(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    Ok(Value::Num(variadic_numbers(a)?.into_iter().fold(f64::INFINITY, f64::min)))
+    Ok(Value::Num(
+        variadic_numbers(a)?
+            .into_iter()
+            .fold(f64::INFINITY, f64::min),
+    ))
 }
 fn max(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    Ok(Value::Num(variadic_numbers(a)?.into_iter().fold(f64::NEG_INFINITY, f64::max)))
+    Ok(Value::Num(
+        variadic_numbers(a)?
+            .into_iter()
+            .fold(f64::NEG_INFINITY, f64::max),
+    ))
 }
 
 /// Neumaier's compensated sum: long sums of small terms stay exact to rounding.
@@ -195,13 +359,21 @@ fn range(_: &mut Interp, a: &Args) -> BebResult<Value> {
         None => (0, whole("start")?),
         Some(_) => (whole("start")?, whole("end")?),
     };
-    Ok(Value::Range(RangeValue { start, end, inclusive: false }))
+    Ok(Value::Range(RangeValue {
+        start,
+        end,
+        inclusive: false,
+    }))
 }
 
 fn map(interp: &mut Interp, a: &Args) -> BebResult<Value> {
     let f = a.callable("f")?;
     let span = a.span("f");
-    let out = a.list("xs")?.into_iter().map(|x| interp.call_simple(&f, vec![x], span)).collect::<BebResult<_>>()?;
+    let out = a
+        .list("xs")?
+        .into_iter()
+        .map(|x| interp.call_simple(&f, vec![x], span))
+        .collect::<BebResult<_>>()?;
     Ok(Value::list(out))
 }
 
@@ -230,7 +402,10 @@ fn filter(interp: &mut Interp, a: &Args) -> BebResult<Value> {
             Value::Bool(true) => out.push(x),
             Value::Bool(false) => {}
             other => {
-                return Err(BebError::type_error(format!("filter() needs true or false, found a {}", other.type_name())));
+                return Err(BebError::type_error(format!(
+                    "filter() needs true or false, found a {}",
+                    other.type_name()
+                )));
             }
         }
     }
@@ -271,13 +446,21 @@ fn zip(_: &mut Interp, a: &Args) -> BebResult<Value> {
     let lists: Vec<Vec<Value>> = a
         .rest
         .iter()
-        .map(|(v, _)| iterate(v).ok_or_else(|| BebError::type_error(format!("zip() takes lists, found a {}", v.type_name()))))
+        .map(|(v, _)| {
+            iterate(v).ok_or_else(|| {
+                BebError::type_error(format!("zip() takes lists, found a {}", v.type_name()))
+            })
+        })
         .collect::<BebResult<_>>()?;
     let n = lists.iter().map(Vec::len).min().unwrap_or(0);
     if lists.iter().any(|l| l.len() != n) {
         return Err(BebError::value("zip() needs lists of the same length"));
     }
-    Ok(Value::list((0..n).map(|i| Value::list(lists.iter().map(|l| l[i].clone()).collect())).collect()))
+    Ok(Value::list(
+        (0..n)
+            .map(|i| Value::list(lists.iter().map(|l| l[i].clone()).collect()))
+            .collect(),
+    ))
 }
 
 fn concat(_: &mut Interp, a: &Args) -> BebResult<Value> {
@@ -287,7 +470,12 @@ fn concat(_: &mut Interp, a: &Args) -> BebResult<Value> {
             for (v, _) in &a.rest {
                 match v {
                     Value::Str(s) => out.push_str(s),
-                    other => return Err(BebError::type_error(format!("concat() of strings got a {}", other.type_name()))),
+                    other => {
+                        return Err(BebError::type_error(format!(
+                            "concat() of strings got a {}",
+                            other.type_name()
+                        )));
+                    }
                 }
             }
             Ok(Value::Str(Rc::from(out)))
@@ -295,7 +483,9 @@ fn concat(_: &mut Interp, a: &Args) -> BebResult<Value> {
         Some(Value::Text(_)) => {
             let mut units = Vec::new();
             for (v, _) in &a.rest {
-                let t = as_text(v).ok_or_else(|| BebError::type_error(format!("concat() of texts got a {}", v.type_name())))?;
+                let t = as_text(v).ok_or_else(|| {
+                    BebError::type_error(format!("concat() of texts got a {}", v.type_name()))
+                })?;
                 units.extend(t.units.iter().cloned());
             }
             Ok(Value::text(units))
@@ -303,7 +493,9 @@ fn concat(_: &mut Interp, a: &Args) -> BebResult<Value> {
         _ => {
             let mut out = Vec::new();
             for (v, _) in &a.rest {
-                out.extend(iterate(v).ok_or_else(|| BebError::type_error(format!("concat() of lists got a {}", v.type_name())))?);
+                out.extend(iterate(v).ok_or_else(|| {
+                    BebError::type_error(format!("concat() of lists got a {}", v.type_name()))
+                })?);
             }
             Ok(Value::list(out))
         }
@@ -341,11 +533,17 @@ fn fmt(_: &mut Interp, a: &Args) -> BebResult<Value> {
 }
 
 fn str_fn(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    Ok(Value::str(&a.get("x").map(Value::to_string).unwrap_or_else(|| "none".into())))
+    Ok(Value::str(
+        &a.get("x")
+            .map(Value::to_string)
+            .unwrap_or_else(|| "none".into()),
+    ))
 }
 
 fn type_fn(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    Ok(Value::str(a.get("x").map(Value::type_name).unwrap_or("none")))
+    Ok(Value::str(
+        a.get("x").map(Value::type_name).unwrap_or("none"),
+    ))
 }
 
 fn table(_: &mut Interp, a: &Args) -> BebResult<Value> {
@@ -353,7 +551,10 @@ fn table(_: &mut Interp, a: &Args) -> BebResult<Value> {
     let mut t = Table::default();
     for (i, row) in rows.iter().enumerate() {
         let Value::Record(r) = row else {
-            return Err(a.invalid("rows", format!("row {i} is a {}, not a record", row.type_name())));
+            return Err(a.invalid(
+                "rows",
+                format!("row {i} is a {}, not a record", row.type_name()),
+            ));
         };
         if i == 0 {
             t.columns = r.fields.iter().map(|(n, _)| n.clone()).collect();
@@ -362,14 +563,17 @@ fn table(_: &mut Interp, a: &Args) -> BebResult<Value> {
         if names != t.columns {
             return Err(a.invalid("rows", format!("row {i} has fields different from row 0")));
         }
-        t.rows.push(r.fields.iter().map(|(_, v)| v.clone()).collect());
+        t.rows
+            .push(r.fields.iter().map(|(_, v)| v.clone()).collect());
     }
     Ok(Value::Table(Rc::new(t)))
 }
 
 fn columns(_: &mut Interp, a: &Args) -> BebResult<Value> {
     match a.value("t")? {
-        Value::Table(t) => Ok(Value::list(t.columns.iter().map(|c| Value::Str(c.clone())).collect())),
+        Value::Table(t) => Ok(Value::list(
+            t.columns.iter().map(|c| Value::Str(c.clone())).collect(),
+        )),
         _ => Err(a.wrong_type("t", "a table")),
     }
 }
@@ -381,7 +585,10 @@ fn text(_: &mut Interp, a: &Args) -> BebResult<Value> {
 fn sample_mean(_: &mut Interp, a: &Args) -> BebResult<Value> {
     let xs = numbers(a, "xs")?;
     if xs.len() < 2 {
-        return Err(a.invalid("xs", "a sample mean needs at least 2 values for its standard error"));
+        return Err(a.invalid(
+            "xs",
+            "a sample mean needs at least 2 values for its standard error",
+        ));
     }
     Ok(Value::Estimate(crate::stats::Estimate::from_samples(&xs)))
 }
@@ -403,6 +610,13 @@ pub fn estimates(a: &Args, name: &str) -> BebResult<Vec<crate::stats::Estimate>>
     a.list(name)?
         .iter()
         .enumerate()
-        .map(|(i, v)| as_estimate(v).ok_or_else(|| a.invalid(name, format!("element {i} is a {}, not a number", v.type_name()))))
+        .map(|(i, v)| {
+            as_estimate(v).ok_or_else(|| {
+                a.invalid(
+                    name,
+                    format!("element {i} is a {}, not a number", v.type_name()),
+                )
+            })
+        })
         .collect()
 }
