@@ -226,7 +226,10 @@ fn incomplete(text: &str) -> bool {
     if t.is_empty() || t.starts_with(':') {
         return false;
     }
-    let ends_with_doc = t.lines().last().is_some_and(|l| l.trim_start().starts_with("##"));
+    let ends_with_doc = t
+        .lines()
+        .last()
+        .is_some_and(|l| l.trim_start().starts_with("##"));
     ends_with_doc || matches!(parse_program(text, 0), Err(e) if e.incomplete)
 }
 

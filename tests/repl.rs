@@ -22,7 +22,9 @@ fn repl(input: &str) -> Session {
         .unwrap_or_else(|e| panic!("cannot start beb repl: {e}"));
     {
         let mut stdin = child.stdin.take().expect("stdin was requested as a pipe");
-        stdin.write_all(input.as_bytes()).expect("write to beb repl");
+        stdin
+            .write_all(input.as_bytes())
+            .expect("write to beb repl");
     }
     let output = child.wait_with_output().expect("wait for beb repl");
     Session {
@@ -83,8 +85,16 @@ fn variables_and_functions_persist_across_inputs() {
 fn an_error_does_not_end_the_session() {
     let s = repl("let x = 1\nx + undefined_name\nprint \"still here\"\nx + 1\n");
     assert_eq!(lines(&s), ["still here", "2"]);
-    assert!(s.stderr.contains("unknown name `undefined_name`"), "stderr: {}", s.stderr);
-    assert!(s.stderr.contains("<repl:2>"), "the diagnostic names the input: {}", s.stderr);
+    assert!(
+        s.stderr.contains("unknown name `undefined_name`"),
+        "stderr: {}",
+        s.stderr
+    );
+    assert!(
+        s.stderr.contains("<repl:2>"),
+        "the diagnostic names the input: {}",
+        s.stderr
+    );
     assert_eq!(s.code, Some(2));
 }
 
@@ -100,7 +110,11 @@ fn a_syntax_error_is_reported_and_the_next_line_runs() {
 fn a_failed_assertion_sets_exit_status_one() {
     let s = repl("assert 1 == 2\nprint \"after\"\n");
     assert_eq!(lines(&s), ["after"]);
-    assert!(s.stderr.contains("assertion failed"), "stderr: {}", s.stderr);
+    assert!(
+        s.stderr.contains("assertion failed"),
+        "stderr: {}",
+        s.stderr
+    );
     assert_eq!(s.code, Some(1));
     // Any other error outranks a failed assertion.
     let s = repl("assert false\n1 / 0\n");
@@ -127,7 +141,14 @@ fn help_shows_a_builtin_signature_and_doc() {
 #[test]
 fn help_shows_a_user_function_with_its_doc_comment() {
     let s = repl("## Double it.\nfn twice(x, k = 2) { x * k }\n:help twice\n:help nothing_here\n");
-    assert_eq!(lines(&s), ["twice(x, k = ...)", "Double it.", "no help for `nothing_here`"]);
+    assert_eq!(
+        lines(&s),
+        [
+            "twice(x, k = ...)",
+            "Double it.",
+            "no help for `nothing_here`"
+        ]
+    );
 }
 
 #[test]
@@ -135,9 +156,16 @@ fn help_alone_lists_commands_and_builtins() {
     let s = repl(":help\n");
     assert!(s.stdout.contains(":vars"), "{}", s.stdout);
     assert!(s.stdout.contains(":load FILE"), "{}", s.stdout);
-    let prelude = s.stdout.lines().find(|l| l.starts_with("prelude:")).unwrap_or("");
+    let prelude = s
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("prelude:"))
+        .unwrap_or("");
     for name in ["len", "map", "sqrt", "zip"] {
-        assert!(prelude.split_whitespace().any(|w| w == name), "{name} missing from {prelude:?}");
+        assert!(
+            prelude.split_whitespace().any(|w| w == name),
+            "{name} missing from {prelude:?}"
+        );
     }
 }
 
@@ -149,7 +177,10 @@ fn vars_lists_the_variables() {
 
 #[test]
 fn load_runs_a_file_into_the_session() {
-    let path = temp_file("load_ok.beb", "print \"loading\"\nlet loaded = 41\nfn bump(v) { v + 1 }\n");
+    let path = temp_file(
+        "load_ok.beb",
+        "print \"loading\"\nlet loaded = 41\nfn bump(v) { v + 1 }\n",
+    );
     let s = repl(&format!(":load {}\nbump(loaded)\n", path.display()));
     assert_eq!(lines(&s), ["loading", "42"]);
     assert_eq!(s.code, Some(0), "stderr: {}", s.stderr);
@@ -159,7 +190,11 @@ fn load_runs_a_file_into_the_session() {
 fn load_of_a_missing_file_is_an_error_and_the_session_goes_on() {
     let s = repl(":load /no/such/dir/script.beb\n1 + 1\n");
     assert_eq!(lines(&s), ["2"]);
-    assert!(s.stderr.contains("cannot read /no/such/dir/script.beb"), "stderr: {}", s.stderr);
+    assert!(
+        s.stderr.contains("cannot read /no/such/dir/script.beb"),
+        "stderr: {}",
+        s.stderr
+    );
     assert_eq!(s.code, Some(2));
 }
 
@@ -174,6 +209,10 @@ fn quit_stops_reading() {
 fn an_unknown_command_is_reported() {
     let s = repl(":frobnicate\n3\n");
     assert_eq!(lines(&s), ["3"]);
-    assert!(s.stderr.contains("unknown command :frobnicate"), "stderr: {}", s.stderr);
+    assert!(
+        s.stderr.contains("unknown command :frobnicate"),
+        "stderr: {}",
+        s.stderr
+    );
     assert_eq!(s.code, Some(2));
 }

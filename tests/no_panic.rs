@@ -1,0 +1,385 @@
+//! Arbitrary input never panics: random token soup and mutated real scripts go through the
+//! parser, the name checker and the interpreter, and every error they produce renders.
+//!
+//! Generated programs may loop or recurse forever, so each run gets a step budget
+//! (`Interp::fuel`), and all cases run on one thread with a large stack, as the `beb` binary
+//! does. Run in release mode: `cargo test --release --test no_panic`.
+//!
+//! The cases are drawn from a fixed seed so that a failure reproduces; set `BEB_FUZZ_SEED` to a
+//! number to explore other cases.
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+
+use beb::error::BebError;
+use beb::eval::Interp;
+use beb::runner::render;
+
+const SOUP_CASES: u32 = 10_000;
+const MUTATION_CASES: u32 = 15_000;
+const STEP_BUDGET: u64 = 10_000;
+
+/// Keywords, punctuation, operators and literals of the language, and names it knows.
+const TOKENS: &[&str] = &[
+    // keywords
+    "let",
+    "fn",
+    "if",
+    "else",
+    "for",
+    "in",
+    "sweep",
+    "import",
+    "assert",
+    "print",
+    "return",
+    "true",
+    "false",
+    "and",
+    "or",
+    "not",
+    "none",
+    "save",
+    "to",
+    "at",
+    "as",
+    "sentences",
+    // punctuation and operators
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ";",
+    ":",
+    ".",
+    "..",
+    "..=",
+    ".*",
+    "|",
+    "@",
+    "=",
+    "+=",
+    "-=",
+    "*=",
+    "/=",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "^",
+    "95%",
+    // literals
+    "0",
+    "1",
+    "2",
+    "3",
+    "-1",
+    "0.5",
+    "1e-4",
+    "1_000",
+    "2.5e2",
+    "1e308",
+    "\"\"",
+    "\"a\"",
+    "\"x {1 + 1}\"",
+    "\"{x:.3}\"",
+    "\"{x:.2e}\"",
+    "\"\\n\\t\\\"\"",
+    "\"a.csv\"",
+    "\"out.json\"",
+    "\"{\"",
+    "\"\\q\"",
+    "\"é\"",
+    // names
+    "x",
+    "y",
+    "f",
+    "n",
+    "xs",
+    "t",
+    "len",
+    "map",
+    "filter",
+    "range",
+    "sum",
+    "mean",
+    "sqrt",
+    "log",
+    "exp",
+    "zip",
+    "first",
+    "all",
+    "any",
+    "round",
+    "fmt",
+    "min",
+    "max",
+    "table",
+    "estimate",
+    "text",
+    "concat",
+    "sort",
+    "str",
+    "type",
+    "columns",
+    "seed",
+    "bounds",
+    // comments and layout
+    "# note\n",
+    "## doc\n",
+    "\n",
+    "\n\n",
+];
+
+/// Small programs that put the tokens in sensible places, for the mutations to start from
+/// besides the golden scripts and the examples.
+const SEEDS: &[&str] = &[
+    "let xs = [1, 2, 3]\nfor x in xs { print x * 2 }\n",
+    "fn f(a, b = 2) { if a > b { return a } else { b } }\nprint f(1), f(3, b: 1)\n",
+    "let t = sweep n in 0..3, m in [1, 2] { let k = n * m\n p: k, q: \"{k:.2}\" }\nprint t.p, t[0]\n",
+    "let r = {a: 1, b: [2, 3]}\nprint r.b[-1], r[\"a\"], len(r)\nlet s = \"hello\"\nprint s[..2], s[1..=2]\n",
+    "assert [1, 2] < 3, \"small\"\nassert estimate(0.5, 0.1, 10) >= 0.1 at 95%\n",
+    "let n = 0\nn += 1\nn *= 3\nprint map(0..n, |v| v ^ 2), filter(range(5), |v| v % 2 == 0)\n",
+    "fn loop_(k) { loop_(k + 1) }\nlet m = sentences { \"a.\": 0.5 @ 1, \"b.\": 0.5 @ -1 }\nprint m\n",
+    "import bounds\nimport bounds as b\nimport bounds.*\nsave [1, 2] to \"out.csv\"\n",
+];
+
+/// A fresh scratch folder for files a generated `save` writes.
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("beb-no-panic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Parse, check and run `source`; render every error. Panics propagate to the runner.
+fn exercise(source: &str, out_dir: &Path) -> Result<(), TestCaseError> {
+    let mut interp = Interp::new(1, Box::new(std::io::sink()));
+    interp.fuel = Some(STEP_BUDGET);
+    interp.out_dir = out_dir.to_path_buf();
+    let file = interp.add_source("fuzz.beb", source);
+    let show = |interp: &Interp, error: BebError| {
+        let text = render(&interp.attach_source(error));
+        assert!(!text.is_empty(), "an error rendered as nothing");
+    };
+    match interp.parse(file) {
+        Err(e) => show(&interp, BebError::from_syntax(e)),
+        Ok(program) => {
+            for e in interp.check(&program) {
+                show(&interp, e);
+            }
+            if let Err(e) = interp.run(&program) {
+                show(&interp, e);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn token_soup() -> impl Strategy<Value = String> {
+    let piece = (
+        0..TOKENS.len(),
+        prop_oneof![4 => Just(" "), 1 => Just(""), 1 => Just("\n")],
+    );
+    prop::collection::vec(piece, 0..48).prop_map(|pieces| {
+        pieces
+            .into_iter()
+            .map(|(i, sep)| format!("{}{sep}", TOKENS[i]))
+            .collect::<String>()
+    })
+}
+
+/// One edit of a source: what to do, where (as fractions of the length), and what to insert.
+#[derive(Clone, Debug)]
+struct Edit {
+    kind: u8,
+    a: u16,
+    b: u16,
+    c: u16,
+    token: usize,
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    (
+        0u8..5,
+        any::<u16>(),
+        any::<u16>(),
+        any::<u16>(),
+        0..TOKENS.len(),
+    )
+        .prop_map(|(kind, a, b, c, token)| Edit {
+            kind,
+            a,
+            b,
+            c,
+            token,
+        })
+}
+
+/// Apply an edit on character boundaries: delete, duplicate or swap slices, insert a token, or
+/// replace one character with a token.
+fn apply(source: &str, e: &Edit) -> String {
+    let chars: Vec<char> = source.chars().collect();
+    let n = chars.len();
+    let at = |x: u16| {
+        if n == 0 {
+            0
+        } else {
+            x as usize * (n + 1) / 65_536
+        }
+    };
+    let (mut lo, mut hi) = (at(e.a), at(e.b));
+    if lo > hi {
+        std::mem::swap(&mut lo, &mut hi);
+    }
+    // Keep edited slices short, so most of the program survives an edit.
+    hi = hi.min(lo + 24).min(n);
+    let text = |r: &[char]| r.iter().collect::<String>();
+    let token = TOKENS[e.token];
+    match e.kind {
+        0 => format!("{}{}", text(&chars[..lo]), text(&chars[hi..])),
+        1 => format!(
+            "{}{}{}",
+            text(&chars[..hi]),
+            text(&chars[lo..hi]),
+            text(&chars[hi..])
+        ),
+        2 => {
+            // Swap [lo, hi) with a slice of the same length starting at `c`, when they do not overlap.
+            let len = hi - lo;
+            let other = at(e.c).min(n.saturating_sub(len));
+            if other >= hi || other + len <= lo {
+                let mut out = chars.clone();
+                for i in 0..len {
+                    out.swap(lo + i, other + i);
+                }
+                text(&out)
+            } else {
+                source.to_string()
+            }
+        }
+        3 => format!("{} {token} {}", text(&chars[..lo]), text(&chars[lo..])),
+        _ => {
+            let end = (lo + 1).min(n);
+            format!("{}{token}{}", text(&chars[..lo]), text(&chars[end..]))
+        }
+    }
+}
+
+/// The golden scripts, the examples and the seed programs above.
+fn corpus() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [root.join("tests").join("golden"), root.join("examples")] {
+        collect_scripts(&dir, &mut files);
+    }
+    files.sort();
+    let mut sources: Vec<String> = files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    sources.extend(SEEDS.iter().map(|s| s.to_string()));
+    sources
+}
+
+fn collect_scripts(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_scripts(&path, out);
+        } else if path.extension().is_some_and(|e| e == "beb") {
+            out.push(path);
+        }
+    }
+}
+
+fn runner(cases: u32, salt: u64) -> TestRunner {
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 2_000,
+        ..Config::default()
+    };
+    let seed = std::env::var("BEB_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0x6265_6221);
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    bytes[8..16].copy_from_slice(&salt.to_le_bytes());
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
+}
+
+/// Run `body` on a thread with the stack the `beb` binary gives its interpreter.
+fn on_big_stack(body: impl FnOnce() + Send + 'static) {
+    let handle = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(body)
+        .expect("spawn the fuzzing thread");
+    if let Err(panic) = handle.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn random_token_soup_never_panics() {
+    on_big_stack(|| {
+        let out = scratch_dir().join("soup");
+        let result = runner(SOUP_CASES, 1).run(&token_soup(), |source| exercise(&source, &out));
+        let _ = std::fs::remove_dir_all(&out);
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    });
+}
+
+#[test]
+fn mutated_scripts_never_panic() {
+    on_big_stack(|| {
+        let sources = corpus();
+        assert!(
+            sources.len() > SEEDS.len(),
+            "the golden scripts should be part of the corpus"
+        );
+        let out = scratch_dir().join("mutations");
+        let strategy = (0..sources.len(), prop::collection::vec(edit(), 1..5));
+        let result = runner(MUTATION_CASES, 2).run(&strategy, |(index, edits)| {
+            let source = edits
+                .iter()
+                .fold(sources[index].clone(), |s, e| apply(&s, e));
+            exercise(&source, &out)
+        });
+        let _ = std::fs::remove_dir_all(&out);
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    });
+}
+
+/// The unedited corpus runs too (its scripts are meant to be valid, or to fail cleanly).
+#[test]
+fn corpus_scripts_never_panic() {
+    on_big_stack(|| {
+        let out = scratch_dir().join("corpus");
+        for source in corpus() {
+            if let Err(e) = exercise(&source, &out) {
+                panic!("{e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    });
+}
