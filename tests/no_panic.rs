@@ -9,6 +9,7 @@
 //! number to explore other cases.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -164,7 +165,8 @@ fn scratch_dir() -> PathBuf {
 }
 
 /// Parse, check and run `source`; render every error. Panics propagate to the runner.
-fn exercise(source: &str, out_dir: &Path) -> Result<(), TestCaseError> {
+/// Counts the sources that parsed, so a test can tell that it reached the interpreter.
+fn exercise(source: &str, out_dir: &Path, parsed: &AtomicUsize) -> Result<(), TestCaseError> {
     let mut interp = Interp::new(1, Box::new(std::io::sink()));
     interp.fuel = Some(STEP_BUDGET);
     interp.out_dir = out_dir.to_path_buf();
@@ -176,6 +178,7 @@ fn exercise(source: &str, out_dir: &Path) -> Result<(), TestCaseError> {
     match interp.parse(file) {
         Err(e) => show(&interp, BebError::from_syntax(e)),
         Ok(program) => {
+            parsed.fetch_add(1, Ordering::Relaxed);
             for e in interp.check(&program) {
                 show(&interp, e);
             }
@@ -339,11 +342,15 @@ fn on_big_stack(body: impl FnOnce() + Send + 'static) {
 fn random_token_soup_never_panics() {
     on_big_stack(|| {
         let out = scratch_dir().join("soup");
-        let result = runner(SOUP_CASES, 1).run(&token_soup(), |source| exercise(&source, &out));
+        let parsed = AtomicUsize::new(0);
+        let result = runner(SOUP_CASES, 1).run(&token_soup(), |source| exercise(&source, &out, &parsed));
         let _ = std::fs::remove_dir_all(&out);
         if let Err(e) = result {
             panic!("{e}");
         }
+        let parsed = parsed.into_inner();
+        eprintln!("{parsed} of {SOUP_CASES} soups parsed");
+        assert!(parsed >= SOUP_CASES as usize / 50, "only {parsed} of {SOUP_CASES} soups parsed");
     });
 }
 
@@ -356,17 +363,21 @@ fn mutated_scripts_never_panic() {
             "the golden scripts should be part of the corpus"
         );
         let out = scratch_dir().join("mutations");
+        let parsed = AtomicUsize::new(0);
         let strategy = (0..sources.len(), prop::collection::vec(edit(), 1..5));
         let result = runner(MUTATION_CASES, 2).run(&strategy, |(index, edits)| {
             let source = edits
                 .iter()
                 .fold(sources[index].clone(), |s, e| apply(&s, e));
-            exercise(&source, &out)
+            exercise(&source, &out, &parsed)
         });
         let _ = std::fs::remove_dir_all(&out);
         if let Err(e) = result {
             panic!("{e}");
         }
+        let parsed = parsed.into_inner();
+        eprintln!("{parsed} of {MUTATION_CASES} mutants parsed");
+        assert!(parsed >= MUTATION_CASES as usize / 10, "only {parsed} of {MUTATION_CASES} mutants parsed");
     });
 }
 
@@ -375,8 +386,9 @@ fn mutated_scripts_never_panic() {
 fn corpus_scripts_never_panic() {
     on_big_stack(|| {
         let out = scratch_dir().join("corpus");
+        let parsed = AtomicUsize::new(0);
         for source in corpus() {
-            if let Err(e) = exercise(&source, &out) {
+            if let Err(e) = exercise(&source, &out, &parsed) {
                 panic!("{e}");
             }
         }

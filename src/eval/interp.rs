@@ -954,24 +954,7 @@ impl Interp {
     ) -> BebResult<Value> {
         let def = &c.def;
         let scope = Env::child(&c.env);
-        let signature = || {
-            let params: Vec<String> = def
-                .params
-                .iter()
-                .map(|p| {
-                    if p.default.is_some() {
-                        format!("{} = ...", p.name.node)
-                    } else {
-                        p.name.node.to_string()
-                    }
-                })
-                .collect();
-            format!(
-                "{}({})",
-                def.name.as_deref().unwrap_or("lambda"),
-                params.join(", ")
-            )
-        };
+        let signature = || signature_of(def);
         if positional.len() > def.params.len() {
             return Err(BebError::argument(format!(
                 "{} takes {} argument{}, {} given",
@@ -1028,6 +1011,23 @@ impl Interp {
             Err(Control::Error(e)) => Err(*e),
         }
     }
+}
+
+/// `name(a, b = ...)`, as argument errors and `:help` show a user function.
+fn signature_of(def: &FnDef) -> String {
+    let params: Vec<String> = def
+        .params
+        .iter()
+        .map(|p| match p.default {
+            Some(_) => format!("{} = ...", p.name.node),
+            None => p.name.node.to_string(),
+        })
+        .collect();
+    format!(
+        "{}({})",
+        def.name.as_deref().unwrap_or("lambda"),
+        params.join(", ")
+    )
 }
 
 enum Truth {
@@ -1273,22 +1273,7 @@ impl Interp {
     /// The doc comment and parameters of a user or stdlib function, for `:help`.
     pub fn describe_function(value: &Value) -> Option<(String, Option<String>)> {
         match value {
-            Value::Func(c) => {
-                let params: Vec<String> = c
-                    .def
-                    .params
-                    .iter()
-                    .map(|p| {
-                        if p.default.is_some() {
-                            format!("{} = ...", p.name.node)
-                        } else {
-                            p.name.node.to_string()
-                        }
-                    })
-                    .collect();
-                let name = c.def.name.as_deref().unwrap_or("lambda");
-                Some((format!("{name}({})", params.join(", ")), c.def.doc.clone()))
-            }
+            Value::Func(c) => Some((signature_of(&c.def), c.def.doc.clone())),
             Value::Native(b) => Some((b.signature.to_string(), Some(b.doc.to_string()))),
             _ => None,
         }

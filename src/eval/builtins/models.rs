@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use crate::error::{BebError, BebResult, ErrorKind};
+use crate::eval::builtins::prelude::numbers;
 use crate::eval::interp::Interp;
 use crate::eval::natives::{Args, Native, as_estimate, as_text, iterate};
 use crate::eval::value::{Record, Text, Value};
@@ -140,10 +141,6 @@ fn strings(args: &Args, name: &str) -> BebResult<Vec<String>> {
             )),
         })
         .collect()
-}
-
-fn numbers(args: &Args, name: &str) -> BebResult<Vec<f64>> {
-    numbers_of(args, name, &args.list(name)?)
 }
 
 fn numbers_of(args: &Args, name: &str, items: &[Value]) -> BebResult<Vec<f64>> {

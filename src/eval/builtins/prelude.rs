@@ -240,7 +240,7 @@ fn round(_: &mut Interp, a: &Args) -> BebResult<Value> {
 }
 
 /// The numbers in a list argument (errors name the first non-number).
-fn numbers(a: &Args, name: &str) -> BebResult<Vec<f64>> {
+pub fn numbers(a: &Args, name: &str) -> BebResult<Vec<f64>> {
     a.list(name)?
         .iter()
         .enumerate()
