@@ -23,125 +23,24 @@ const MUTATION_CASES: u32 = 15_000;
 const STEP_BUDGET: u64 = 10_000;
 
 /// Keywords, punctuation, operators and literals of the language, and names it knows.
+#[rustfmt::skip]
 const TOKENS: &[&str] = &[
     // keywords
-    "let",
-    "fn",
-    "if",
-    "else",
-    "for",
-    "in",
-    "sweep",
-    "import",
-    "assert",
-    "print",
-    "return",
-    "true",
-    "false",
-    "and",
-    "or",
-    "not",
-    "none",
-    "save",
-    "to",
-    "at",
-    "as",
-    "sentences",
+    "let", "fn", "if", "else", "for", "in", "sweep", "import", "assert", "print", "return", "true",
+    "false", "and", "or", "not", "none", "save", "to", "at", "as", "sentences",
     // punctuation and operators
-    "(",
-    ")",
-    "[",
-    "]",
-    "{",
-    "}",
-    ",",
-    ";",
-    ":",
-    ".",
-    "..",
-    "..=",
-    ".*",
-    "|",
-    "@",
-    "=",
-    "+=",
-    "-=",
-    "*=",
-    "/=",
-    "==",
-    "!=",
-    "<",
-    "<=",
-    ">",
-    ">=",
-    "+",
-    "-",
-    "*",
-    "/",
-    "%",
-    "^",
-    "95%",
+    "(", ")", "[", "]", "{", "}", ",", ";", ":", ".", "..", "..=", ".*", "|", "@", "=", "+=", "-=",
+    "*=", "/=", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "^", "95%",
     // literals
-    "0",
-    "1",
-    "2",
-    "3",
-    "-1",
-    "0.5",
-    "1e-4",
-    "1_000",
-    "2.5e2",
-    "1e308",
-    "\"\"",
-    "\"a\"",
-    "\"x {1 + 1}\"",
-    "\"{x:.3}\"",
-    "\"{x:.2e}\"",
-    "\"\\n\\t\\\"\"",
-    "\"a.csv\"",
-    "\"out.json\"",
-    "\"{\"",
-    "\"\\q\"",
-    "\"é\"",
+    "0", "1", "2", "3", "-1", "0.5", "1e-4", "1_000", "2.5e2", "1e308", "\"\"", "\"a\"",
+    "\"x {1 + 1}\"", "\"{x:.3}\"", "\"{x:.2e}\"", "\"\\n\\t\\\"\"", "\"a.csv\"", "\"out.json\"",
+    "\"{\"", "\"\\q\"", "\"é\"",
     // names
-    "x",
-    "y",
-    "f",
-    "n",
-    "xs",
-    "t",
-    "len",
-    "map",
-    "filter",
-    "range",
-    "sum",
-    "mean",
-    "sqrt",
-    "log",
-    "exp",
-    "zip",
-    "first",
-    "all",
-    "any",
-    "round",
-    "fmt",
-    "min",
-    "max",
-    "table",
-    "estimate",
-    "text",
-    "concat",
-    "sort",
-    "str",
-    "type",
-    "columns",
-    "seed",
-    "bounds",
+    "x", "y", "f", "n", "xs", "t", "len", "map", "filter", "range", "sum", "mean", "sqrt", "log",
+    "exp", "zip", "first", "all", "any", "round", "fmt", "min", "max", "table", "estimate", "text",
+    "concat", "sort", "str", "type", "columns", "seed", "bounds",
     // comments and layout
-    "# note\n",
-    "## doc\n",
-    "\n",
-    "\n\n",
+    "# note\n", "## doc\n", "\n", "\n\n",
 ];
 
 /// Small programs that put the tokens in sensible places, for the mutations to start from
@@ -158,8 +57,8 @@ const SEEDS: &[&str] = &[
 ];
 
 /// A fresh scratch folder for files a generated `save` writes.
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("beb-no-panic-{}", std::process::id()));
+fn scratch_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("beb-no-panic-{}-{label}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
@@ -292,8 +191,37 @@ fn corpus() -> Vec<String> {
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect();
+    sources.extend(doc_examples(&root.join("docs")));
     sources.extend(SEEDS.iter().map(|s| s.to_string()));
     sources
+}
+
+/// The ```` ```beb ```` blocks of the documentation.
+fn doc_examples(dir: &Path) -> Vec<String> {
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    pages.retain(|p| p.extension().is_some_and(|e| e == "md"));
+    pages.sort();
+    let mut blocks = Vec::new();
+    for page in pages {
+        let text = std::fs::read_to_string(&page).unwrap_or_default();
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            match (&mut current, line.trim_start().strip_prefix("```")) {
+                (None, Some(info)) if info.split_whitespace().next() == Some("beb") => {
+                    current = Some(String::new());
+                }
+                (Some(_), Some(_)) => blocks.extend(current.take()),
+                (Some(block), None) => {
+                    block.push_str(line);
+                    block.push('\n');
+                }
+                (None, _) => {}
+            }
+        }
+    }
+    blocks
 }
 
 fn collect_scripts(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -341,16 +269,20 @@ fn on_big_stack(body: impl FnOnce() + Send + 'static) {
 #[test]
 fn random_token_soup_never_panics() {
     on_big_stack(|| {
-        let out = scratch_dir().join("soup");
+        let out = scratch_dir("soup");
         let parsed = AtomicUsize::new(0);
-        let result = runner(SOUP_CASES, 1).run(&token_soup(), |source| exercise(&source, &out, &parsed));
+        let result =
+            runner(SOUP_CASES, 1).run(&token_soup(), |source| exercise(&source, &out, &parsed));
         let _ = std::fs::remove_dir_all(&out);
         if let Err(e) = result {
             panic!("{e}");
         }
         let parsed = parsed.into_inner();
         eprintln!("{parsed} of {SOUP_CASES} soups parsed");
-        assert!(parsed >= SOUP_CASES as usize / 50, "only {parsed} of {SOUP_CASES} soups parsed");
+        assert!(
+            parsed >= SOUP_CASES as usize / 50,
+            "only {parsed} of {SOUP_CASES} soups parsed"
+        );
     });
 }
 
@@ -359,10 +291,10 @@ fn mutated_scripts_never_panic() {
     on_big_stack(|| {
         let sources = corpus();
         assert!(
-            sources.len() > SEEDS.len(),
-            "the golden scripts should be part of the corpus"
+            sources.len() > SEEDS.len() + 50,
+            "the golden scripts and the docs' examples should be part of the corpus"
         );
-        let out = scratch_dir().join("mutations");
+        let out = scratch_dir("mutations");
         let parsed = AtomicUsize::new(0);
         let strategy = (0..sources.len(), prop::collection::vec(edit(), 1..5));
         let result = runner(MUTATION_CASES, 2).run(&strategy, |(index, edits)| {
@@ -377,7 +309,10 @@ fn mutated_scripts_never_panic() {
         }
         let parsed = parsed.into_inner();
         eprintln!("{parsed} of {MUTATION_CASES} mutants parsed");
-        assert!(parsed >= MUTATION_CASES as usize / 10, "only {parsed} of {MUTATION_CASES} mutants parsed");
+        assert!(
+            parsed >= MUTATION_CASES as usize / 10,
+            "only {parsed} of {MUTATION_CASES} mutants parsed"
+        );
     });
 }
 
@@ -385,7 +320,7 @@ fn mutated_scripts_never_panic() {
 #[test]
 fn corpus_scripts_never_panic() {
     on_big_stack(|| {
-        let out = scratch_dir().join("corpus");
+        let out = scratch_dir("corpus");
         let parsed = AtomicUsize::new(0);
         for source in corpus() {
             if let Err(e) = exercise(&source, &out, &parsed) {

@@ -182,6 +182,9 @@ fn load_runs_a_file_into_the_session() {
         "print \"loading\"\nlet loaded = 41\nfn bump(v) { v + 1 }\n",
     );
     let s = repl(&format!(":load {}\nbump(loaded)\n", path.display()));
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     assert_eq!(lines(&s), ["loading", "42"]);
     assert_eq!(s.code, Some(0), "stderr: {}", s.stderr);
 }

@@ -78,3 +78,65 @@ impl Env {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Rc::from(s)
+    }
+
+    #[test]
+    fn lookups_walk_out_through_parents() {
+        let root = Env::root();
+        root.define(name("a"), Value::Num(1.0));
+        let child = Env::child(&root);
+        child.define(name("b"), Value::Num(2.0));
+        assert!(matches!(child.get("a"), Some(Value::Num(x)) if x == 1.0));
+        assert!(matches!(child.get("b"), Some(Value::Num(x)) if x == 2.0));
+        assert!(
+            root.get("b").is_none(),
+            "a parent does not see its child's names"
+        );
+        assert!(child.get("c").is_none());
+    }
+
+    #[test]
+    fn shadowing_and_assignment() {
+        let root = Env::root();
+        root.define(name("x"), Value::Num(1.0));
+        let child = Env::child(&root);
+        // Assignment changes the binding where it lives.
+        assert!(child.assign("x", Value::Num(2.0)));
+        assert!(matches!(root.get("x"), Some(Value::Num(x)) if x == 2.0));
+        // A local definition shadows it; assignment then changes the local one.
+        child.define(name("x"), Value::Num(10.0));
+        assert!(child.assign("x", Value::Num(11.0)));
+        assert!(matches!(child.get("x"), Some(Value::Num(x)) if x == 11.0));
+        assert!(matches!(root.get("x"), Some(Value::Num(x)) if x == 2.0));
+        assert!(!child.assign("missing", Value::None));
+        assert!(
+            child.get("missing").is_none(),
+            "a failed assignment defines nothing"
+        );
+    }
+
+    #[test]
+    fn names_are_sorted_and_unique() {
+        let root = Env::root();
+        root.define(name("b"), Value::None);
+        root.define(name("a"), Value::None);
+        let child = Env::child(&root);
+        child.define(name("b"), Value::None);
+        child.define(name("c"), Value::None);
+        let all: Vec<String> = child.names().iter().map(|n| n.to_string()).collect();
+        assert_eq!(all, ["a", "b", "c"]);
+        let local: Vec<String> = child
+            .local_bindings()
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(local, ["b", "c"]);
+    }
+}

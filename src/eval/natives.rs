@@ -302,6 +302,9 @@ impl Args {
     /// A list of values (ranges and table columns count as lists).
     pub fn list(&self, name: &str) -> BebResult<Vec<Value>> {
         match self.get(name) {
+            Some(v @ Value::Range(_)) => {
+                crate::eval::ops::elements(v).map_err(|e| e.at(self.span(name)))
+            }
             Some(v) => iterate(v).ok_or_else(|| self.wrong_type(name, "a list")),
             None => Err(self.wrong_type(name, "a list")),
         }
@@ -407,5 +410,194 @@ mod tests {
         let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["p", "q", "given", "rest"]);
         assert!(!params[0].optional && params[2].optional && params[3].variadic);
+    }
+
+    fn nothing(_: &mut Interp, _: &Args) -> BebResult<Value> {
+        Ok(Value::None)
+    }
+
+    fn builtin(signature: &'static str) -> Rc<Builtin> {
+        Rc::new(Builtin::new(
+            "test",
+            &Native {
+                signature,
+                doc: "",
+                func: nothing,
+            },
+        ))
+    }
+
+    fn at(i: usize) -> Span {
+        Span::new(0, i, i + 1)
+    }
+
+    fn positional(values: &[f64]) -> Vec<(Value, Span)> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (Value::Num(x), at(i)))
+            .collect()
+    }
+
+    fn named(name: &str, x: f64) -> (String, Value, Span) {
+        (name.to_string(), Value::Num(x), at(9))
+    }
+
+    #[test]
+    fn binding_by_position_and_name() {
+        let f = builtin("f(a: number, b: number = 1, c: number = 2) -> number");
+        let args = Args::bind(f.clone(), positional(&[5.0]), vec![named("c", 7.0)], at(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.num("a").ok(), Some(5.0));
+        assert_eq!(args.opt_num("b").ok(), Some(None));
+        assert_eq!(args.num("c").ok(), Some(7.0));
+        assert_eq!(args.span("c"), at(9));
+        assert_eq!(
+            args.span("b"),
+            at(0),
+            "an absent argument points at the call"
+        );
+        // `none` counts as absent.
+        let with_none = Args::bind(
+            f,
+            vec![(Value::Num(1.0), at(0)), (Value::None, at(1))],
+            vec![],
+            at(0),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(with_none.get("b").is_none());
+    }
+
+    #[test]
+    fn binding_errors_quote_the_signature() {
+        let f = builtin("f(a: number, b: number = 1) -> number");
+        let message = |result: BebResult<Args>| match result {
+            Ok(_) => panic!("expected a binding error"),
+            Err(e) => {
+                let help = e.help.unwrap_or_default();
+                assert!(
+                    help.starts_with("signature: ") && help.ends_with(") -> number"),
+                    "{help}"
+                );
+                e.message
+            }
+        };
+        assert_eq!(
+            message(Args::bind(
+                f.clone(),
+                positional(&[1.0, 2.0, 3.0]),
+                vec![],
+                at(0)
+            )),
+            "f() takes at most 2 positional arguments"
+        );
+        assert_eq!(
+            message(Args::bind(f.clone(), vec![], vec![], at(0))),
+            "f() is missing the argument `a`"
+        );
+        assert_eq!(
+            message(Args::bind(
+                f.clone(),
+                positional(&[1.0]),
+                vec![named("a", 2.0)],
+                at(0)
+            )),
+            "`a` is given twice"
+        );
+        let unknown = Args::bind(f.clone(), positional(&[1.0]), vec![named("bb", 2.0)], at(0));
+        let Err(e) = unknown else {
+            panic!("unknown parameter accepted")
+        };
+        assert_eq!(e.message, "f() has no parameter `bb`");
+        assert!(
+            e.help
+                .as_deref()
+                .is_some_and(|h| h.starts_with("did you mean `b`?")),
+            "{:?}",
+            e.help
+        );
+        let one = builtin("g(x: number) -> number");
+        assert_eq!(
+            message(Args::bind(one, positional(&[1.0, 2.0]), vec![], at(0))),
+            "g() takes at most 1 positional argument"
+        );
+    }
+
+    #[test]
+    fn variadic_parameters_collect_the_rest() {
+        let f = builtin("f(first: number, *rest: number) -> list");
+        let args = Args::bind(f.clone(), positional(&[1.0, 2.0, 3.0]), vec![], at(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.num("first").ok(), Some(1.0));
+        assert_eq!(args.rest.len(), 2);
+        // A variadic parameter cannot be given by name.
+        assert!(Args::bind(f, positional(&[1.0]), vec![named("rest", 2.0)], at(0)).is_err());
+    }
+
+    #[test]
+    fn typed_accessors_report_what_they_wanted() {
+        let f = builtin("f(x: any, n: int = none) -> any");
+        let args = Args::bind(
+            f,
+            vec![(Value::str("s"), at(0)), (Value::Num(2.5), at(1))],
+            vec![],
+            at(0),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            args.num("x").map_err(|e| e.message).err().as_deref(),
+            Some("`x` of f() must be a number, found string")
+        );
+        assert!(
+            args.count("n")
+                .map_err(|e| e.message)
+                .err()
+                .is_some_and(|m| m.contains("whole number"))
+        );
+        assert!(args.list("x").is_err());
+        assert!(args.callable("x").is_err());
+        assert_eq!(args.string("x").ok().as_deref(), Some("s"));
+        assert_eq!(args.boolean("missing", true).ok(), Some(true));
+    }
+
+    #[test]
+    fn signatures_with_nested_brackets() {
+        let (name, params) =
+            parse_signature("h(xs: list = [1, 2], f: fn(a, b) = none, *more) -> none");
+        assert_eq!(name, "h");
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["xs", "f", "more"]);
+        assert!(params.iter().all(|p| p.optional));
+        let (name, params) = parse_signature("nothing() -> none");
+        assert_eq!((name.as_str(), params.len()), ("nothing", 0));
+    }
+
+    #[test]
+    fn counts_and_iteration() {
+        assert_eq!(to_count(3.0), Some(3));
+        assert_eq!(to_count(-1.0), None);
+        assert_eq!(to_count(0.5), None);
+        assert_eq!(to_count(f64::INFINITY), None);
+        let range = Value::Range(crate::eval::value::RangeValue {
+            start: 1,
+            end: 3,
+            inclusive: true,
+        });
+        assert_eq!(
+            iterate(&range)
+                .map(|v| Value::list(v).to_string())
+                .as_deref(),
+            Some("[1, 2, 3]")
+        );
+        let huge = Value::Range(crate::eval::value::RangeValue {
+            start: 0,
+            end: 1 << 40,
+            inclusive: false,
+        });
+        assert!(iterate(&huge).is_none());
+        assert!(iterate(&Value::Num(1.0)).is_none());
+        let sentences = Value::list(vec![Value::str("A."), Value::str("B.")]);
+        assert_eq!(as_text(&sentences).map(|t| t.units.len()), Some(2));
+        assert!(as_text(&Value::list(vec![Value::Num(1.0)])).is_none());
     }
 }

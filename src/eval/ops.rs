@@ -41,13 +41,10 @@ fn is_listlike(v: &Value) -> bool {
     matches!(v, Value::List(_) | Value::Range(_))
 }
 
-/// The elements of a list or range operated on element-wise (a range too long to hold is refused).
-fn elements(v: &Value) -> BebResult<Vec<Value>> {
-    iterate(v).ok_or_else(|| {
-        BebError::value(format!(
-            "{v} has too many elements to operate on element by element"
-        ))
-    })
+/// The elements of a list or range (a range too long to hold as a list is refused).
+pub fn elements(v: &Value) -> BebResult<Vec<Value>> {
+    iterate(v)
+        .ok_or_else(|| BebError::value(format!("{v} has too many elements to hold as a list")))
 }
 
 pub fn binary(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
@@ -266,5 +263,214 @@ mod tests {
         });
         assert!(binary(BinaryOp::Ge, &e, &Value::Num(0.0)).is_err());
         assert!(binary(BinaryOp::Add, &e, &Value::Num(1.0)).is_ok());
+    }
+    fn num(x: f64) -> Value {
+        Value::Num(x)
+    }
+
+    fn nums(xs: &[f64]) -> Value {
+        Value::list(xs.iter().map(|&x| Value::Num(x)).collect())
+    }
+
+    fn shown(result: BebResult<Value>) -> String {
+        result
+            .map(|v| v.to_string())
+            .unwrap_or_else(|e| format!("error: {}", e.message))
+    }
+
+    #[test]
+    fn arithmetic_on_numbers() {
+        assert_eq!(shown(binary(BinaryOp::Rem, &num(-7.0), &num(3.0))), "2");
+        assert_eq!(shown(binary(BinaryOp::Rem, &num(7.0), &num(-3.0))), "1");
+        assert_eq!(shown(binary(BinaryOp::Pow, &num(2.0), &num(-1.0))), "0.5");
+        assert_eq!(shown(binary(BinaryOp::Pow, &num(2.0), &num(2000.0))), "inf");
+        assert_eq!(
+            shown(binary(BinaryOp::Rem, &num(1.0), &num(0.0))),
+            "error: division by zero"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::Pow, &num(-8.0), &num(1.0 / 3.0))),
+            "error: -8 ^ 0.3333333333333333 is not a number (NaN)"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::Mul, &num(0.0), &num(f64::INFINITY))),
+            "error: 0 * inf is not a number (NaN)"
+        );
+    }
+
+    #[test]
+    fn comparisons_and_logic() {
+        assert_eq!(
+            shown(binary(
+                BinaryOp::Lt,
+                &Value::str("apple"),
+                &Value::str("banana")
+            )),
+            "true"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::Add, &Value::str("a"), &Value::str("b"))),
+            "ab"
+        );
+        assert_eq!(
+            shown(binary(
+                BinaryOp::Or,
+                &Value::Bool(false),
+                &Value::Bool(true)
+            )),
+            "true"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::And, &num(1.0), &num(1.0))),
+            "error: `and` needs true or false, found numbers"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::Sub, &Value::str("a"), &Value::str("b"))),
+            "error: cannot apply `-` to a string and a string"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::Lt, &Value::Bool(true), &num(3.0))),
+            "error: cannot apply `<` to a bool and a number"
+        );
+    }
+
+    #[test]
+    fn equality_is_structural_not_elementwise() {
+        assert_eq!(
+            shown(binary(BinaryOp::Eq, &nums(&[1.0, 2.0]), &nums(&[1.0, 2.0]))),
+            "true"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::Ne, &nums(&[1.0, 2.0]), &nums(&[1.0]))),
+            "true"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::Eq, &num(1.0), &Value::str("1"))),
+            "false"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::Eq, &Value::None, &Value::None)),
+            "true"
+        );
+    }
+
+    #[test]
+    fn elementwise_operations_recurse_and_broadcast() {
+        let nested = Value::list(vec![nums(&[1.0, 2.0]), nums(&[3.0])]);
+        assert_eq!(
+            shown(binary(BinaryOp::Mul, &nested, &num(10.0))),
+            "[[10, 20], [30]]"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::Sub, &num(1.0), &nums(&[1.0, 2.0]))),
+            "[0, -1]"
+        );
+        assert_eq!(
+            shown(binary(BinaryOp::Lt, &nums(&[1.0, 5.0]), &num(3.0))),
+            "[true, false]"
+        );
+        let range = Value::Range(crate::eval::value::RangeValue {
+            start: 0,
+            end: 3,
+            inclusive: false,
+        });
+        assert_eq!(
+            shown(binary(BinaryOp::Add, &range, &nums(&[10.0, 10.0, 10.0]))),
+            "[10, 11, 12]"
+        );
+        let bools = Value::list(vec![Value::Bool(true), Value::Bool(false)]);
+        assert_eq!(
+            shown(binary(BinaryOp::And, &bools, &Value::Bool(true))),
+            "[true, false]"
+        );
+        assert_eq!(shown(unary(UnaryOp::Not, &bools)), "[false, true]");
+        assert_eq!(shown(unary(UnaryOp::Neg, &range)), "[0, -1, -2]");
+        assert_eq!(
+            shown(binary(
+                BinaryOp::Div,
+                &nums(&[1.0, 2.0]),
+                &nums(&[1.0, 0.0])
+            )),
+            "error: division by zero"
+        );
+        assert_eq!(
+            shown(binary(
+                BinaryOp::Add,
+                &nums(&[1.0]),
+                &Value::record(vec![("a", num(1.0))])
+            )),
+            "error: cannot apply `+` to a number and a record"
+        );
+    }
+
+    #[test]
+    fn ranges_too_long_to_hold_are_refused() {
+        let huge = Value::Range(crate::eval::value::RangeValue {
+            start: 0,
+            end: 1 << 40,
+            inclusive: false,
+        });
+        let message = shown(unary(UnaryOp::Neg, &huge));
+        assert!(message.contains("too many elements"), "{message}");
+        let message = shown(binary(BinaryOp::Add, &huge, &num(1.0)));
+        assert!(message.contains("too many elements"), "{message}");
+    }
+
+    #[test]
+    fn unary_errors() {
+        assert_eq!(
+            shown(unary(UnaryOp::Neg, &Value::str("a"))),
+            "error: cannot negate a string"
+        );
+        assert_eq!(
+            shown(unary(UnaryOp::Not, &num(1.0))),
+            "error: `not` needs true or false, found a number"
+        );
+    }
+
+    #[test]
+    fn estimates_shift_and_scale_by_exact_numbers() {
+        let e = Value::Estimate(Estimate {
+            mean: 2.0,
+            stderr: 0.5,
+            n: 10,
+        });
+        let parts = |v: BebResult<Value>| match v {
+            Ok(Value::Estimate(x)) => Some((x.mean, x.stderr, x.n)),
+            _ => None,
+        };
+        assert_eq!(
+            parts(binary(BinaryOp::Mul, &e, &num(-2.0))),
+            Some((-4.0, 1.0, 10))
+        );
+        assert_eq!(
+            parts(binary(BinaryOp::Sub, &num(1.0), &e)),
+            Some((-1.0, 0.5, 10))
+        );
+        assert_eq!(
+            parts(binary(BinaryOp::Sub, &e, &num(1.0))),
+            Some((1.0, 0.5, 10))
+        );
+        assert_eq!(
+            parts(binary(BinaryOp::Div, &e, &num(2.0))),
+            Some((1.0, 0.25, 10))
+        );
+        assert_eq!(parts(unary(UnaryOp::Neg, &e)), Some((-2.0, 0.5, 10)));
+        assert!(binary(BinaryOp::Div, &e, &num(0.0)).is_err());
+        assert!(binary(BinaryOp::Div, &num(1.0), &e).is_err());
+        assert!(binary(BinaryOp::Pow, &e, &num(2.0)).is_err());
+        let both = binary(BinaryOp::Add, &e, &e).map_err(|err| err.message);
+        assert_eq!(
+            both.err().as_deref(),
+            Some("cannot combine two estimates with `+`")
+        );
+        // Element-wise over a list of estimates.
+        let list = Value::list(vec![e.clone(), e]);
+        assert_eq!(
+            shown(binary(BinaryOp::Add, &list, &num(1.0)))
+                .matches("(n=10)")
+                .count(),
+            2
+        );
     }
 }

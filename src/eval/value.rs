@@ -251,3 +251,157 @@ impl fmt::Display for Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(start: i64, end: i64, inclusive: bool) -> Value {
+        Value::Range(RangeValue {
+            start,
+            end,
+            inclusive,
+        })
+    }
+
+    #[test]
+    fn equality_is_structural() {
+        let a = Value::record(vec![
+            ("x", Value::Num(1.0)),
+            ("y", Value::list(vec![Value::str("s")])),
+        ]);
+        let b = Value::record(vec![
+            ("x", Value::Num(1.0)),
+            ("y", Value::list(vec![Value::str("s")])),
+        ]);
+        let reordered = Value::record(vec![
+            ("y", Value::list(vec![Value::str("s")])),
+            ("x", Value::Num(1.0)),
+        ]);
+        assert!(a.equals(&b));
+        assert!(!a.equals(&reordered), "records compare in field order");
+        assert!(!Value::Num(1.0).equals(&Value::str("1")));
+        assert!(
+            !Value::list(vec![]).equals(&range(0, 0, false)),
+            "different types are never equal"
+        );
+        assert!(Value::None.equals(&Value::None));
+        assert!(!Value::Num(0.0).equals(&Value::Bool(false)));
+    }
+
+    #[test]
+    fn ranges_are_equal_when_they_hold_the_same_numbers() {
+        assert!(range(0, 3, false).equals(&range(0, 2, true)));
+        assert!(!range(0, 3, false).equals(&range(0, 3, true)));
+        assert!(
+            range(5, 2, false).equals(&range(0, 0, false)),
+            "empty ranges are all equal"
+        );
+        assert!(!range(1, 3, false).equals(&range(0, 3, false)));
+    }
+
+    #[test]
+    fn ranges_count_their_numbers() {
+        let RangeValue { .. } = RangeValue {
+            start: 0,
+            end: 0,
+            inclusive: false,
+        };
+        let r = RangeValue {
+            start: 2,
+            end: 5,
+            inclusive: true,
+        };
+        assert_eq!((r.len(), r.stop(), r.is_empty()), (4, 6, false));
+        assert_eq!(r.iter().collect::<Vec<_>>(), [2, 3, 4, 5]);
+        let backwards = RangeValue {
+            start: 5,
+            end: 2,
+            inclusive: false,
+        };
+        assert_eq!((backwards.len(), backwards.is_empty()), (0, true));
+        let extreme = RangeValue {
+            start: 0,
+            end: i64::MAX,
+            inclusive: true,
+        };
+        assert_eq!(
+            extreme.stop(),
+            i64::MAX,
+            "the inclusive end saturates instead of overflowing"
+        );
+    }
+
+    #[test]
+    fn display_quotes_strings_only_inside_containers() {
+        let s = Value::str("a \"b\"");
+        assert_eq!(s.to_string(), "a \"b\"");
+        assert_eq!(s.repr(), "\"a \\\"b\\\"\"");
+        let nested = Value::list(vec![
+            s,
+            Value::None,
+            Value::Bool(true),
+            Value::record(vec![("k", Value::str("v"))]),
+        ]);
+        assert_eq!(
+            nested.to_string(),
+            "[\"a \\\"b\\\"\", none, true, {k: \"v\"}]"
+        );
+        assert_eq!(range(0, 3, true).to_string(), "0..=3");
+        assert_eq!(Value::Num(1e-7).to_string(), "1e-7");
+        assert_eq!(Value::record(vec![]).to_string(), "{}");
+    }
+
+    #[test]
+    fn type_names() {
+        let names: Vec<&str> = [
+            Value::None,
+            Value::Bool(true),
+            Value::Num(1.0),
+            Value::str(""),
+            Value::list(vec![]),
+            Value::record(vec![]),
+            range(0, 1, false),
+            Value::Table(Rc::new(Table::default())),
+            Value::Estimate(Estimate {
+                mean: 0.0,
+                stderr: 0.0,
+                n: 0,
+            }),
+            Value::text(vec![]),
+        ]
+        .iter()
+        .map(Value::type_name)
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "none", "bool", "number", "string", "list", "record", "range", "table", "estimate",
+                "text"
+            ]
+        );
+    }
+
+    #[test]
+    fn tables_give_columns_and_rows() {
+        let t = Table {
+            columns: vec![Rc::from("a"), Rc::from("b")],
+            rows: vec![
+                vec![Value::Num(1.0), Value::str("x")],
+                vec![Value::Num(2.0), Value::str("y")],
+            ],
+        };
+        assert_eq!(t.column_index("b"), Some(1));
+        assert_eq!(t.column_index("c"), None);
+        assert_eq!(Value::list(t.column(0)).to_string(), "[1, 2]");
+        assert_eq!(
+            t.row_record(1)
+                .map(|r| Value::Record(Rc::new(r)).to_string())
+                .as_deref(),
+            Some("{a: 2, b: \"y\"}")
+        );
+        assert!(t.row_record(2).is_none());
+        let same = Value::Table(Rc::new(t.clone()));
+        assert!(same.equals(&Value::Table(Rc::new(t))));
+    }
+}

@@ -91,6 +91,11 @@ pub fn to_json(value: &Value) -> BebResult<Json> {
         Value::Num(x) => number(*x),
         Value::Str(s) => json!(&**s),
         Value::List(items) => Json::Array(items.iter().map(to_json).collect::<BebResult<_>>()?),
+        Value::Range(r) if r.len() > crate::eval::natives::MAX_MATERIALIZED => {
+            return Err(BebError::value(format!(
+                "{value} has too many elements to save"
+            )));
+        }
         Value::Range(r) => Json::Array(r.iter().map(|i| json!(i)).collect()),
         Value::Record(r) => {
             let mut map = Map::new();
@@ -146,7 +151,7 @@ fn to_csv(value: &Value) -> BebResult<String> {
     let table = match value {
         Value::Table(t) => t.as_ref().clone(),
         Value::List(_) | Value::Range(_) => {
-            let items = crate::eval::natives::iterate(value).unwrap_or_default();
+            let items = crate::eval::ops::elements(value)?;
             let mut t = crate::eval::value::Table::default();
             for (i, item) in items.iter().enumerate() {
                 match item {

@@ -947,4 +947,306 @@ mod tests {
         let src = "(".repeat(10_000);
         assert!(parse_program(&src, 0).is_err());
     }
+    fn program(src: &str) -> Vec<Stmt> {
+        parse_program(src, 0).unwrap_or_else(|e| panic!("{src}: {e:?}"))
+    }
+
+    fn text_of(src: &str, span: Span) -> &str {
+        &src[span.start as usize..span.end as usize]
+    }
+
+    #[test]
+    fn number_literals() {
+        assert_eq!(expr("1_000_000"), ExprKind::Number(1e6));
+        assert_eq!(expr("2.5E3"), ExprKind::Number(2500.0));
+        assert_eq!(expr("1e+3"), ExprKind::Number(1000.0));
+        assert_eq!(expr("0.125"), ExprKind::Number(0.125));
+        // `1.` is not a number: a field access needs a name after the dot.
+        assert!(parse_expression("1.", 0).is_err());
+    }
+
+    #[test]
+    fn operators_group_as_documented() {
+        // `^` is right-associative.
+        let ExprKind::Binary(BinaryOp::Pow, lhs, rhs) = expr("2 ^ 3 ^ 2") else {
+            panic!("not pow")
+        };
+        assert_eq!(lhs.node, ExprKind::Number(2.0));
+        assert!(matches!(rhs.node, ExprKind::Binary(BinaryOp::Pow, _, _)));
+        // `-` is left-associative.
+        let ExprKind::Binary(BinaryOp::Sub, lhs, _) = expr("10 - 4 - 3") else {
+            panic!("not sub")
+        };
+        assert!(matches!(lhs.node, ExprKind::Binary(BinaryOp::Sub, _, _)));
+        // `not` binds looser than comparisons, `and` tighter than `or`.
+        let ExprKind::Unary(UnaryOp::Not, negated) = expr("not a == b") else {
+            panic!("not not")
+        };
+        assert!(matches!(negated.node, ExprKind::Binary(BinaryOp::Eq, _, _)));
+        let ExprKind::Binary(BinaryOp::Or, _, rhs) = expr("a or b and c") else {
+            panic!("not or")
+        };
+        assert!(matches!(rhs.node, ExprKind::Binary(BinaryOp::And, _, _)));
+        // Postfix operators bind tightest.
+        let ExprKind::Unary(UnaryOp::Neg, inner) = expr("-f(1)[0].x") else {
+            panic!("not neg")
+        };
+        assert!(matches!(inner.node, ExprKind::Field { .. }));
+        assert!(matches!(
+            expr("a..=b"),
+            ExprKind::Range {
+                inclusive: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn escapes_and_their_errors() {
+        let ExprKind::Str(parts) = expr(r#""\n\t\r\0\\\"\{\}""#) else {
+            panic!("not str")
+        };
+        assert_eq!(parts, vec![StrPart::Text("\n\t\r\0\\\"{}".into())]);
+        let err = parse_expression(r#""a\qb""#, 0).expect_err("unknown escape");
+        assert!(
+            err.message.contains("unknown escape `\\q`"),
+            "{}",
+            err.message
+        );
+        assert_eq!((err.span.start, err.span.end), (2, 4));
+        // The empty string is one empty text part.
+        assert_eq!(
+            expr("\"\""),
+            ExprKind::Str(vec![StrPart::Text(String::new())])
+        );
+    }
+
+    #[test]
+    fn interpolations_hold_any_expression() {
+        let ExprKind::Str(parts) = expr(r#""n={f("a", {k: 1}.k)}, e={x:.3e}""#) else {
+            panic!("not str")
+        };
+        assert_eq!(parts.len(), 4);
+        assert!(
+            matches!(&parts[1], StrPart::Interp { expr, spec: None } if matches!(expr.node, ExprKind::Call { .. }))
+        );
+        assert!(matches!(&parts[3], StrPart::Interp { spec: Some(s), .. } if s == ".3e"));
+    }
+
+    #[test]
+    fn statements_of_every_kind() {
+        let src = "## Doc line one.\n##   two\nfn f(a, b = 2,) { return a + b }\n\
+                   let x = 1; x += 2; x -= 1; x *= 3; x /= 2; x = 0\n\
+                   import bounds\nimport bounds as b\nimport bounds.*\n\
+                   assert x == 0\nassert x < 1 at 95%, \"msg\"\n\
+                   print x, 2\nsave x to \"x.json\"\nfor i in 0..3 { print i }\n## loose doc\n";
+        let stmts = program(src);
+        let kinds: Vec<&str> = stmts
+            .iter()
+            .map(|s| match &s.node {
+                StmtKind::Fn(_) => "fn",
+                StmtKind::Let(..) => "let",
+                StmtKind::Assign(..) => "assign",
+                StmtKind::Import { .. } => "import",
+                StmtKind::Assert { .. } => "assert",
+                StmtKind::Print(_) => "print",
+                StmtKind::Save { .. } => "save",
+                StmtKind::For { .. } => "for",
+                StmtKind::Return(_) => "return",
+                StmtKind::Expr(_) => "expr",
+                StmtKind::Doc => "doc",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "fn", "let", "assign", "assign", "assign", "assign", "assign", "import", "import",
+                "import", "assert", "assert", "print", "save", "for", "doc"
+            ]
+        );
+        let StmtKind::Fn(def) = &stmts[0].node else {
+            panic!("not fn")
+        };
+        assert_eq!(def.doc.as_deref(), Some("Doc line one.\n  two"));
+        assert_eq!(def.params.len(), 2);
+        assert!(def.params[1].default.is_some());
+        let ops: Vec<AssignOp> = stmts[2..7]
+            .iter()
+            .filter_map(|s| match &s.node {
+                StmtKind::Assign(_, op, _) => Some(*op),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                AssignOp::Add,
+                AssignOp::Sub,
+                AssignOp::Mul,
+                AssignOp::Div,
+                AssignOp::Set
+            ]
+        );
+        let imports: Vec<(bool, Option<&str>)> = stmts[7..10]
+            .iter()
+            .filter_map(|s| match &s.node {
+                StmtKind::Import { alias, all, .. } => {
+                    Some((*all, alias.as_ref().map(|a| &*a.node)))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(imports, [(false, None), (false, Some("b")), (true, None)]);
+        assert!(matches!(
+            &stmts[10].node,
+            StmtKind::Assert {
+                confidence: None,
+                message: None,
+                ..
+            }
+        ));
+        assert!(
+            matches!(&stmts[11].node, StmtKind::Assert { confidence: Some(c), message: Some(_), .. } if *c == 95.0)
+        );
+    }
+
+    #[test]
+    fn confidence_levels_are_percentages() {
+        for src in [
+            "assert x > 1 at 0%",
+            "assert x > 1 at 100%",
+            "assert x > 1 at 250%",
+        ] {
+            let err = parse_program(src, 0).expect_err(src);
+            assert!(err.message.contains("percentage"), "{src}: {}", err.message);
+        }
+        assert!(parse_program("assert x > 1 at 99.9%", 0).is_ok());
+    }
+
+    #[test]
+    fn braces_are_records_or_blocks() {
+        assert_eq!(expr("{}"), ExprKind::Record(vec![]));
+        assert!(matches!(expr("{a: 1, b: 2,}"), ExprKind::Record(ref f) if f.len() == 2));
+        assert!(matches!(expr("{ x }"), ExprKind::Block(ref s) if s.len() == 1));
+        assert!(matches!(expr("{ let y = 1\n y }"), ExprKind::Block(ref s) if s.len() == 2));
+    }
+
+    #[test]
+    fn lambdas_and_conditionals() {
+        assert!(matches!(expr("|| 1"), ExprKind::Lambda(ref d) if d.params.is_empty()));
+        assert!(
+            matches!(expr("|x, k = 2| x * k"), ExprKind::Lambda(ref d) if d.params.len() == 2 && d.params[1].default.is_some())
+        );
+        let ExprKind::If {
+            otherwise: Some(other),
+            ..
+        } = expr("if a { 1 } else if b { 2 } else { 3 }")
+        else {
+            panic!("not if-else")
+        };
+        assert!(matches!(
+            other.node,
+            ExprKind::If {
+                otherwise: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            expr("if a { 1 }"),
+            ExprKind::If {
+                otherwise: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn trailing_commas_and_separators() {
+        assert!(matches!(expr("[1, 2,]"), ExprKind::List(ref items) if items.len() == 2));
+        assert!(matches!(expr("f(1, k: 2,)"), ExprKind::Call { ref args, .. } if args.len() == 2));
+        assert_eq!(program("let a = 1; let b = 2;print a").len(), 3);
+        assert_eq!(program("let a = 1 let b = 2").len(), 2);
+        // A line starting with an operator continues the expression before it.
+        assert_eq!(program("print a\n- b").len(), 1);
+        assert!(parse_expression("1; 2", 0).is_err());
+    }
+
+    #[test]
+    fn names_may_start_with_keywords() {
+        let names = [
+            "format", "notable", "android", "index", "inner", "fnord", "iffy", "true_", "nonempty",
+            "saved", "to", "at", "as",
+        ];
+        for name in names {
+            let src = format!("let {name} = 1\nprint {name}");
+            assert!(parse_program(&src, 0).is_ok(), "{name}");
+        }
+        for keyword in [
+            "let", "fn", "if", "for", "in", "true", "none", "not", "save", "return",
+        ] {
+            assert!(
+                parse_program(&format!("let {keyword} = 1"), 0).is_err(),
+                "{keyword}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_point_at_what_was_found() {
+        let src = "let x = 1\nprint x +\nlet y = 2\n";
+        let err = parse_program(src, 0).expect_err("syntax error");
+        assert_eq!(err.message, "expected an expression, found `let`");
+        assert_eq!(text_of(src, err.span), "l");
+        assert!(!err.incomplete);
+        let err = parse_program("print 1 +", 0).expect_err("incomplete");
+        assert!(
+            err.message.ends_with("found end of input"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            (err.span.start, err.span.end),
+            (8, 9),
+            "the last token is shown"
+        );
+        assert_eq!(describe_found("abc_1 + 2", 0), "`abc_1`");
+        assert_eq!(describe_found(") x", 0), "`)`");
+        assert_eq!(describe_found("", 0), "end of input");
+        assert_eq!(describe_found("\nx", 0), "end of line");
+    }
+
+    #[test]
+    fn spans_leave_out_trailing_whitespace_and_comments() {
+        let src = "return 1   # why\nassert x == 1 at 95%  \nx += 1 # more\n";
+        let stmts = program(src);
+        let spans: Vec<&str> = stmts.iter().map(|s| text_of(src, s.span)).collect();
+        assert_eq!(spans, ["return 1", "assert x == 1 at 95%", "x += 1"]);
+        let src = "return # bare\n";
+        assert_eq!(text_of(src, program(src)[0].span), "return");
+    }
+
+    #[test]
+    fn significant_length_understands_strings_and_doc_comments() {
+        assert_eq!(significant_len("x + 1"), 5);
+        assert_eq!(significant_len("x + 1  \n\t"), 5);
+        assert_eq!(significant_len("x # c\n  # d\n"), 1);
+        assert_eq!(significant_len(r#""a # b"  "#), 7);
+        assert_eq!(significant_len(r#""a {f("}")} # b" # c"#), 16);
+        assert_eq!(significant_len(r#""q\" # " "#), 8);
+        assert_eq!(significant_len("## doc  \n"), 6);
+        assert_eq!(significant_len("{ {a: 1} } # c"), 10);
+        assert_eq!(significant_len("   "), 0);
+        assert_eq!(significant_len("é  "), 2);
+    }
+
+    #[test]
+    fn every_node_records_its_file() {
+        let stmts = parse_program("print 1 + 2", 7).unwrap_or_else(|e| panic!("{e:?}"));
+        let StmtKind::Print(exprs) = &stmts[0].node else {
+            panic!("not print")
+        };
+        assert_eq!(stmts[0].span.file, 7);
+        assert_eq!(exprs[0].span.file, 7);
+        assert_eq!((exprs[0].span.start, exprs[0].span.end), (6, 11));
+    }
 }

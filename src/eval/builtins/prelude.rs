@@ -188,7 +188,7 @@ fn num_fn(args: &Args, f: impl Fn(f64) -> f64 + Copy, name: &str) -> BebResult<V
         match v {
             Value::Num(x) => ops::checked(f(*x), || format!("{name}({})", format::number(*x))),
             Value::List(_) | Value::Range(_) => {
-                let items = iterate(v).unwrap_or_default();
+                let items = ops::elements(v)?;
                 Ok(Value::list(
                     items
                         .iter()
