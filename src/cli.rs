@@ -37,7 +37,7 @@ pub enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
     },
-    /// Measure speed against a baseline on this machine (benchmarks: loop).
+    /// Measure speed against a baseline on this machine (benchmarks: loop, figure2).
     Bench { name: Option<String> },
     /// Interactive session (also what `beb` alone starts).
     Repl {

@@ -243,11 +243,11 @@ impl fmt::Display for Value {
             Value::Native(b) => write!(f, "<builtin {}>", b.signature),
             Value::Table(t) => f.write_str(&crate::report::table::render(t)),
             Value::Estimate(e) => write!(f, "{e}"),
-            Value::Model(m) => write!(f, "<model {}>", m.name()),
-            Value::Text(t) => {
-                let parts: Vec<String> = t.units.iter().map(Unit::to_string).collect();
-                f.write_str(&parts.join(" "))
-            }
+            Value::Model(m) => match m.describe() {
+                Some(identity) => write!(f, "<model {}: {identity}>", m.name()),
+                None => write!(f, "<model {}>", m.name()),
+            },
+            Value::Text(t) => f.write_str(&crate::lm::display_units(&t.units)),
         }
     }
 }

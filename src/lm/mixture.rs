@@ -13,7 +13,11 @@ use std::collections::HashMap;
 
 use rand::{Rng, RngCore};
 
-use super::{LanguageModel, ModelError, ModelRef, ModelResult, Unit, Vocabulary};
+use rand_chacha::ChaCha20Rng;
+
+use super::{
+    LanguageModel, ModelError, ModelRef, ModelResult, Sampling, Unit, UnitSpec, Vocabulary,
+};
 use crate::stats::logspace::{logaddexp, logsumexp};
 
 #[derive(Debug)]
@@ -148,6 +152,28 @@ impl Mixture {
         Ok(joint.into_iter().map(|j| j - total).collect())
     }
 
+    /// The component a uniform draw picks under posterior log-weights (one draw).
+    fn choose(&self, weights: &[f64], rng: &mut dyn RngCore) -> ModelResult<usize> {
+        let u: f64 = rng.random();
+        let mut cumulative = 0.0;
+        let mut chosen = None;
+        for (i, &w) in weights.iter().enumerate() {
+            if w == f64::NEG_INFINITY {
+                continue;
+            }
+            cumulative += w.exp();
+            chosen = Some(i);
+            if u < cumulative {
+                break;
+            }
+        }
+        // posterior_logs succeeded, so some weight is positive and `chosen` is set; a draw
+        // past a cumulative sum rounded below one falls to the last live component.
+        chosen.ok_or_else(|| ModelError::ImpossibleContext {
+            model: self.name.clone(),
+        })
+    }
+
     /// The posterior weights of the components given a context (eq. 10), as
     /// `(component name, log w_i(context))`; components that cannot have produced the
     /// context get `-inf`. Errors with `ImpossibleContext` when no component can.
@@ -207,27 +233,96 @@ impl LanguageModel for Mixture {
     /// Exact: a component is drawn from the posterior, then a unit from that component.
     fn sample_next(&self, context: &[Unit], rng: &mut dyn RngCore) -> ModelResult<Unit> {
         let weights = self.posterior_logs(context)?;
-        let u: f64 = rng.random();
-        let mut cumulative = 0.0;
-        let mut chosen = None;
-        for (i, &w) in weights.iter().enumerate() {
-            if w == f64::NEG_INFINITY {
+        let i = self.choose(&weights, rng)?;
+        self.components[i].model.sample_next(context, rng)
+    }
+
+    /// One unit per generator: each row draws its component exactly as `sample_next` does,
+    /// then each component samples its rows together (batched where it can).
+    fn sample_many(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Vec<Vec<Unit>>> {
+        if units != 1 {
+            let mut texts = Vec::with_capacity(rngs.len());
+            for rng in rngs.iter_mut() {
+                let mut context = given.to_vec();
+                for _ in 0..units {
+                    let unit = self.sample_next(&context, rng)?;
+                    context.push(unit);
+                }
+                texts.push(context.split_off(given.len()));
+            }
+            return Ok(texts);
+        }
+        let weights = self.posterior_logs(given)?;
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.components.len()];
+        for (r, rng) in rngs.iter_mut().enumerate() {
+            groups[self.choose(&weights, rng)?].push(r);
+        }
+        let mut out: Vec<Vec<Unit>> = vec![Vec::new(); rngs.len()];
+        for (c, rows) in self.components.iter().zip(&groups) {
+            if rows.is_empty() {
                 continue;
             }
-            cumulative += w.exp();
-            chosen = Some(i);
-            if u < cumulative {
-                break;
+            let mut sub: Vec<ChaCha20Rng> = rows.iter().map(|&r| rngs[r].clone()).collect();
+            let texts = c.model.sample_many(given, 1, &mut sub)?;
+            for ((&r, text), rng) in rows.iter().zip(texts).zip(sub) {
+                out[r] = text;
+                rngs[r] = rng;
             }
         }
-        // posterior_logs succeeded, so some weight is positive and `chosen` is set; a draw
-        // past a cumulative sum rounded below one falls to the last live component.
-        match chosen {
-            Some(i) => self.components[i].model.sample_next(context, rng),
-            None => Err(ModelError::ImpossibleContext {
-                model: self.name.clone(),
-            }),
+        Ok(out)
+    }
+
+    /// Exact, batched: log P(y | given) = logsumexp_i(log a_i P_i(given) + log P_i(y | given))
+    /// - logsumexp_i(log a_i P_i(given)), each component scoring all texts at once.
+    fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
+        let mut parts: Vec<(f64, Vec<f64>)> = Vec::with_capacity(self.components.len());
+        for c in &self.components {
+            if c.log_weight == f64::NEG_INFINITY {
+                continue;
+            }
+            let prefix = c.log_weight + c.model.logprob(&[], given)?;
+            if prefix == f64::NEG_INFINITY {
+                continue;
+            }
+            parts.push((prefix, c.model.logprob_many(given, texts)?));
         }
+        let total = logsumexp(parts.iter().map(|p| p.0));
+        if total == f64::NEG_INFINITY {
+            return Err(ModelError::ImpossibleContext {
+                model: self.name.clone(),
+            });
+        }
+        Ok((0..texts.len())
+            .map(|j| logsumexp(parts.iter().map(|(prefix, s)| prefix + s[j])) - total)
+            .collect())
+    }
+
+    fn view(
+        &self,
+        unit: Option<&UnitSpec>,
+        sampling: Option<&Sampling>,
+    ) -> ModelResult<Option<ModelRef>> {
+        if sampling.is_some_and(|s| !s.is_ancestral()) {
+            return Err(ModelError::Unsupported(format!(
+                "temperature, top_k and top_p change one neural model's sampling, not a mixture's ({})",
+                self.name
+            )));
+        }
+        let mut components = Vec::with_capacity(self.components.len());
+        for c in &self.components {
+            match c.model.view(unit, None)? {
+                Some(m) => components.push((c.name.clone(), m, c.log_weight)),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(std::rc::Rc::new(
+            Mixture::new(components)?.with_name(self.name.clone()),
+        )))
     }
 
     fn behavior(&self, unit: &Unit) -> Option<f64> {
@@ -414,7 +509,7 @@ mod tests {
                 Ok(None)
             }
             fn sample_next(&self, _: &[Unit], _: &mut dyn RngCore) -> ModelResult<Unit> {
-                Ok(Unit::Tokens(Rc::from(vec![1u32])))
+                Ok(Unit::Tokens(crate::lm::TokenRun::new(vec![1u32], None)))
             }
             fn behavior(&self, _: &Unit) -> Option<f64> {
                 None

@@ -5,29 +5,129 @@
 
 pub mod analytic;
 pub mod mixture;
+pub mod neural;
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 use rand::RngCore;
+use rand_chacha::ChaCha20Rng;
+
+pub use neural::{Sampling, UnitSpec};
 
 /// One unit of text: a sentence of an analytic model, or a run of token ids of a neural model.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Unit {
     Sentence(Rc<str>),
-    Tokens(Rc<[u32]>),
+    Tokens(TokenRun),
+}
+
+/// Turns token ids back into text (for printing and for text-based behavior scorers).
+pub trait Detokenize {
+    fn decode(&self, ids: &[u32]) -> String;
+}
+
+/// A run of token ids, with the tokenizer that can print it. Equality, ordering and hashing
+/// look at the ids only: a prompt is its token ids, never re-encoded text.
+#[derive(Clone)]
+pub struct TokenRun {
+    pub ids: Rc<[u32]>,
+    pub decoder: Option<Rc<dyn Detokenize>>,
+}
+
+impl TokenRun {
+    pub fn new(ids: impl Into<Rc<[u32]>>, decoder: Option<Rc<dyn Detokenize>>) -> TokenRun {
+        TokenRun {
+            ids: ids.into(),
+            decoder,
+        }
+    }
+}
+
+impl fmt::Debug for TokenRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenRun({:?})", &self.ids[..])
+    }
+}
+
+impl PartialEq for TokenRun {
+    fn eq(&self, other: &TokenRun) -> bool {
+        self.ids == other.ids
+    }
+}
+
+impl Eq for TokenRun {}
+
+impl Hash for TokenRun {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.ids.hash(state);
+    }
+}
+
+impl PartialOrd for TokenRun {
+    fn partial_cmp(&self, other: &TokenRun) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TokenRun {
+    fn cmp(&self, other: &TokenRun) -> Ordering {
+        self.ids.cmp(&other.ids)
+    }
+}
+
+impl fmt::Display for TokenRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.decoder {
+            Some(d) => f.write_str(&d.decode(&self.ids)),
+            None => {
+                let ids: Vec<String> = self.ids.iter().map(u32::to_string).collect();
+                write!(f, "<{}>", ids.join(" "))
+            }
+        }
+    }
 }
 
 impl fmt::Display for Unit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Unit::Sentence(s) => f.write_str(s),
-            Unit::Tokens(ids) => {
-                let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
-                write!(f, "<{}>", ids.join(" "))
+            Unit::Tokens(run) => run.fmt(f),
+        }
+    }
+}
+
+/// A text for people: sentences joined by spaces; consecutive token runs decoded together
+/// (so that a tokenizer's word boundaries come out right).
+pub fn display_units(units: &[Unit]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < units.len() {
+        match &units[i] {
+            Unit::Tokens(run) if run.decoder.is_some() => {
+                let mut ids: Vec<u32> = run.ids.to_vec();
+                let mut j = i + 1;
+                while let Some(Unit::Tokens(next)) = units.get(j) {
+                    match (&run.decoder, &next.decoder) {
+                        (Some(a), Some(b)) if Rc::ptr_eq(a, b) => ids.extend_from_slice(&next.ids),
+                        _ => break,
+                    }
+                    j += 1;
+                }
+                if let Some(d) = &run.decoder {
+                    parts.push(d.decode(&ids));
+                }
+                i = j;
+            }
+            other => {
+                parts.push(other.to_string());
+                i += 1;
             }
         }
     }
+    parts.join(" ")
 }
 
 /// What a model's units are drawn from; models compared or mixed must agree on it.
@@ -84,6 +184,54 @@ pub trait LanguageModel: fmt::Debug {
     /// The mixture behind this model, if it is one (for posterior weights).
     fn as_mixture(&self) -> Option<&mixture::Mixture> {
         None
+    }
+
+    /// The neural model behind this one, if it is one.
+    fn as_neural(&self) -> Option<&neural::NeuralLm> {
+        None
+    }
+
+    /// A one-line identity for printing (architecture, size, weights digest...), if the model
+    /// has more of one than its name.
+    fn describe(&self) -> Option<String> {
+        None
+    }
+
+    /// The same distribution over token streams, cut into units by `unit` and sampled with
+    /// `sampling` (neural models, and mixtures of them); `Ok(None)` for models without tokens.
+    fn view(
+        &self,
+        unit: Option<&UnitSpec>,
+        sampling: Option<&Sampling>,
+    ) -> ModelResult<Option<ModelRef>> {
+        let _ = (unit, sampling);
+        Ok(None)
+    }
+
+    /// `units` units after `given` for each generator: text i is drawn with `rngs[i]` alone,
+    /// exactly as repeated [`sample_next`](LanguageModel::sample_next) calls would draw it,
+    /// so a batched implementation gives the same texts as this one.
+    fn sample_many(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Vec<Vec<Unit>>> {
+        let mut texts = Vec::with_capacity(rngs.len());
+        for rng in rngs.iter_mut() {
+            let mut context = given.to_vec();
+            for _ in 0..units {
+                let unit = self.sample_next(&context, rng)?;
+                context.push(unit);
+            }
+            texts.push(context.split_off(given.len()));
+        }
+        Ok(texts)
+    }
+
+    /// log P(text | given) for each text (batched by models that can).
+    fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
+        texts.iter().map(|t| self.logprob(given, t)).collect()
     }
 
     /// log P(text | given), the sum of the per-unit conditionals.

@@ -170,9 +170,10 @@ pub fn sample_texts(
     root_seed: u64,
     stream: &str,
 ) -> ModelResult<Vec<Vec<Unit>>> {
-    (0..count)
-        .map(|i| sample_text(model, given, units, &mut sample_rng(root_seed, stream, i)))
-        .collect()
+    let mut rngs: Vec<_> = (0..count)
+        .map(|i| sample_rng(root_seed, stream, i))
+        .collect();
+    model.sample_many(given, units, &mut rngs)
 }
 
 /// log P(text | given) - log Q(text | given). An error when both are zero (the ratio is
@@ -207,15 +208,12 @@ fn sampled_logratios(
     root_seed: u64,
     stream: &str,
 ) -> Result<Vec<f64>, MeasureError> {
-    let mut values = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let mut rng = sample_rng(root_seed, stream, i);
-        let text = sample_text(p, given, units, &mut rng)?;
-        let lp = p.logprob(given, &text)?;
-        let lq = q.logprob(given, &text)?;
-        values.push(lp - lq);
-    }
-    Ok(values)
+    // Sampling and scoring go through the batched entry points; text i still comes from its
+    // own generator, so the values are those of drawing and scoring one text at a time.
+    let texts = sample_texts(p, given, units, samples, root_seed, stream)?;
+    let lp = p.logprob_many(given, &texts)?;
+    let lq = q.logprob_many(given, &texts)?;
+    Ok(lp.into_iter().zip(lq).map(|(a, b)| a - b).collect())
 }
 
 /// An estimate whose mean is +inf because some draw was: certain, not noise, so the standard
@@ -418,13 +416,14 @@ where
             stream,
         } => {
             monte_carlo_samples("behavior expectation", *samples, 1)?;
+            let texts = sample_texts(model, given, 1, *samples, *root_seed, stream)
+                .map_err(MeasureError::from)?;
             let mut values = Vec::with_capacity(*samples);
-            for i in 0..*samples {
-                let mut rng = sample_rng(*root_seed, stream, i);
-                let unit = model
-                    .sample_next(given, &mut rng)
-                    .map_err(MeasureError::from)?;
-                values.push(checked_behavior(&unit, behavior(&unit)?)?);
+            for text in &texts {
+                let Some(unit) = text.first() else {
+                    return Err(MeasureError::Invalid("a sample came back empty".into()).into());
+                };
+                values.push(checked_behavior(unit, behavior(unit)?)?);
             }
             Ok(Measured::Estimate(Estimate::from_samples(&values)))
         }

@@ -1,10 +1,14 @@
 //! Builtins implemented in Rust, one file per module; each declares a `NATIVES` table.
 
 pub mod models;
+pub mod neural;
 pub mod prelude;
 
 use crate::eval::natives::Native;
 
 /// Every builtin module, in the order `:help` lists them.
-pub const MODULES: &[(&str, &[Native])] =
-    &[("prelude", prelude::NATIVES), ("models", models::NATIVES)];
+pub const MODULES: &[(&str, &[Native])] = &[
+    ("prelude", prelude::NATIVES),
+    ("models", models::NATIVES),
+    ("neural", neural::NATIVES),
+];

@@ -39,12 +39,12 @@ pub const NATIVES: &[Native] = &[
         func: posterior_fn,
     },
     Native {
-        signature: "sample(model: model, sentences: int = 1, count: int = none, given: text = [], seed: int | string = none) -> text | list",
-        doc: "Sample a text of `sentences` units after `given` (a list of `count` texts when count is given). Draw i uses its own stream derived from the seed, so results do not depend on count or order.",
+        signature: "sample(model: model, sentences: int = 1, count: int = none, given: text = [], seed: int | string = none, unit: record = none, temperature: number = none, top_k: int = none, top_p: number = none) -> text | list",
+        doc: "Sample a text of `sentences` units after `given` (a list of `count` texts when count is given). Draw i uses its own stream derived from the seed, so results do not depend on count or order. For neural models, `unit:` sets what a unit is and temperature/top_k/top_p change how tokens are drawn (default: ancestral sampling, which measurements always use).",
         func: sample_fn,
     },
     Native {
-        signature: "logprob(model: model, text: text, given: text = []) -> number",
+        signature: "logprob(model: model, text: text, given: text = [], unit: record = none) -> number",
         doc: "log P(text | given), exact.",
         func: logprob_fn,
     },
@@ -54,18 +54,18 @@ pub const NATIVES: &[Native] = &[
         func: logratio_fn,
     },
     Native {
-        signature: "kl(p: model, q: model, given: text | list = [], sentences: int = 1, samples: int = none, seed: int | string = none) -> number | estimate",
+        signature: "kl(p: model, q: model, given: text | list = [], sentences: int = 1, samples: int = none, seed: int | string = none, unit: record = none) -> number | estimate",
         doc: "Conditional KL divergence D_KL(P(.|given) || Q(.|given)) over the next `sentences` units (def. 2). Exact by enumeration; with samples: N a Monte Carlo estimate. A list of prompts as `given` averages over them.",
         func: kl_fn,
     },
     Native {
-        signature: "logratio_var(p: model, q: model, sentences: int, given: text = [], samples: int = none, seed: int | string = none) -> number | estimate",
+        signature: "logratio_var(p: model, q: model, sentences: int, given: text = [], samples: int = none, seed: int | string = none, unit: record = none) -> number | estimate",
         doc: "Var over texts s ~ P(.|given) of `sentences` units of log P(s)/Q(s) (def. 4, sigma-similarity).",
         func: logratio_var_fn,
     },
     Native {
-        signature: "expect(model: model, given: text | list = [], behavior: function = none, samples: int = none, seed: int | string = none) -> number | estimate",
-        doc: "Behavior expectation B_P(given) = E_{y ~ P(.|given)} B(y) of the next unit (eq. 2). B is the model's own sentence scores, or behavior(y) for a one-unit text y. A list of prompts averages over them.",
+        signature: "expect(model: model, given: text | list = [], behavior: function | record = none, samples: int = none, seed: int | string = none, unit: record = none) -> number | estimate",
+        doc: "Behavior expectation B_P(given) = E_{y ~ P(.|given)} B(y) of the next unit (eq. 2). B is the model's own sentence scores, behavior(y) for a one-unit text y, or a scorer made by likelihood_ratio(...) or keywords(...). A list of prompts averages over them.",
         func: expect_fn,
     },
     Native {
@@ -94,6 +94,55 @@ impl From<fit::FitError> for BebError {
     fn from(error: fit::FitError) -> BebError {
         BebError::new(ErrorKind::Value, error.to_string())
     }
+}
+
+/// `model` seen through the `unit:` (and sampling) arguments, when any are given.
+fn viewed(
+    args: &Args,
+    name: &str,
+    model: ModelRef,
+    sampling: Option<&crate::lm::Sampling>,
+) -> BebResult<ModelRef> {
+    let unit = crate::eval::builtins::neural::unit_arg(args, "unit")?;
+    if unit.is_none() && sampling.is_none() {
+        return Ok(model);
+    }
+    let what = if unit.is_some() {
+        "unit"
+    } else {
+        "temperature"
+    };
+    match model
+        .view(unit.as_ref(), sampling)
+        .map_err(|e| BebError::from(e).at(args.span(name)))?
+    {
+        Some(m) => Ok(m),
+        None => Err(args.invalid(
+            what,
+            format!(
+                "`{what}:` applies to neural models and mixtures of them; {} is not one",
+                model.name()
+            ),
+        )),
+    }
+}
+
+/// temperature / top_k / top_p, when any is given.
+fn sampling_arg(args: &Args) -> BebResult<Option<crate::lm::Sampling>> {
+    let temperature = args.opt_num("temperature")?;
+    let top_k = args.opt_count("top_k")?;
+    let top_p = args.opt_num("top_p")?;
+    if temperature.is_none() && top_k.is_none() && top_p.is_none() {
+        return Ok(None);
+    }
+    let s = crate::lm::Sampling {
+        temperature: temperature.unwrap_or(1.0),
+        top_k,
+        top_p,
+    };
+    s.validate()
+        .map_err(|e| BebError::from(e).at(args.call_span))?;
+    Ok(Some(s))
 }
 
 fn model_value(model: impl crate::lm::LanguageModel + 'static) -> Value {
@@ -375,7 +424,8 @@ fn posterior_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
 }
 
 fn sample_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let model = args.model("model")?;
+    let sampling = sampling_arg(args)?;
+    let model = viewed(args, "model", args.model("model")?, sampling.as_ref())?;
     let sentences = args.opt_count("sentences")?.unwrap_or(1);
     let given = args.opt_text("given")?;
     let (root, stream) = interp.stream(args)?;
@@ -397,7 +447,7 @@ fn sample_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
 }
 
 fn logprob_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
-    let model = args.model("model")?;
+    let model = viewed(args, "model", args.model("model")?, None)?;
     let text = args.text("text")?;
     let given = args.opt_text("given")?;
     Ok(Value::Num(model.logprob(&given.units, &text.units)?))
@@ -489,7 +539,8 @@ fn measured(m: Measured) -> Value {
 }
 
 fn kl_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let (p, q) = (args.model("p")?, args.model("q")?);
+    let p = viewed(args, "p", args.model("p")?, None)?;
+    let q = viewed(args, "q", args.model("q")?, None)?;
     let horizon = args.opt_count("sentences")?.unwrap_or(1);
     let prompts = prompts(args)?;
     let plan = method(interp, args)?;
@@ -507,7 +558,8 @@ fn kl_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
 }
 
 fn logratio_var_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let (p, q) = (args.model("p")?, args.model("q")?);
+    let p = viewed(args, "p", args.model("p")?, None)?;
+    let q = viewed(args, "q", args.model("q")?, None)?;
     let units = args.count("sentences")?;
     let given = args.opt_text("given")?;
     let plan = method(interp, args)?;
@@ -521,7 +573,7 @@ fn logratio_var_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
 }
 
 fn expect_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let model = args.model("model")?;
+    let model = viewed(args, "model", args.model("model")?, None)?;
     let prompts = prompts(args)?;
     let plan = method(interp, args)?;
     let behavior = args.get("behavior").cloned();
@@ -531,6 +583,11 @@ fn expect_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         let how = method_for(&plan, i, prompts.len());
         let value = match &behavior {
             None => measure::expect_scores(model.as_ref(), &prompt.units, &how)?,
+            Some(record @ Value::Record(_)) => {
+                let mut score =
+                    crate::eval::builtins::neural::scorer(record).map_err(|e| e.at(span))?;
+                measure::expect(model.as_ref(), &prompt.units, &mut score, &how)?
+            }
             Some(f) => {
                 let mut score = |unit: &Unit| -> BebResult<f64> {
                     match interp.call_simple(f, vec![Value::text(vec![unit.clone()])], span)? {

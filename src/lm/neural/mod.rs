@@ -1,0 +1,719 @@
+//! Neural language models on candle: a loaded checkpoint ([`NeuralModel`]: weights,
+//! tokenizer, prefix cache) seen through a unit spec ([`NeuralLm`], a [`LanguageModel`] whose
+//! units are runs of token ids).
+//!
+//! Texts stay token ids end to end: a context is `[BOS] ++ ids of its units`, a plain string
+//! in a text is tokenized on its own, and nothing is decoded and re-encoded. Scores are exact
+//! (log-softmax in f64 of the model's f32 logits); sampling is ancestral unless asked
+//! otherwise; every sample i uses only its own generator, so batching never changes a draw.
+
+pub mod cache;
+pub mod load;
+pub mod random;
+pub mod tokenizer;
+pub mod transformer;
+pub mod units;
+
+use std::cell::{OnceCell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use candle_core::{D, DType, Tensor};
+use rand::RngCore;
+use rand_chacha::ChaCha20Rng;
+use sha2::{Digest, Sha256};
+
+pub use load::{GGUF_ARCHITECTURES, HF_ARCHITECTURES, LoadOptions};
+pub use units::{Sampling, UnitSpec};
+
+use super::{
+    Detokenize, LanguageModel, ModelError, ModelRef, ModelResult, TokenRun, Unit, Vocabulary,
+};
+use cache::{PrefixCache, State};
+use tokenizer::TokenizerHandle;
+use transformer::{KvState, Transformer, log_softmax_f64};
+
+/// Default prefix-cache budget.
+pub const DEFAULT_CACHE_BYTES: usize = 512 << 20;
+/// Default number of rows sampled or scored in one forward pass.
+pub const DEFAULT_BATCH: usize = 64;
+/// Rows × positions × vocabulary of f64 log-probabilities one scoring pass may hold.
+const SCORE_BUDGET: usize = 1 << 24;
+/// New tokens of a prompt run in one forward pass.
+const PROMPT_CHUNK: usize = 256;
+
+/// How a model is run (beyond what is loaded).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Bytes of prefix states kept (0: no cache, every call starts from scratch).
+    pub cache_bytes: usize,
+    /// Rows per forward pass (1: one sample at a time).
+    pub batch: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            batch: DEFAULT_BATCH,
+        }
+    }
+}
+
+/// A loaded checkpoint: weights, tokenizer and a cache of prefix states.
+pub struct NeuralModel {
+    net: Transformer,
+    tokenizer: Rc<TokenizerHandle>,
+    bos: Option<u32>,
+    eos: Vec<u32>,
+    format: &'static str,
+    files: Vec<PathBuf>,
+    parameters: usize,
+    sha256: OnceCell<Vec<String>>,
+    cache: RefCell<PrefixCache>,
+    batch: usize,
+}
+
+impl std::fmt::Debug for NeuralModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NeuralModel({}, {:?})", self.net.config.arch, self.files)
+    }
+}
+
+fn model_err(e: candle_core::Error) -> ModelError {
+    ModelError::Invalid(format!("model computation failed: {e}"))
+}
+
+/// An error when a row of log-probabilities is not a distribution (NaN or +inf logits).
+fn check_row(row: &[f64], what: &str) -> ModelResult<()> {
+    if row.iter().any(|x| x.is_nan() || *x == f64::INFINITY) {
+        return Err(ModelError::Invalid(format!(
+            "the model produced NaN or infinite logits {what}; its weights or inputs are broken"
+        )));
+    }
+    Ok(())
+}
+
+impl NeuralModel {
+    pub fn load(
+        path: &std::path::Path,
+        options: &LoadOptions,
+        run: &RunOptions,
+    ) -> ModelResult<NeuralModel> {
+        let loaded = load::load(path, options)?;
+        Ok(NeuralModel {
+            net: loaded.net,
+            tokenizer: Rc::new(loaded.tokenizer),
+            bos: loaded.bos,
+            eos: loaded.eos,
+            format: loaded.format,
+            files: loaded.files,
+            parameters: loaded.parameters,
+            sha256: OnceCell::new(),
+            cache: RefCell::new(PrefixCache::new(run.cache_bytes)),
+            batch: run.batch.max(1),
+        })
+    }
+
+    pub fn config(&self) -> &transformer::Config {
+        &self.net.config
+    }
+
+    pub fn parameters(&self) -> usize {
+        self.parameters
+    }
+
+    pub fn format(&self) -> &str {
+        self.format
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.net.dtype
+    }
+
+    pub fn device_name(&self) -> String {
+        match self.net.device.location() {
+            candle_core::DeviceLocation::Cpu => "cpu".into(),
+            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+            candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+        }
+    }
+
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    pub fn eos(&self) -> &[u32] {
+        &self.eos
+    }
+
+    /// sha256 of each weight file (computed once, on first use).
+    pub fn sha256(&self) -> &[String] {
+        self.sha256.get_or_init(|| {
+            self.files
+                .iter()
+                .map(|f| match std::fs::File::open(f) {
+                    Ok(mut file) => {
+                        let mut hasher = Sha256::new();
+                        match std::io::copy(&mut file, &mut hasher) {
+                            Ok(_) => hasher
+                                .finalize()
+                                .iter()
+                                .map(|b| format!("{b:02x}"))
+                                .collect(),
+                            Err(e) => format!("unreadable ({e})"),
+                        }
+                    }
+                    Err(e) => format!("unreadable ({e})"),
+                })
+                .collect()
+        })
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    pub fn tokenizer(&self) -> &Rc<TokenizerHandle> {
+        &self.tokenizer
+    }
+
+    pub fn vocabulary(&self) -> Vocabulary {
+        Vocabulary::Tokenizer {
+            name: self.tokenizer.name(),
+            digest: self.tokenizer.digest.clone(),
+        }
+    }
+
+    /// Identity in words: architecture, size, dtype, device, vocabulary, context, weights.
+    pub fn identity(&self) -> String {
+        let c = &self.net.config;
+        let sha = self.sha256();
+        let sha = match sha {
+            [one] => format!("sha256 {one}"),
+            many => format!("sha256 [{}]", many.join(", ")),
+        };
+        format!(
+            "{} ({}), {} parameters, {}, {}, vocab {}, context {}, {sha}",
+            c.arch,
+            self.format,
+            self.parameters,
+            dtype_name(self.net.dtype),
+            self.device_name(),
+            c.vocab,
+            c.context
+        )
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.tokenizer.decode(ids)
+    }
+
+    pub fn encode(&self, text: &str) -> ModelResult<Vec<u32>> {
+        let ids = self.tokenizer.encode(text)?;
+        self.check_ids(&ids)?;
+        Ok(ids)
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> ModelResult<()> {
+        let vocab = self.net.config.vocab;
+        if let Some(bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+            return Err(ModelError::Invalid(format!(
+                "token id {bad} is outside the model's vocabulary of {vocab}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_length(&self, tokens: usize, what: &str) -> ModelResult<()> {
+        let context = self.net.config.context;
+        if tokens > context {
+            return Err(ModelError::Invalid(format!(
+                "{what} needs {tokens} tokens, more than the context window of {context} tokens (texts are never truncated)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `[BOS] ++ ids`: the context the model reads.
+    fn context(&self, ids: Vec<u32>) -> ModelResult<Vec<u32>> {
+        let mut full: Vec<u32> = self.bos.into_iter().collect();
+        full.extend(ids);
+        if full.is_empty() {
+            return Err(ModelError::Invalid(
+                "the model has no beginning-of-sequence token, so it needs a non-empty prompt"
+                    .into(),
+            ));
+        }
+        self.check_ids(&full)?;
+        Ok(full)
+    }
+
+    fn forward(
+        &self,
+        tokens: &[u32],
+        batch: usize,
+        past: &KvState,
+    ) -> ModelResult<(Tensor, KvState)> {
+        self.net.forward(tokens, batch, past).map_err(model_err)
+    }
+
+    /// The state after reading `ids` (at least one), from the longest cached prefix; kept
+    /// in the cache when `keep`.
+    pub fn state(&self, ids: &[u32], keep: bool) -> ModelResult<State> {
+        if ids.is_empty() {
+            return Err(ModelError::Invalid(
+                "a context needs at least one token".into(),
+            ));
+        }
+        self.check_length(ids.len(), "the prompt")?;
+        let found = if self.cache.borrow().enabled() {
+            self.cache.borrow_mut().longest_prefix(ids, 1)
+        } else {
+            None
+        };
+        let (mut start, mut state) = match found {
+            Some((n, st)) if n == ids.len() => return Ok(st),
+            Some((n, st)) => (n, Some(st)),
+            None => (0, None),
+        };
+        let mut cumulative = state.as_ref().map_or(0.0, |s| s.cumulative);
+        while start < ids.len() {
+            let end = (start + PROMPT_CHUNK).min(ids.len());
+            let chunk = &ids[start..end];
+            let past = state
+                .as_ref()
+                .map_or_else(|| KvState::empty(1), |s| s.kv.clone());
+            if let Some(s) = &state {
+                cumulative += s.next[chunk[0] as usize];
+            }
+            let (logits, kv) = self.forward(chunk, 1, &past)?;
+            let ls = log_softmax_f64(&logits.squeeze(0).map_err(model_err)?).map_err(model_err)?;
+            let m = chunk.len();
+            if m > 1 {
+                let targets: Vec<u32> = chunk[1..].to_vec();
+                let targets =
+                    Tensor::from_vec(targets, (m - 1, 1), &self.net.device).map_err(model_err)?;
+                let picked: Vec<f64> = ls
+                    .narrow(0, 0, m - 1)
+                    .and_then(|x| x.gather(&targets, 1))
+                    .and_then(|x| x.flatten_all())
+                    .and_then(|x| x.to_vec1())
+                    .map_err(model_err)?;
+                check_row(&picked, "on the prompt")?;
+                cumulative += picked.iter().sum::<f64>();
+            }
+            let next: Vec<f64> = ls.get(m - 1).and_then(|x| x.to_vec1()).map_err(model_err)?;
+            check_row(&next, "on the prompt")?;
+            state = Some(State {
+                kv,
+                next: Rc::new(next),
+                cumulative,
+            });
+            start = end;
+        }
+        // Invariant: ids is non-empty and not fully cached, so the loop ran at least once.
+        let state = state.ok_or_else(|| ModelError::Invalid("empty context".into()))?;
+        if keep {
+            self.cache.borrow_mut().insert(ids, &state);
+        }
+        Ok(state)
+    }
+
+    /// The next-token log-probabilities after `ctx` (cached).
+    pub fn next_logprobs(&self, ctx: &[u32]) -> ModelResult<Rc<Vec<f64>>> {
+        Ok(self.state(ctx, true)?.next)
+    }
+
+    /// log P(text | ctx) for each text, in batches from one shared state of `ctx`.
+    pub fn score(&self, ctx: &[u32], texts: &[Vec<u32>]) -> ModelResult<Vec<f64>> {
+        let root = self.state(ctx, true)?;
+        let vocab = self.net.config.vocab;
+        let mut out = vec![0.0; texts.len()];
+        let mut order: Vec<usize> = (0..texts.len()).filter(|&i| !texts[i].is_empty()).collect();
+        // Similar lengths together, so that padding wastes little.
+        order.sort_by_key(|&i| texts[i].len());
+        for &i in &order {
+            self.check_ids(&texts[i])?;
+            self.check_length(ctx.len() + texts[i].len() - 1, "the text")?;
+            out[i] = root.next[texts[i][0] as usize];
+        }
+        let long: Vec<usize> = order.into_iter().filter(|&i| texts[i].len() > 1).collect();
+        let mut k = 0;
+        while k < long.len() {
+            let width = texts[long[(k + self.batch).min(long.len()) - 1]].len() - 1;
+            let rows = self
+                .batch
+                .min((SCORE_BUDGET / (width * vocab).max(1)).max(1))
+                .min(long.len() - k);
+            let group = &long[k..k + rows];
+            let t = texts[group[rows - 1]].len() - 1;
+            let mut tokens = Vec::with_capacity(rows * t);
+            let mut targets = Vec::with_capacity(rows * t);
+            for &i in group {
+                let text = &texts[i];
+                for j in 0..t {
+                    tokens.push(text.get(j).copied().unwrap_or(0));
+                    targets.push(text.get(j + 1).copied().unwrap_or(0));
+                }
+            }
+            let past = root.kv.fan_out(rows).map_err(model_err)?;
+            let (logits, _) = self.forward(&tokens, rows, &past)?;
+            let targets =
+                Tensor::from_vec(targets, (rows, t, 1), &self.net.device).map_err(model_err)?;
+            let picked: Vec<Vec<f64>> = log_softmax_f64(&logits)
+                .and_then(|ls| ls.gather(&targets, D::Minus1))
+                .and_then(|x| x.squeeze(2))
+                .and_then(|x| x.to_vec2())
+                .map_err(model_err)?;
+            for (r, &i) in group.iter().enumerate() {
+                let n = texts[i].len() - 1;
+                let row = &picked[r][..n];
+                check_row(row, "while scoring")?;
+                out[i] += row.iter().sum::<f64>();
+            }
+            k += rows;
+        }
+        Ok(out)
+    }
+
+    /// Draw `units` units after `ctx` for each generator; per row, the units' token ids.
+    pub fn sample(
+        &self,
+        ctx: &[u32],
+        units: usize,
+        spec: &UnitSpec,
+        sampling: &Sampling,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Vec<Vec<Vec<u32>>>> {
+        let mut out: Vec<Vec<Vec<u32>>> = Vec::with_capacity(rngs.len());
+        if units == 0 {
+            return Ok(vec![Vec::new(); rngs.len()]);
+        }
+        let root = self.state(ctx, true)?;
+        let decode = |ids: &[u32]| self.tokenizer.decode(ids);
+        for chunk in rngs.chunks_mut(self.batch) {
+            let b = chunk.len();
+            let mut done: Vec<Vec<Vec<u32>>> = vec![Vec::new(); b];
+            let mut current: Vec<Vec<u32>> = vec![Vec::new(); b];
+            let mut active: Vec<usize> = (0..b).collect();
+            let mut dists: Vec<Rc<Vec<f64>>> = vec![root.next.clone(); b];
+            let mut kv: Option<KvState> = None;
+            let mut step = 0usize;
+            loop {
+                let mut still = Vec::with_capacity(active.len());
+                let mut last = Vec::with_capacity(active.len());
+                for (a, &r) in active.iter().enumerate() {
+                    let token = if sampling.is_ancestral() {
+                        units::draw(&dists[a], &mut chunk[r])?
+                    } else {
+                        units::draw(&sampling.transform(&dists[a]), &mut chunk[r])?
+                    };
+                    current[r].push(token);
+                    if spec.ends(&current[r], &self.eos, &decode) {
+                        done[r].push(std::mem::take(&mut current[r]));
+                    }
+                    if done[r].len() < units {
+                        still.push((a, r));
+                        last.push(token);
+                    }
+                }
+                if still.is_empty() {
+                    break;
+                }
+                step += 1;
+                self.check_length(ctx.len() + step, "sampling after this prompt")?;
+                let state = match kv.take() {
+                    None => root.kv.fan_out(active.len()).map_err(model_err)?,
+                    Some(s) => s,
+                };
+                let state = if still.len() < active.len() {
+                    let keep: Vec<u32> = still.iter().map(|&(a, _)| a as u32).collect();
+                    state.select(&keep).map_err(model_err)?
+                } else {
+                    state
+                };
+                let (logits, next_kv) = self.forward(&last, still.len(), &state)?;
+                let rows: Vec<Vec<f64>> = log_softmax_f64(&logits)
+                    .and_then(|x| x.squeeze(1))
+                    .and_then(|x| x.to_vec2())
+                    .map_err(model_err)?;
+                dists = Vec::with_capacity(rows.len());
+                for row in rows {
+                    check_row(&row, "while sampling")?;
+                    dists.push(Rc::new(row));
+                }
+                kv = Some(next_kv);
+                active = still.into_iter().map(|(_, r)| r).collect();
+            }
+            out.extend(done);
+        }
+        Ok(out)
+    }
+
+    /// log P(ids[i + 1] | ids[..=i]) for every position, from one forward pass from scratch
+    /// (no cache): the reference computation the cached paths are tested against.
+    pub fn token_logprobs(&self, ids: &[u32]) -> ModelResult<Vec<f64>> {
+        self.check_ids(ids)?;
+        self.check_length(ids.len(), "the text")?;
+        if ids.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let (logits, _) = self.forward(&ids[..ids.len() - 1], 1, &KvState::empty(1))?;
+        let targets = Tensor::from_vec(ids[1..].to_vec(), (1, ids.len() - 1, 1), &self.net.device)
+            .map_err(model_err)?;
+        let out: Vec<f64> = log_softmax_f64(&logits)
+            .and_then(|ls| ls.gather(&targets, D::Minus1))
+            .and_then(|x| x.flatten_all())
+            .and_then(|x| x.to_vec1())
+            .map_err(model_err)?;
+        check_row(&out, "while scoring")?;
+        Ok(out)
+    }
+
+    /// Drop every cached prefix state.
+    pub fn clear_cache(&self) {
+        self.cache.borrow_mut().clear();
+    }
+
+    /// (hits, misses, entries) of the prefix cache.
+    pub fn cache_stats(&self) -> (u64, u64, usize) {
+        let c = self.cache.borrow();
+        (c.hits, c.misses, c.len())
+    }
+}
+
+fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        DType::F64 => "f64",
+        _ => "other",
+    }
+}
+
+/// A neural model cut into units and sampled in a given way: the [`LanguageModel`] scripts
+/// measure.
+#[derive(Debug, Clone)]
+pub struct NeuralLm {
+    name: String,
+    model: Rc<NeuralModel>,
+    unit: UnitSpec,
+    sampling: Sampling,
+}
+
+impl NeuralLm {
+    pub fn new(name: impl Into<String>, model: Rc<NeuralModel>, unit: UnitSpec) -> NeuralLm {
+        NeuralLm {
+            name: name.into(),
+            model,
+            unit,
+            sampling: Sampling::default(),
+        }
+    }
+
+    pub fn model(&self) -> &Rc<NeuralModel> {
+        &self.model
+    }
+
+    pub fn unit(&self) -> &UnitSpec {
+        &self.unit
+    }
+
+    pub fn sampling(&self) -> &Sampling {
+        &self.sampling
+    }
+
+    fn decoder(&self) -> Rc<dyn Detokenize> {
+        self.model.tokenizer.clone()
+    }
+
+    /// A unit of these token ids, printable with this model's tokenizer.
+    pub fn run(&self, ids: Vec<u32>) -> Unit {
+        Unit::Tokens(TokenRun::new(ids, Some(self.decoder())))
+    }
+
+    /// The token ids of a text (plain sentences are tokenized on their own).
+    pub fn ids(&self, units: &[Unit]) -> ModelResult<Vec<u32>> {
+        let mut ids = Vec::new();
+        for unit in units {
+            match unit {
+                Unit::Tokens(run) => ids.extend_from_slice(&run.ids),
+                Unit::Sentence(s) => ids.extend(self.model.tokenizer.encode(s)?),
+            }
+        }
+        self.model.check_ids(&ids)?;
+        Ok(ids)
+    }
+
+    /// A string as a text of units: tokenized once, then cut by the unit rule.
+    pub fn prompt(&self, text: &str) -> ModelResult<Vec<Unit>> {
+        let ids = self.model.encode(text)?;
+        self.model.check_length(ids.len() + 1, "the prompt")?;
+        let decode = |ids: &[u32]| self.model.decode(ids);
+        Ok(self
+            .unit
+            .split(&ids, &self.model.eos, &decode)
+            .into_iter()
+            .map(|u| self.run(u))
+            .collect())
+    }
+
+    fn context(&self, given: &[Unit]) -> ModelResult<Vec<u32>> {
+        self.model.context(self.ids(given)?)
+    }
+
+    /// The exact next-token distribution after `given` (natural logs over the vocabulary).
+    pub fn next_token_logprobs(&self, given: &[Unit]) -> ModelResult<Rc<Vec<f64>>> {
+        let next = self.model.next_logprobs(&self.context(given)?)?;
+        if self.sampling.is_ancestral() {
+            Ok(next)
+        } else {
+            Ok(Rc::new(self.sampling.transform(&next)))
+        }
+    }
+}
+
+impl LanguageModel for NeuralLm {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn vocabulary(&self) -> Vocabulary {
+        self.model.vocabulary()
+    }
+
+    fn as_neural(&self) -> Option<&NeuralLm> {
+        Some(self)
+    }
+
+    fn describe(&self) -> Option<String> {
+        Some(self.model.identity())
+    }
+
+    fn logprob_next(&self, context: &[Unit], unit: &Unit) -> ModelResult<f64> {
+        self.logprob(context, std::slice::from_ref(unit))
+    }
+
+    /// Enumerable only when a unit is one token: then it is the next-token distribution.
+    fn support(&self, context: &[Unit]) -> ModelResult<Option<Vec<(Unit, f64)>>> {
+        if self.unit != UnitSpec::Tokens(1) {
+            return Ok(None);
+        }
+        let next = self.next_token_logprobs(context)?;
+        Ok(Some(
+            next.iter()
+                .enumerate()
+                .filter(|(_, lp)| **lp > f64::NEG_INFINITY)
+                .map(|(i, lp)| (self.run(vec![i as u32]), *lp))
+                .collect(),
+        ))
+    }
+
+    fn sample_next(&self, context: &[Unit], rng: &mut dyn RngCore) -> ModelResult<Unit> {
+        let ctx = self.context(context)?;
+        let state = self.model.state(&ctx, true)?;
+        let decode = |ids: &[u32]| self.model.decode(ids);
+        let mut unit = Vec::new();
+        let mut dist = state.next.clone();
+        let mut kv = state.kv;
+        loop {
+            let token = if self.sampling.is_ancestral() {
+                units::draw(&dist, rng)?
+            } else {
+                units::draw(&self.sampling.transform(&dist), rng)?
+            };
+            unit.push(token);
+            if self.unit.ends(&unit, &self.model.eos, &decode) {
+                return Ok(self.run(unit));
+            }
+            self.model
+                .check_length(ctx.len() + unit.len(), "sampling after this prompt")?;
+            let (logits, next_kv) = self.model.forward(&[token], 1, &kv)?;
+            let row: Vec<f64> = log_softmax_f64(&logits)
+                .and_then(|x| x.flatten_all())
+                .and_then(|x| x.to_vec1())
+                .map_err(model_err)?;
+            check_row(&row, "while sampling")?;
+            dist = Rc::new(row);
+            kv = next_kv;
+        }
+    }
+
+    fn behavior(&self, _unit: &Unit) -> Option<f64> {
+        None
+    }
+
+    fn logprob(&self, given: &[Unit], text: &[Unit]) -> ModelResult<f64> {
+        let scores = self.logprob_many(given, &[text.to_vec()])?;
+        Ok(scores.first().copied().unwrap_or(0.0))
+    }
+
+    fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
+        if !self.sampling.is_ancestral() {
+            return Err(ModelError::Unsupported(
+                "scores are of the model itself: drop temperature/top_k/top_p to score".into(),
+            ));
+        }
+        let ctx = self.context(given)?;
+        let ids: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.ids(t))
+            .collect::<ModelResult<_>>()?;
+        if self.model.batch == 1 {
+            // One text at a time (the unbatched path).
+            let mut out = Vec::with_capacity(ids.len());
+            for t in &ids {
+                out.extend(self.model.score(&ctx, std::slice::from_ref(t))?);
+            }
+            return Ok(out);
+        }
+        self.model.score(&ctx, &ids)
+    }
+
+    fn sample_many(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Vec<Vec<Unit>>> {
+        if self.model.batch == 1 {
+            let mut texts = Vec::with_capacity(rngs.len());
+            for rng in rngs.iter_mut() {
+                let mut context = given.to_vec();
+                for _ in 0..units {
+                    let unit = self.sample_next(&context, rng)?;
+                    context.push(unit);
+                }
+                texts.push(context.split_off(given.len()));
+            }
+            return Ok(texts);
+        }
+        let ctx = self.context(given)?;
+        let rows = self
+            .model
+            .sample(&ctx, units, &self.unit, &self.sampling, rngs)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| row.into_iter().map(|u| self.run(u)).collect())
+            .collect())
+    }
+
+    fn view(
+        &self,
+        unit: Option<&UnitSpec>,
+        sampling: Option<&Sampling>,
+    ) -> ModelResult<Option<ModelRef>> {
+        let mut out = self.clone();
+        if let Some(u) = unit {
+            u.validate()?;
+            out.unit = u.clone();
+        }
+        if let Some(s) = sampling {
+            s.validate()?;
+            out.sampling = s.clone();
+        }
+        Ok(Some(Rc::new(out)))
+    }
+}

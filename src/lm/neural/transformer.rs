@@ -1,0 +1,464 @@
+//! One decoder-only transformer forward pass on candle tensors, covering the llama family
+//! (llama, mistral, qwen2, gemma, phi3 after their fused weights are split at load time).
+//!
+//! The key/value cache is explicit and immutable ([`KvState`]): a forward pass takes the state
+//! of a prefix and returns the state of the longer sequence, so one prefix's state can be
+//! shared by every sample drawn after it (broadcast to a batch), kept in an LRU, or extended
+//! sentence by sentence. candle-transformers' models keep their caches private to the model,
+//! which is why the pass is written here, against the same kernels (candle-nn's RMS norm,
+//! rotary embeddings and softmax, candle-transformers' `repeat_kv`).
+
+use candle_core::quantized::QMatMul;
+use candle_core::{D, DType, Device, Module, Tensor};
+
+/// How rotary position embeddings pair up the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rope {
+    /// Pairs (2i, 2i + 1): llama2.c checkpoints and llama GGUF files.
+    Interleaved,
+    /// Pairs (i, i + d/2): Hugging Face checkpoints and qwen2 GGUF files.
+    Half,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    /// The tanh approximation of GELU (gemma).
+    GeluTanh,
+}
+
+/// The shape and conventions of a checkpoint.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub arch: String,
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab: usize,
+    pub context: usize,
+    pub rms_eps: f64,
+    pub rope_theta: f64,
+    pub rope: Rope,
+    /// Per-frequency factors (llama 3 rope scaling), applied as divisors of the frequencies.
+    pub rope_freq_factors: Option<Vec<f64>>,
+    pub activation: Activation,
+    /// Multiply embeddings by this (gemma: sqrt(hidden)).
+    pub embed_scale: Option<f64>,
+    pub sliding_window: Option<usize>,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
+            return Err(format!(
+                "{} attention heads cannot be grouped over {} key/value heads",
+                self.heads, self.kv_heads
+            ));
+        }
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+            return Err(format!(
+                "head dimension {} must be even and positive",
+                self.head_dim
+            ));
+        }
+        if self.layers == 0 || self.hidden == 0 || self.vocab == 0 || self.context == 0 {
+            return Err("the configuration has a zero dimension".into());
+        }
+        Ok(())
+    }
+}
+
+/// A linear map y = x W^T (+ b), dense or quantized.
+#[derive(Debug)]
+pub struct Linear {
+    weight: Weight,
+    bias: Option<Tensor>,
+}
+
+#[derive(Debug)]
+enum Weight {
+    Dense(Tensor),
+    Quantized(QMatMul),
+}
+
+impl Linear {
+    pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Linear {
+        Linear {
+            weight: Weight::Dense(weight),
+            bias,
+        }
+    }
+
+    /// A quantized weight; float GGUF tensors come out of candle dense and are kept dense in
+    /// `dtype`.
+    pub fn quantized(
+        weight: QMatMul,
+        bias: Option<Tensor>,
+        dtype: DType,
+    ) -> candle_core::Result<Linear> {
+        let weight = match weight {
+            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Weight::Dense(t.to_dtype(dtype)?),
+            q => Weight::Quantized(q),
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    /// x: [.., in] -> [.., out].
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let inner = dims.last().copied().unwrap_or(0);
+        let rows = x.elem_count() / inner.max(1);
+        let flat = x.reshape((rows, inner))?;
+        let y = match &self.weight {
+            Weight::Dense(w) => flat.matmul(&w.t()?)?,
+            Weight::Quantized(q) => {
+                let dtype = flat.dtype();
+                q.forward(&flat.to_dtype(DType::F32)?)?.to_dtype(dtype)?
+            }
+        };
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        if let Some(last) = out_dims.last_mut() {
+            *last = y.dim(1)?;
+        }
+        y.reshape(out_dims)
+    }
+}
+
+#[derive(Debug)]
+pub struct Layer {
+    pub attn_norm: Tensor,
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub mlp_norm: Tensor,
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+/// Keys and values of every layer for a batch of rows that all have the same length: a
+/// `shared` part, one row read by every row of the batch (a common prompt, never copied per
+/// row), followed by each row's own positions.
+#[derive(Clone, Debug)]
+pub struct KvState {
+    /// Per layer: keys and values of the shared prefix, [kv_heads, 1, shared_len, head_dim]
+    /// (head-major, so that attention needs no transposes of long tensors).
+    pub shared: Vec<(Tensor, Tensor)>,
+    pub shared_len: usize,
+    /// Per layer: each row's own keys and values, [kv_heads, batch, rows_len, head_dim].
+    pub rows: Vec<(Tensor, Tensor)>,
+    pub rows_len: usize,
+    pub batch: usize,
+}
+
+impl KvState {
+    pub fn empty(batch: usize) -> KvState {
+        KvState {
+            shared: Vec::new(),
+            shared_len: 0,
+            rows: Vec::new(),
+            rows_len: 0,
+            batch,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shared_len + self.rows_len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held (for the cache's budget).
+    pub fn bytes(&self) -> usize {
+        self.shared
+            .iter()
+            .chain(&self.rows)
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
+    }
+
+    /// A batch of `rows` rows that all continue this single-row state, which becomes their
+    /// shared prefix.
+    pub fn fan_out(&self, rows: usize) -> candle_core::Result<KvState> {
+        if self.batch != 1 || !self.shared.is_empty() {
+            candle_core::bail!("only a single-row state without a shared part can fan out");
+        }
+        Ok(KvState {
+            shared: self.rows.clone(),
+            shared_len: self.rows_len,
+            rows: Vec::new(),
+            rows_len: 0,
+            batch: rows,
+        })
+    }
+
+    /// The state of the chosen rows only.
+    pub fn select(&self, rows: &[u32]) -> candle_core::Result<KvState> {
+        let mut out = KvState {
+            batch: rows.len(),
+            ..self.clone()
+        };
+        if let Some((first, _)) = self.rows.first() {
+            let index = Tensor::new(rows, first.device())?;
+            out.rows = self
+                .rows
+                .iter()
+                .map(|(k, v)| Ok((k.index_select(&index, 1)?, v.index_select(&index, 1)?)))
+                .collect::<candle_core::Result<_>>()?;
+        }
+        Ok(out)
+    }
+}
+
+/// Head-major [kv, b, s, d] keys or values repeated for `rep` query heads per key head:
+/// [kv * rep, b, s, d].
+fn repeat_heads(x: &Tensor, rep: usize) -> candle_core::Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let (kv, b, s, d) = x.dims4()?;
+    x.reshape((kv, 1, b * s * d))?
+        .broadcast_as((kv, rep, b * s * d))?
+        .contiguous()?
+        .reshape((kv * rep, b, s, d))
+}
+
+/// [rows, t, heads * d] activations as head-major [heads, rows, t, d].
+fn head_major(x: &Tensor, heads: usize, d: usize) -> candle_core::Result<Tensor> {
+    let (b, t, _) = x.dims3()?;
+    x.reshape((b * t, heads, d))?
+        .transpose(0, 1)?
+        .contiguous()?
+        .reshape((heads, b, t, d))
+}
+
+/// Weights, rotary tables and configuration of one model.
+#[derive(Debug)]
+pub struct Transformer {
+    pub config: Config,
+    /// Token embeddings, [vocab, hidden] (dense, in the compute dtype).
+    pub embed: Tensor,
+    pub layers: Vec<Layer>,
+    pub norm: Tensor,
+    pub head: Linear,
+    cos: Tensor,
+    sin: Tensor,
+    pub device: Device,
+    pub dtype: DType,
+}
+
+impl Transformer {
+    pub fn new(
+        config: Config,
+        embed: Tensor,
+        layers: Vec<Layer>,
+        norm: Tensor,
+        head: Linear,
+        device: Device,
+        dtype: DType,
+    ) -> candle_core::Result<Transformer> {
+        let half = config.head_dim / 2;
+        let mut inv: Vec<f64> = (0..half)
+            .map(|i| {
+                1.0 / config
+                    .rope_theta
+                    .powf(2.0 * i as f64 / config.head_dim as f64)
+            })
+            .collect();
+        if let Some(factors) = &config.rope_freq_factors {
+            for (f, s) in inv.iter_mut().zip(factors) {
+                *f /= s;
+            }
+        }
+        let mut cos = Vec::with_capacity(config.context * half);
+        let mut sin = Vec::with_capacity(config.context * half);
+        for p in 0..config.context {
+            for f in &inv {
+                let angle = p as f64 * f;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        let cos = Tensor::from_vec(cos, (config.context, half), &device)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (config.context, half), &device)?.to_dtype(dtype)?;
+        Ok(Transformer {
+            config,
+            embed,
+            layers,
+            norm,
+            head,
+            cos,
+            sin,
+            device,
+            dtype,
+        })
+    }
+
+    /// Run `tokens` ([batch, t], row-major) after `past`; the logits of every new position,
+    /// [batch, t, vocab] in f32, and the state of the longer sequences.
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        batch: usize,
+        past: &KvState,
+    ) -> candle_core::Result<(Tensor, KvState)> {
+        let c = &self.config;
+        let t = tokens.len() / batch.max(1);
+        if t == 0 || t * batch != tokens.len() {
+            candle_core::bail!("{} tokens do not fill a batch of {batch}", tokens.len());
+        }
+        if past.batch != batch && !past.rows.is_empty() {
+            candle_core::bail!("a state of {} rows for {batch} rows", past.batch);
+        }
+        let pos = past.len();
+        if pos + t > c.context {
+            candle_core::bail!(
+                "{} positions exceed the context window of {}",
+                pos + t,
+                c.context
+            );
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self
+            .embed
+            .index_select(&ids, 0)?
+            .reshape((batch, t, c.hidden))?;
+        if let Some(scale) = c.embed_scale {
+            x = (x * scale)?;
+        }
+        let cos = self.cos.narrow(0, pos, t)?;
+        let sin = self.sin.narrow(0, pos, t)?;
+        let mask = self.mask(t, pos)?;
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        let rep = c.heads / c.kv_heads;
+        let shared_len = past.shared_len;
+        let mut rows = Vec::with_capacity(self.layers.len());
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
+            let q = head_major(&layer.q.forward(&h)?, c.heads, c.head_dim)?;
+            let k = head_major(&layer.k.forward(&h)?, c.kv_heads, c.head_dim)?;
+            let v = head_major(&layer.v.forward(&h)?, c.kv_heads, c.head_dim)?;
+            // Head-major [heads, rows, t, d] is what the rotary kernels call [b, h, t, d]:
+            // positions are still the third dimension.
+            let (q, k) = match c.rope {
+                Rope::Interleaved => (
+                    candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?,
+                    candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?,
+                ),
+                Rope::Half => (
+                    candle_nn::rotary_emb::rope(&q, &cos, &sin)?,
+                    candle_nn::rotary_emb::rope(&k, &cos, &sin)?,
+                ),
+            };
+            let (k, v) = match past.rows.get(l) {
+                Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
+                None => (k, v),
+            };
+            rows.push((k.clone(), v.clone()));
+            let kr = repeat_heads(&k, rep)?;
+            let vr = repeat_heads(&v, rep)?;
+            // [heads, rows, t, own]
+            let own = q.matmul(&kr.t()?)?;
+            let shared = past.shared.get(l);
+            let grouped = (c.kv_heads, rep * batch * t, c.head_dim);
+            let scores = match shared {
+                Some((sk, _)) => {
+                    // One matmul per key head for every row and query head: the shared
+                    // keys are read once, never copied per row.
+                    let s = q
+                        .reshape(grouped)?
+                        .matmul(&sk.squeeze(1)?.t()?)?
+                        .reshape((c.heads, batch, t, shared_len))?;
+                    Tensor::cat(&[&s, &own], 3)?
+                }
+                None => own,
+            };
+            let scores = (scores * scale)?;
+            let scores = match &mask {
+                Some(m) => scores.broadcast_add(m)?,
+                None => scores,
+            };
+            let att = candle_nn::ops::softmax_last_dim(&scores)?;
+            let y = match shared {
+                Some((_, sv)) => {
+                    let own_len = att.dim(3)? - shared_len;
+                    let a_shared = att.narrow(3, 0, shared_len)?.contiguous()?.reshape((
+                        c.kv_heads,
+                        rep * batch * t,
+                        shared_len,
+                    ))?;
+                    let y_shared = a_shared
+                        .matmul(&sv.squeeze(1)?)?
+                        .reshape((c.heads, batch, t, c.head_dim))?;
+                    let a_own = att.narrow(3, shared_len, own_len)?.contiguous()?;
+                    (y_shared + a_own.matmul(&vr)?)?
+                }
+                None => att.matmul(&vr)?,
+            };
+            // [heads, rows, t, d] -> [rows, t, heads * d]
+            let y =
+                y.permute((1, 2, 0, 3))?
+                    .contiguous()?
+                    .reshape((batch, t, c.heads * c.head_dim))?;
+            x = (x + layer.o.forward(&y)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &layer.mlp_norm, c.rms_eps as f32)?;
+            let gate = layer.gate.forward(&h)?;
+            let gate = match c.activation {
+                Activation::Silu => candle_nn::ops::silu(&gate)?,
+                Activation::GeluTanh => gate.gelu()?,
+            };
+            let m = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
+            x = (x + m)?;
+        }
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps as f32)?;
+        let logits = self.head.forward(&x)?.to_dtype(DType::F32)?;
+        Ok((
+            logits,
+            KvState {
+                shared: past.shared.clone(),
+                shared_len,
+                rows,
+                rows_len: past.rows_len + t,
+                batch,
+            },
+        ))
+    }
+
+    /// The additive attention mask of t new positions after `pos` old ones (causal, and the
+    /// sliding window where the model has one); `None` when nothing is masked.
+    fn mask(&self, t: usize, pos: usize) -> candle_core::Result<Option<Tensor>> {
+        let total = pos + t;
+        let window = self.config.sliding_window.unwrap_or(usize::MAX);
+        if t == 1 && total <= window {
+            return Ok(None);
+        }
+        let mut m = vec![0f32; t * total];
+        for i in 0..t {
+            let at = pos + i;
+            for j in 0..total {
+                if j > at || at - j >= window {
+                    m[i * total + j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Ok(Some(
+            Tensor::from_vec(m, (t, total), &self.device)?.to_dtype(self.dtype)?,
+        ))
+    }
+}
+
+/// Natural-log softmax over the last dimension in f64 (from f32 logits): the precision every
+/// score and sampling distribution is computed in.
+pub fn log_softmax_f64(logits: &Tensor) -> candle_core::Result<Tensor> {
+    candle_nn::ops::log_softmax(&logits.to_dtype(DType::F64)?, D::Minus1)
+}
