@@ -1,8 +1,10 @@
-//! The command line: `beb run`, `beb check`, `beb repl`.
+//! The command line: `beb run`, `beb check`, `beb study`, `beb diff`, `beb repl`, `beb bench`.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::runner::{CacheChoice, RunOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -15,6 +17,43 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// Options shared by `beb run` and `beb study run`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunFlags {
+    /// Define a variable for the script: `--set alpha=1e-4` (a beb expression; otherwise a string).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
+    /// Let the script write inside this folder too (scripts write only inside their run folder).
+    #[arg(long = "allow-write", value_name = "PATH")]
+    pub allow_write: Vec<PathBuf>,
+    /// Compute every model call afresh: neither read nor fill the cache.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+    /// Cache folder for model calls (default: runs/.cache; for a study: its output folder's .cache).
+    #[arg(long = "cache", value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache: Option<PathBuf>,
+}
+
+impl RunFlags {
+    pub fn cache_choice(&self) -> CacheChoice {
+        match (&self.cache, self.no_cache) {
+            (_, true) => CacheChoice::Off,
+            (Some(dir), false) => CacheChoice::At(dir.clone()),
+            (None, false) => CacheChoice::Default,
+        }
+    }
+
+    pub fn options(&self, seed: Option<u64>, out: Option<PathBuf>) -> RunOptions {
+        RunOptions {
+            seed,
+            sets: self.sets.clone(),
+            out,
+            allow_write: self.allow_write.clone(),
+            cache: self.cache_choice(),
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a script. Exit status: 0 success, 1 an assertion failed, 2 any other error.
@@ -23,12 +62,11 @@ pub enum Command {
         /// Root seed; every random stream derives from it (chosen and printed when absent).
         #[arg(long)]
         seed: Option<u64>,
-        /// Define a variable for the script: `--set alpha=1e-4` (a beb expression; otherwise a string).
-        #[arg(long = "set", value_name = "NAME=VALUE")]
-        sets: Vec<String>,
-        /// Folder for the run record and saved files (default: a new folder under runs/ when something is saved).
+        /// Folder for the run record, saved files and plots (default: a new runs/SCRIPT-TIME-seedN).
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        flags: RunFlags,
     },
     /// Parse a script and resolve its names without running anything.
     Check {
@@ -37,11 +75,50 @@ pub enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
     },
+    /// Run or report a study: a grid of parameters and seeds over scripts, from a YAML file.
+    Study {
+        #[command(subcommand)]
+        command: StudyCommand,
+    },
+    /// Compare two run folders value by value.
+    Diff {
+        run_a: PathBuf,
+        run_b: PathBuf,
+        /// List equal values too.
+        #[arg(long)]
+        all: bool,
+    },
     /// Measure speed against a baseline on this machine (benchmarks: loop, figure2).
     Bench { name: Option<String> },
     /// Interactive session (also what `beb` alone starts).
     Repl {
         #[arg(long)]
         seed: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StudyCommand {
+    /// Run every combination not already complete (rerunning resumes an interrupted study).
+    Run {
+        study: PathBuf,
+        /// Run only combinations i, i+N, i+2N, ... (0 <= i < N), e.g. `--shard $SLURM_ARRAY_TASK_ID/8`.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<String>,
+        /// Output folder (default: the study file's `out`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        flags: RunFlags,
+    },
+    /// Gather the combinations' results into one table (printed, and report.csv).
+    Report {
+        study: PathBuf,
+        /// Output folder to read (default: the study file's `out`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also read combinations from these folders (other shards' outputs).
+        #[arg(long = "from", value_name = "DIR")]
+        from: Vec<PathBuf>,
     },
 }

@@ -38,7 +38,15 @@ pub fn significant(x: f64, digits: usize) -> String {
             text
         }
     } else {
-        format!("{x:.prec$e}", prec = digits - 1)
+        // 1.50000e-6 reads as 1.5e-6: trailing zeros of the mantissa carry no information.
+        let text = format!("{x:.prec$e}", prec = digits - 1);
+        match text.split_once('e') {
+            Some((mantissa, exponent)) if mantissa.contains('.') => format!(
+                "{}e{exponent}",
+                mantissa.trim_end_matches('0').trim_end_matches('.')
+            ),
+            _ => text,
+        }
     }
 }
 
@@ -76,5 +84,8 @@ mod tests {
         assert_eq!(significant(1234.5, 2), "1234");
         assert_eq!(significant(1.0, 6), "1");
         assert_eq!(significant(0.5, 6), "0.5");
+        assert_eq!(significant(1e-6, 6), "1e-6");
+        assert_eq!(significant(1.5e-7, 6), "1.5e-7");
+        assert_eq!(significant(9.09122e-5, 6), "9.09122e-5");
     }
 }

@@ -6,7 +6,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod bench;
+pub mod cache;
 pub mod cli;
+pub mod data;
+pub mod diff;
 pub mod error;
 pub mod eval;
 pub mod fit;
@@ -19,5 +22,6 @@ pub mod report;
 pub mod runner;
 pub mod seed;
 pub mod stats;
+pub mod study;
 pub mod syntax;
 pub mod yaml;

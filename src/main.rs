@@ -2,8 +2,8 @@
 
 use clap::Parser;
 
-use beb::cli::{Cli, Command};
-use beb::{bench, repl, runner};
+use beb::cli::{Cli, Command, StudyCommand};
+use beb::{bench, diff, repl, runner, study};
 
 /// The interpreter recurses on the syntax tree; a large stack keeps deep user recursion an
 /// error message (the call-depth limit) rather than a crash.
@@ -17,10 +17,20 @@ fn main() {
             Some(Command::Run {
                 file,
                 seed,
-                sets,
                 out,
-            }) => runner::run(&file, seed, &sets, out),
+                flags,
+            }) => runner::run(&file, &flags.options(seed, out)),
             Some(Command::Check { file, sets }) => runner::check(&file, &sets),
+            Some(Command::Study { command }) => match command {
+                StudyCommand::Run {
+                    study,
+                    shard,
+                    out,
+                    flags,
+                } => study::run(&study, shard.as_deref(), out, &flags),
+                StudyCommand::Report { study, out, from } => study::report(&study, out, &from),
+            },
+            Some(Command::Diff { run_a, run_b, all }) => diff::run(&run_a, &run_b, all),
             Some(Command::Repl { seed }) => repl::start(seed),
             Some(Command::Bench { name }) => bench::run(name.as_deref()),
             // `beb` alone: interactive in a terminal, line by line from a pipe.

@@ -39,7 +39,9 @@ const KEYWORDS: &[&str] = &[
     "not",
     "none",
     "save",
+    "plot",
     "to",
+    "with",
     "at",
     "sentences",
 ];

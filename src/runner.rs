@@ -1,19 +1,29 @@
 //! Running and checking script files: reading, seeding, `--set` variables, diagnostics,
 //! exit codes and the run record.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
+use crate::cache::Cache;
 use crate::error::{BebError, ErrorKind};
 use crate::eval::{Interp, Value};
-use crate::record::RunRecord;
+use crate::record::{RunRecord, Status};
+use crate::report::progress::ProgressHub;
 
 /// Render a diagnostic as the terminal shows it (plain when not a terminal, for stable logs).
 pub fn render(error: &BebError) -> String {
-    let theme = if std::io::stderr().is_terminal() {
+    render_with(error, std::io::stderr().is_terminal())
+}
+
+/// Render a diagnostic, in colour or plain (for files).
+pub fn render_with(error: &BebError, color: bool) -> String {
+    let theme = if color {
         GraphicalTheme::unicode()
     } else {
         GraphicalTheme::unicode_nocolor()
@@ -31,7 +41,7 @@ pub fn report(interp: &Interp, error: BebError) {
     eprint!("{}", render(&interp.attach_source(error)));
 }
 
-fn read_script(path: &Path) -> Result<String, BebError> {
+pub fn read_script(path: &Path) -> Result<String, BebError> {
     std::fs::read_to_string(path).map_err(|e| {
         BebError::new(
             ErrorKind::Io,
@@ -72,7 +82,8 @@ pub fn apply_sets(interp: &mut Interp, sets: &[String]) -> Result<Vec<(String, S
             }
             _ => Value::str(text),
         };
-        interp.globals.define(Rc::from(name), value);
+        interp.globals.define(Rc::from(name), value.clone());
+        interp.params.insert(name.to_string(), value);
         applied.push((name.to_string(), text.to_string()));
     }
     Ok(applied)
@@ -129,36 +140,109 @@ pub fn check(file: &Path, sets: &[String]) -> i32 {
     }
 }
 
-/// `beb run FILE`: returns the process exit code.
-pub fn run(file: &Path, seed: Option<u64>, sets: &[String], out: Option<PathBuf>) -> i32 {
-    let root_seed = seed.unwrap_or_else(crate::seed::fresh_root_seed);
-    eprintln!(
-        "beb: root seed {root_seed}{}",
-        if seed.is_none() {
-            " (chosen; pass --seed to repeat)"
-        } else {
-            ""
+/// Which cache a run uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CacheChoice {
+    /// `runs/.cache` (under `$BEB_RUNS_DIR` when set).
+    #[default]
+    Default,
+    /// A given folder (`--cache DIR`).
+    At(PathBuf),
+    /// No cache (`--no-cache`): every model call is computed.
+    Off,
+}
+
+impl CacheChoice {
+    pub fn open(&self) -> Cache {
+        match self {
+            CacheChoice::Default => Cache::at(crate::record::runs_dir().join(".cache")),
+            CacheChoice::At(dir) => Cache::at(dir),
+            CacheChoice::Off => Cache::disabled(),
         }
-    );
-    let mut interp = Interp::new(root_seed, Box::new(std::io::stdout()));
+    }
+}
+
+/// How to run a script.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Root seed (chosen when absent).
+    pub seed: Option<u64>,
+    /// `--set NAME=VALUE` definitions.
+    pub sets: Vec<String>,
+    /// The run folder (a fresh one under `runs/` when absent).
+    pub out: Option<PathBuf>,
+    /// Folders outside the run folder the script may write to.
+    pub allow_write: Vec<PathBuf>,
+    pub cache: CacheChoice,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub code: i32,
+    pub status: Status,
+    /// The run folder, when the run record was written.
+    pub folder: Option<PathBuf>,
+    pub root_seed: u64,
+}
+
+/// The process-wide Ctrl-C flag: the first Ctrl-C stops the running script cleanly (its run
+/// record is still written and says so); a second one ends the process at once.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let handler_flag = flag.clone();
+        let _ = ctrlc::set_handler(move || {
+            if handler_flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+        flag
+    })
+    .clone()
+}
+
+/// Run one script: its printed output goes to `stdout`, each diagnostic (with its source
+/// attached, ready to render) to `diagnostic`. Writes the run record into the run folder.
+pub fn execute(
+    file: &Path,
+    options: &RunOptions,
+    stdout: Box<dyn Write>,
+    interrupt: Arc<AtomicBool>,
+    progress: ProgressHub,
+    diagnostic: &mut dyn FnMut(BebError),
+) -> RunOutcome {
+    let root_seed = options.seed.unwrap_or_else(crate::seed::fresh_root_seed);
+    let mut interp = Interp::new(root_seed, stdout);
+    interp.set_progress_hub(progress);
+    interp.interrupt = interrupt;
+    let mut outcome = RunOutcome {
+        code: 2,
+        status: Status::Failed(String::new()),
+        folder: None,
+        root_seed,
+    };
     let text = match read_script(file) {
         Ok(t) => t,
         Err(e) => {
-            report(&interp, e);
-            return 2;
+            outcome.status = Status::Failed(e.message.clone());
+            diagnostic(interp.attach_source(e));
+            return outcome;
         }
     };
-    let mut record = RunRecord::start(file, &text, root_seed, out.clone());
+    let started = SystemTime::now();
+    let folder = options
+        .out
+        .clone()
+        .unwrap_or_else(|| crate::record::fresh_folder(file, root_seed, started));
+    let mut record = RunRecord::start(file, &text, root_seed, folder, started);
+    interp.set_cache(options.cache.open());
     interp.out_dir = record.folder.clone();
-    let flag = interp.interrupt.clone();
-    // A second Ctrl-C while the first is being handled still stops the process.
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-    });
-    let outcome = (|| {
-        record.sets = apply_sets(&mut interp, sets)?;
+    interp.allow_write = options.allow_write.clone();
+    let result = (|| {
+        record.sets = apply_sets(&mut interp, &options.sets)?;
+        record.begin(interp.cache())?;
         let id = interp.add_source(&file.display().to_string(), &text);
         let program = interp.parse(id).map_err(BebError::from_syntax)?;
         if let Some(first) = interp.check(&program).into_iter().next() {
@@ -166,27 +250,57 @@ pub fn run(file: &Path, seed: Option<u64>, sets: &[String], out: Option<PathBuf>
         }
         interp.run(&program).map(|_| ())
     })();
-    let code = match &outcome {
+    outcome.status = match &result {
+        Ok(()) => Status::Completed,
+        Err(e) if e.kind == ErrorKind::Interrupted => Status::Interrupted,
+        Err(e) if e.kind == ErrorKind::Assertion => Status::AssertionFailed(e.message.clone()),
+        Err(e) => Status::Failed(e.message.clone()),
+    };
+    outcome.code = match &result {
         Ok(()) => 0,
         Err(e) => e.exit_code(),
     };
-    let status = match &outcome {
-        Ok(()) => "completed".to_string(),
-        Err(e) if e.kind == ErrorKind::Interrupted => "interrupted".to_string(),
-        Err(e) if e.kind == ErrorKind::Assertion => format!("assertion failed: {}", e.message),
-        Err(e) => format!("failed: {}", e.message),
-    };
     // Write what finished even when the script failed part-way.
-    let must_write = out.is_some() || !interp.saved.is_empty();
-    if must_write {
-        if let Err(e) = record.finish(&interp, &status) {
-            report(&interp, e);
+    match record.finish(&interp, &outcome.status) {
+        Ok(()) => outcome.folder = Some(record.folder.clone()),
+        Err(e) => diagnostic(interp.attach_source(e)),
+    }
+    if let Err(e) = result {
+        diagnostic(interp.attach_source(e));
+    }
+    outcome
+}
+
+/// `beb run FILE`: returns the process exit code.
+pub fn run(file: &Path, options: &RunOptions) -> i32 {
+    let root_seed = options.seed.unwrap_or_else(crate::seed::fresh_root_seed);
+    eprintln!(
+        "beb: root seed {root_seed}{}",
+        if options.seed.is_none() {
+            " (chosen; pass --seed to repeat)"
         } else {
-            eprintln!("beb: run record in {}", record.folder.display());
+            ""
         }
+    );
+    let options = RunOptions {
+        seed: Some(root_seed),
+        ..options.clone()
+    };
+    let outcome = execute(
+        file,
+        &options,
+        Box::new(std::io::stdout()),
+        interrupt_flag(),
+        ProgressHub::detect(),
+        &mut |e| eprint!("{}", render(&e)),
+    );
+    if let Some(folder) = &outcome.folder {
+        let note = if outcome.status == Status::Interrupted {
+            " (interrupted: it holds what finished)"
+        } else {
+            ""
+        };
+        eprintln!("beb: run record in {}{note}", folder.display());
     }
-    if let Err(e) = outcome {
-        report(&interp, e);
-    }
-    code
+    outcome.code
 }

@@ -6,6 +6,9 @@
 //! A case may instead give its whole command line in `X.args` (one argument per line), for
 //! `--set`, `beb check`, or a script that does not exist.
 //!
+//! Runs write their run record into a scratch folder (`BEB_RUNS_DIR`); the line naming it,
+//! which holds the time of the run, reads `beb: run record in <run folder>` in the expectations.
+//!
 //! After an intended change of output, regenerate the expectations with
 //! `BEB_BLESS=1 cargo test --test golden` and review the diff.
 
@@ -53,11 +56,31 @@ fn arguments(dir: &Path, case: &str) -> Vec<String> {
     }
 }
 
+/// Where the cases' run folders go (removed after the test).
+fn runs_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("beb-golden-runs-{}", std::process::id()))
+}
+
+/// The run folder's name holds the time of the run: keep only that a record was written.
+fn normalize(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(|line| match line.strip_prefix("beb: run record in ") {
+            Some(rest) => {
+                let note = rest.find(" (").map_or("", |i| &rest[i..]);
+                format!("beb: run record in <run folder>{note}\n")
+            }
+            None => format!("{line}\n"),
+        })
+        .collect()
+}
+
 /// (stdout, `exit: N` + stderr) of one case.
 fn run_case(dir: &Path, case: &str) -> (String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_beb"))
         .args(arguments(dir, case))
         .current_dir(dir)
+        .env("BEB_RUNS_DIR", runs_dir())
         .env("NO_COLOR", "1")
         .env_remove("CLICOLOR_FORCE")
         .env_remove("FORCE_COLOR")
@@ -68,7 +91,10 @@ fn run_case(dir: &Path, case: &str) -> (String, String) {
         .code()
         .map_or_else(|| "signal".to_string(), |c| c.to_string());
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = format!("exit: {code}\n{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = format!(
+        "exit: {code}\n{}",
+        normalize(&String::from_utf8_lossy(&output.stderr))
+    );
     (stdout, stderr)
 }
 
@@ -122,6 +148,7 @@ fn golden_outputs_match() {
             }
         }
     }
+    let _ = fs::remove_dir_all(runs_dir());
     assert!(
         failures.is_empty(),
         "{} golden mismatch(es) (BEB_BLESS=1 regenerates after an intended change):\n\n{}",

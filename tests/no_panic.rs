@@ -27,7 +27,7 @@ const STEP_BUDGET: u64 = 10_000;
 const TOKENS: &[&str] = &[
     // keywords
     "let", "fn", "if", "else", "for", "in", "sweep", "import", "assert", "print", "return", "true",
-    "false", "and", "or", "not", "none", "save", "to", "at", "as", "sentences",
+    "false", "and", "or", "not", "none", "save", "to", "at", "as", "sentences", "plot", "with",
     // punctuation and operators
     "(", ")", "[", "]", "{", "}", ",", ";", ":", ".", "..", "..=", ".*", "|", "@", "=", "+=", "-=",
     "*=", "/=", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "^", "95%",

@@ -2,17 +2,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::cache::Cache;
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::env::Env;
 use crate::eval::natives::{Args, Builtin, iterate, to_count};
 use crate::eval::ops;
 use crate::eval::value::{Closure, RangeValue, Record, Table, Value};
 use crate::eval::{builtins, stdlib, suggest};
+use crate::report::progress::{Progress, ProgressHub};
+use crate::stats::Estimate;
 use crate::syntax::ast::*;
 use crate::syntax::{SyntaxError, parse_program};
 
@@ -37,7 +40,7 @@ impl From<BebError> for Control {
     }
 }
 
-type Eval<T> = Result<T, Control>;
+pub(crate) type Eval<T> = Result<T, Control>;
 
 /// Whether an assertion held, what to say about it, and labelled spans for the diagnostic.
 type AssertOutcome = (bool, String, Vec<(Span, String)>);
@@ -50,6 +53,23 @@ pub struct Verdict {
     pub passed: bool,
     pub detail: String,
 }
+
+/// A file the results depend on (model weights, tokenizers, data), for the run record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputFile {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// Provenance keys: an estimate's exact bits (mean, stderr, n).
+type EstimateKey = (u64, u64, usize);
+
+fn estimate_key(e: &Estimate) -> EstimateKey {
+    (e.mean.to_bits(), e.stderr.to_bits(), e.n)
+}
+
+/// How many estimates' streams are remembered before the table starts afresh.
+const MAX_PROVENANCE: usize = 1 << 20;
 
 pub struct Interp {
     pub root_seed: u64,
@@ -66,6 +86,25 @@ pub struct Interp {
     name_hint: Option<Name>,
     /// Where `save` writes (created on first write).
     pub out_dir: PathBuf,
+    /// Folders outside the run folder that scripts may write to (`--allow-write`).
+    pub allow_write: Vec<PathBuf>,
+    /// Every figure drawn, as the run record shows its path.
+    pub plots: Vec<String>,
+    /// Files the results depend on, in the order they were first used.
+    pub inputs: Vec<InputFile>,
+    /// The run's `--set` values by name (what `param` reads).
+    pub params: BTreeMap<String, Value>,
+    /// Warnings for the run record (also printed on stderr).
+    pub warnings: Vec<String>,
+    cache: Cache,
+    progress: ProgressHub,
+    /// Streams drawn while some builtin call or assertion is watching (see `observe`).
+    stream_log: Vec<(u64, String)>,
+    observers: usize,
+    /// The seed streams that produced each Monte Carlo estimate a builtin returned.
+    estimate_streams: HashMap<EstimateKey, Rc<str>>,
+    /// Sweeps being evaluated (only the outermost shows a progress bar).
+    sweep_depth: usize,
     /// Every assertion evaluated, in order.
     pub verdicts: Vec<Verdict>,
     /// Every value saved: (path relative to the run folder, value).
@@ -103,6 +142,17 @@ impl Interp {
             out,
             name_hint: None,
             out_dir: PathBuf::from("."),
+            allow_write: Vec::new(),
+            plots: Vec::new(),
+            inputs: Vec::new(),
+            params: BTreeMap::new(),
+            warnings: Vec::new(),
+            cache: Cache::disabled(),
+            progress: ProgressHub::detect(),
+            stream_log: Vec::new(),
+            observers: 0,
+            estimate_streams: HashMap::new(),
+            sweep_depth: 0,
             verdicts: Vec::new(),
             saved: Vec::new(),
             fuel: None,
@@ -171,9 +221,102 @@ impl Interp {
     }
 
     pub fn print_line(&mut self, text: &str) -> BebResult<()> {
-        writeln!(self.out, "{text}")
-            .and_then(|_| self.out.flush())
+        let out = &mut self.out;
+        self.progress
+            .suspend(|| writeln!(out, "{text}").and_then(|_| out.flush()))
             .map_err(|e| BebError::new(ErrorKind::Io, format!("cannot write output: {e}")))
+    }
+
+    /// Print a warning on stderr (above any progress bar) and keep it for the run record.
+    pub fn warn(&mut self, text: &str) {
+        self.progress.println(&format!("beb: warning: {text}"));
+        self.warnings.push(text.to_string());
+    }
+
+    // ----- services for builtins: input files, the cache, progress bars -----
+
+    /// Record a file the results depend on (a model's weights, a tokenizer, a data file) with
+    /// its sha256 (hex), for the run record's manifest. Noting a path twice keeps one entry.
+    pub fn note_input_file(&mut self, path: impl AsRef<Path>, sha256: &str) {
+        let path = path.as_ref().display().to_string();
+        if !self
+            .inputs
+            .iter()
+            .any(|f| f.path == path && f.sha256 == sha256)
+        {
+            self.inputs.push(InputFile {
+                path,
+                sha256: sha256.to_string(),
+            });
+        }
+    }
+
+    /// The on-disk cache of expensive model calls (disabled unless the runner enabled it).
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub fn set_cache(&mut self, cache: Cache) {
+        self.cache = cache;
+    }
+
+    /// A progress bar for `total` steps of `label` (drawn only on a terminal, after half a
+    /// second). Printing through the interpreter keeps it intact.
+    pub fn progress(&self, total: u64, label: &str) -> Progress {
+        self.progress.bar(total, label)
+    }
+
+    /// Where progress bars are drawn (e.g. to print above them).
+    pub fn progress_hub(&self) -> &ProgressHub {
+        &self.progress
+    }
+
+    pub fn set_progress_hub(&mut self, hub: ProgressHub) {
+        self.progress = hub;
+    }
+
+    // ----- provenance: which seed streams an estimate came from -----
+
+    /// Start watching which streams are drawn; returns the mark to pass to `streams_since`.
+    fn observe(&mut self) -> usize {
+        self.observers += 1;
+        self.stream_log.len()
+    }
+
+    /// Stop watching; the streams drawn since `mark`.
+    fn streams_since(&mut self, mark: usize) -> Vec<(u64, String)> {
+        self.observers = self.observers.saturating_sub(1);
+        let drawn = self.stream_log.get(mark..).unwrap_or_default().to_vec();
+        if self.observers == 0 {
+            self.stream_log.clear();
+        }
+        drawn
+    }
+
+    /// Remember `streams` as the origin of every estimate in `value` not already known.
+    fn note_provenance(&mut self, value: &Value, streams: &[(u64, String)]) {
+        if streams.is_empty() {
+            return;
+        }
+        let mut found = Vec::new();
+        collect_estimates(value, 0, &mut found);
+        if found.is_empty() {
+            return;
+        }
+        if self.estimate_streams.len() + found.len() > MAX_PROVENANCE {
+            self.estimate_streams.clear();
+        }
+        let text: Rc<str> = Rc::from(describe_streams(streams));
+        for e in found {
+            self.estimate_streams
+                .entry(estimate_key(&e))
+                .or_insert_with(|| text.clone());
+        }
+    }
+
+    /// The seed streams a Monte Carlo estimate was drawn from, when beb saw it drawn.
+    pub fn estimate_stream(&self, e: &Estimate) -> Option<Rc<str>> {
+        self.estimate_streams.get(&estimate_key(e)).cloned()
     }
 
     /// Called at every loop step and call: honours Ctrl-C and the optional step budget.
@@ -215,6 +358,11 @@ impl Interp {
                 ))
             }
         }
+        .inspect(|(root, name)| {
+            if self.observers > 0 {
+                self.stream_log.push((*root, name.clone()));
+            }
+        })
     }
 
     /// Take the pending `let` name (models are named after the variable they are bound to).
@@ -300,22 +448,32 @@ impl Interp {
                         .into());
                     }
                 };
-                let written = crate::report::save::save(&v, &p, &self.out_dir)
+                let written = crate::report::save::save(&v, &p, &self.out_dir, &self.allow_write)
                     .map_err(|e| e.at(path.span))?;
                 self.saved.push((written, v));
             }
+            StmtKind::Plot {
+                series,
+                path,
+                options,
+            } => self.exec_plot(series, path, options.as_ref(), env)?,
             StmtKind::For { var, iter, body } => {
                 let iterable = self.eval(iter, env)?;
-                let items = match &iterable {
-                    Value::Range(_) => ops::elements(&iterable),
-                    _ => iterate(&iterable).ok_or_else(|| {
-                        BebError::type_error(format!(
-                            "cannot iterate over a {}",
-                            iterable.type_name()
-                        ))
-                    }),
-                }
-                .map_err(|e| e.at(iter.span))?;
+                // Ranges are walked lazily: a loop over 0..10^9 needs no list of 10^9 numbers.
+                let items: Box<dyn Iterator<Item = Value>> = match &iterable {
+                    Value::Range(r) => Box::new(r.iter().map(|i| Value::Num(i as f64))),
+                    _ => Box::new(
+                        iterate(&iterable)
+                            .ok_or_else(|| {
+                                BebError::type_error(format!(
+                                    "cannot iterate over a {}",
+                                    iterable.type_name()
+                                ))
+                                .at(iter.span)
+                            })?
+                            .into_iter(),
+                    ),
+                };
                 for item in items {
                     self.check_interrupt().map_err(|e| e.at(stmt.span))?;
                     let scope = Env::child(env);
@@ -519,10 +677,28 @@ impl Interp {
                     .into(),
             );
         };
-        let left = self.eval(l, env)?;
-        let right = self.eval(r, env)?;
-        let test = crate::eval::stat_assert::one_sided(&left, *op, &right, level / 100.0)
-            .map_err(|e| e.at(cond.span))?;
+        let mark = self.observe();
+        let evaluated = self
+            .eval_series(l, env)
+            .and_then(|left| Ok((left, self.eval(r, env)?)));
+        let drawn = self.streams_since(mark);
+        let ((left, x_values), right) = evaluated?;
+        let (left, x_values) = (left, x_values.map(|(name, xs, _)| (name, xs)));
+        let inline = describe_streams(&drawn);
+        let stream_of = |e: &Estimate| -> Option<String> {
+            self.estimate_stream(e)
+                .map(|s| s.to_string())
+                .or_else(|| (!drawn.is_empty()).then(|| inline.clone()))
+        };
+        let test = crate::eval::stat_assert::one_sided(
+            &left,
+            *op,
+            &right,
+            level / 100.0,
+            &stream_of,
+            x_values.as_ref(),
+        )
+        .map_err(|e| e.at(cond.span))?;
         let notes = vec![
             (l.span, format!("left: {}", brief(&left))),
             (r.span, format!("right: {}", brief(&right))),
@@ -547,7 +723,7 @@ impl Interp {
         }
     }
 
-    fn snippet(&self, span: Span) -> String {
+    pub(crate) fn snippet(&self, span: Span) -> String {
         self.source(span.file)
             .and_then(|s| s.text.get(span.start as usize..span.end as usize))
             .unwrap_or("?")
@@ -844,7 +1020,6 @@ impl Interp {
             }
             columns.push(f.name.node.clone());
         }
-        let mut rows = Vec::new();
         let total = domains
             .iter()
             .try_fold(1usize, |n, d| n.checked_mul(d.len()))
@@ -856,10 +1031,46 @@ impl Interp {
                     .unwrap_or_default();
                 BebError::value("this sweep has more rows than can be counted").at(span)
             })?;
+        let bar = (self.sweep_depth == 0 && total > 1).then(|| {
+            let names: Vec<&str> = vars.iter().map(|(n, _)| &*n.node).collect();
+            self.progress(total as u64, &format!("sweep {}", names.join(", ")))
+        });
+        self.sweep_depth += 1;
+        let rows = self.sweep_rows(
+            vars,
+            body,
+            fields,
+            env,
+            &domains,
+            total,
+            columns.len(),
+            bar.as_ref(),
+        );
+        self.sweep_depth -= 1;
+        Ok(Value::Table(Rc::new(Table {
+            columns,
+            rows: rows?,
+        })))
+    }
+
+    /// The rows of a sweep, one per combination of the swept values.
+    #[allow(clippy::too_many_arguments)]
+    fn sweep_rows(
+        &mut self,
+        vars: &[(Spanned<Name>, Expr)],
+        body: &[Stmt],
+        fields: &[Field],
+        env: &Rc<Env>,
+        domains: &[Vec<Value>],
+        total: usize,
+        width: usize,
+        bar: Option<&Progress>,
+    ) -> Eval<Vec<Vec<Value>>> {
+        let mut rows = Vec::with_capacity(total.min(1 << 16));
         for step in 0..total {
             self.check_interrupt()?;
             let scope = Env::child(env);
-            let mut row = Vec::with_capacity(columns.len());
+            let mut row = Vec::with_capacity(width);
             let mut rest = step;
             let mut picks = vec![0usize; domains.len()];
             for (i, d) in domains.iter().enumerate().rev() {
@@ -877,8 +1088,11 @@ impl Interp {
                 row.push(v);
             }
             rows.push(row);
+            if let Some(bar) = bar {
+                bar.inc(1);
+            }
         }
-        Ok(Value::Table(Rc::new(Table { columns, rows })))
+        Ok(rows)
     }
 
     fn eval_call(&mut self, callee: &Expr, args: &[Arg], span: Span, env: &Rc<Env>) -> Eval<Value> {
@@ -927,9 +1141,17 @@ impl Interp {
         }
         self.depth += 1;
         let result = match f {
-            Value::Native(b) => Args::bind(b.clone(), positional, named, span)
-                .and_then(|args| (b.func)(self, &args))
-                .map_err(|e| e.at(span)),
+            Value::Native(b) => {
+                let mark = self.observe();
+                let result = Args::bind(b.clone(), positional, named, span)
+                    .and_then(|args| (b.func)(self, &args))
+                    .map_err(|e| e.at(span));
+                let drawn = self.streams_since(mark);
+                if let Ok(v) = &result {
+                    self.note_provenance(v, &drawn);
+                }
+                result
+            }
             Value::Func(c) => {
                 self.name_hint = None;
                 self.call_closure(c, positional, named, span)
@@ -1061,6 +1283,57 @@ fn truth(v: &Value) -> Truth {
             Truth::All
         }
         other => Truth::NotBool(other.type_name()),
+    }
+}
+
+/// The estimates inside a value (in lists, records and tables, a few levels deep).
+fn collect_estimates(v: &Value, depth: usize, out: &mut Vec<Estimate>) {
+    const MAX_DEPTH: usize = 4;
+    const MAX_FOUND: usize = 1 << 16;
+    if depth > MAX_DEPTH || out.len() >= MAX_FOUND {
+        return;
+    }
+    match v {
+        Value::Estimate(e) => out.push(*e),
+        Value::List(items) => items
+            .iter()
+            .for_each(|i| collect_estimates(i, depth + 1, out)),
+        Value::Record(r) => r
+            .fields
+            .iter()
+            .for_each(|(_, f)| collect_estimates(f, depth + 1, out)),
+        Value::Table(t) => t
+            .rows
+            .iter()
+            .flatten()
+            .for_each(|c| collect_estimates(c, depth + 1, out)),
+        _ => {}
+    }
+}
+
+/// Streams as the run record and assertion messages show them:
+/// `quickstart.beb:12:9#0 (root seed 1)`; several are listed, many are summarised.
+pub fn describe_streams(streams: &[(u64, String)]) -> String {
+    let mut unique: Vec<&(u64, String)> = Vec::new();
+    for s in streams {
+        if !unique.contains(&s) {
+            unique.push(s);
+        }
+    }
+    let show = |(root, name): &(u64, String)| format!("{name} (root seed {root})");
+    match unique.len() {
+        0 => String::new(),
+        1..=3 => unique
+            .iter()
+            .map(|s| show(s))
+            .collect::<Vec<_>>()
+            .join(", "),
+        n => format!(
+            "{}, {} and {} more",
+            show(unique[0]),
+            show(unique[1]),
+            n - 2
+        ),
     }
 }
 
@@ -1206,7 +1479,11 @@ pub fn field(v: &Value, name: &str) -> BebResult<Value> {
             "mean" => Ok(Value::Num(e.mean)),
             "stderr" => Ok(Value::Num(e.stderr)),
             "n" => Ok(Value::Num(e.n as f64)),
-            _ => Err(missing(vec!["mean", "stderr", "n"])),
+            "ci" => {
+                let (lo, hi) = e.interval(0.95);
+                Ok(Value::list(vec![Value::Num(lo), Value::Num(hi)]))
+            }
+            _ => Err(missing(vec!["mean", "stderr", "n", "ci"])),
         },
         Value::Model(m) => match name {
             "name" => Ok(Value::str(m.name())),
@@ -1443,7 +1720,6 @@ mod tests {
     #[test]
     fn ranges_too_long_to_hold_say_so() {
         for src in [
-            "for i in range(1e15) { }",
             "print sum(0..1e15)",
             "print sweep n in 0..1e15 { x: 1 }",
             "print -(0..1e15)",
@@ -1457,7 +1733,11 @@ mod tests {
             );
             assert!(e.span.is_some(), "{src}: no span");
         }
-        // Ranges that are never listed may be as long as they like.
+        // Ranges that are never listed may be as long as they like; `for` walks them lazily.
+        assert_eq!(
+            printed("fn f() { for i in 0..1e15 { if i == 3 { return i } } }\nprint f()"),
+            "3\n"
+        );
         assert_eq!(
             printed("let r = 0..1e15\nprint len(r), r[-1], r[10..12]"),
             "1000000000000000 999999999999999 10..12\n"
@@ -1740,7 +2020,7 @@ mod tests {
         );
         let written = std::fs::read_to_string(dir.join("sub").join("xs.json")).unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(written.split_whitespace().collect::<String>(), "[1.0,2.0]");
+        assert_eq!(written.split_whitespace().collect::<String>(), "[1,2]");
         assert_eq!(interp.saved.len(), 1);
         let e = error("save 1 to 2");
         assert!(

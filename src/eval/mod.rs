@@ -5,6 +5,7 @@ pub mod env;
 pub mod interp;
 pub mod natives;
 pub mod ops;
+pub mod plotting;
 pub mod resolve;
 pub mod stat_assert;
 pub mod stdlib;

@@ -141,6 +141,17 @@ impl Resolver<'_> {
                 self.expr(value);
                 self.expr(path);
             }
+            StmtKind::Plot {
+                series,
+                path,
+                options,
+            } => {
+                series.iter().for_each(|e| self.expr(e));
+                self.expr(path);
+                if let Some(o) = options {
+                    self.expr(o);
+                }
+            }
             StmtKind::For { var, iter, body } => {
                 self.expr(iter);
                 self.scoped(|r| {

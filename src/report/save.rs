@@ -3,7 +3,8 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value as Json, json};
 
@@ -11,10 +12,10 @@ use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::value::Value;
 use crate::report::table::cell;
 
-/// Save `value` to `name` inside `dir`; returns the path written, relative to `dir`.
-pub fn save(value: &Value, name: &str, dir: &Path) -> BebResult<String> {
-    let relative = confined(name)?;
-    let extension = relative
+/// Save `value` to `name` inside the run folder `dir` (or a folder in `allowed`); returns the
+/// path written as the run record shows it (relative to `dir` when inside it).
+pub fn save(value: &Value, name: &str, dir: &Path, allowed: &[PathBuf]) -> BebResult<String> {
+    let extension = Path::new(name)
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
@@ -32,51 +33,49 @@ pub fn save(value: &Value, name: &str, dir: &Path) -> BebResult<String> {
                 .with_help("use .csv, .json or .yaml"));
         }
     };
-    let path = dir.join(&relative);
+    let (path, shown) = crate::report::confine::resolve(name, dir, allowed)?;
     write_atomic(&path, contents.as_bytes())?;
-    Ok(relative.to_string_lossy().into_owned())
+    Ok(shown)
 }
 
-/// A relative path that stays inside the run folder (no absolute paths, no `..`).
-fn confined(name: &str) -> BebResult<PathBuf> {
-    let path = Path::new(name);
-    let escapes = path
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-    if escapes || name.is_empty() {
-        return Err(BebError::new(
-            ErrorKind::Io,
-            format!("refusing to write {name:?} outside the run folder"),
-        )
-        .with_help(
-            "scripts write only inside their run folder: give a relative path without `..`",
-        ));
-    }
-    Ok(path.to_path_buf())
-}
-
-/// Write via a temporary file in the same folder and rename over the target.
+/// Write via a temporary file in the same folder and rename over the target: readers (and a
+/// run killed half-way) see the old file or the new one, never part of one. The temporary file
+/// is hidden (`.NAME.tmp-PID-K`) and removed when the write fails.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> BebResult<()> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let io = |e: std::io::Error| {
         BebError::new(
             ErrorKind::Io,
             format!("cannot write {}: {e}", path.display()),
         )
     };
-    if let Some(parent) = path.parent() {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(io)?;
     }
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let temp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let mut file = fs::File::create(&temp).map_err(io)?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(io)?;
-    fs::rename(&temp, path).map_err(io)
+    let temp = path.with_file_name(format!(
+        ".{file_name}.tmp-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = fs::File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|_| fs::rename(&temp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result.map_err(io)
 }
 
+/// Whole numbers are written as integers (`3`, not `3.0`); others with full precision.
 fn number(x: f64) -> Json {
-    if x.is_finite() {
+    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+    if x.is_finite() && x.fract() == 0.0 && x.abs() < EXACT_INTEGERS {
+        json!(x as i64)
+    } else if x.is_finite() {
         json!(x)
     } else {
         json!(crate::format::number(x))
@@ -115,7 +114,11 @@ pub fn to_json(value: &Value) -> BebResult<Json> {
             }
             Json::Array(rows)
         }
-        Value::Estimate(e) => json!({"mean": number(e.mean), "stderr": number(e.stderr), "n": e.n}),
+        Value::Estimate(e) => {
+            let (lo, hi) = e.interval(0.95);
+            json!({"mean": number(e.mean), "stderr": number(e.stderr), "n": e.n,
+                   "ci95": [number(lo), number(hi)]})
+        }
         Value::Text(t) => Json::Array(t.units.iter().map(|u| json!(u.to_string())).collect()),
         Value::Model(m) => json!(m.name()),
         Value::Func(_) | Value::Native(_) => {
@@ -132,22 +135,37 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// A full-precision cell: estimates become `mean,stderr,n` columns.
-fn csv_cells(v: &Value) -> Vec<String> {
+/// Full-precision cells: an estimate column becomes `mean,stderr,n,lo,hi` (95% interval).
+fn csv_cells(v: &Value, estimate_column: bool) -> Vec<String> {
     match v {
+        Value::Estimate(e) => {
+            let (lo, hi) = e.interval(0.95);
+            vec![
+                crate::format::number(e.mean),
+                crate::format::number(e.stderr),
+                e.n.to_string(),
+                crate::format::number(lo),
+                crate::format::number(hi),
+            ]
+        }
+        // An exact number in an estimate column: no error, n = 0, the point interval.
+        Value::Num(x) if estimate_column => {
+            let x = crate::format::number(*x);
+            vec![x.clone(), "0".into(), "0".into(), x.clone(), x]
+        }
         Value::Num(x) => vec![crate::format::number(*x)],
-        Value::Estimate(e) => vec![
-            crate::format::number(e.mean),
-            crate::format::number(e.stderr),
-            e.n.to_string(),
-        ],
         Value::Str(s) => vec![csv_field(s)],
+        other if estimate_column => {
+            let mut cells = vec![csv_field(&cell(other))];
+            cells.extend(std::iter::repeat_n(String::new(), 4));
+            cells
+        }
         other => vec![csv_field(&cell(other))],
     }
 }
 
 /// Tables (and lists of records or numbers) as CSV with a header row.
-fn to_csv(value: &Value) -> BebResult<String> {
+pub fn to_csv(value: &Value) -> BebResult<String> {
     let table = match value {
         Value::Table(t) => t.as_ref().clone(),
         Value::List(_) | Value::Range(_) => {
@@ -181,20 +199,32 @@ fn to_csv(value: &Value) -> BebResult<String> {
         }
     };
     let mut header = Vec::new();
+    let mut estimate_columns = Vec::with_capacity(table.columns.len());
     for (i, c) in table.columns.iter().enumerate() {
         let is_estimate = table
             .rows
             .iter()
             .any(|r| matches!(r.get(i), Some(Value::Estimate(_))));
+        estimate_columns.push(is_estimate);
         if is_estimate {
-            header.extend([format!("{c}"), format!("{c}_stderr"), format!("{c}_n")]);
+            header.extend([
+                csv_field(c),
+                csv_field(&format!("{c}_stderr")),
+                csv_field(&format!("{c}_n")),
+                csv_field(&format!("{c}_lo95")),
+                csv_field(&format!("{c}_hi95")),
+            ]);
         } else {
             header.push(csv_field(c));
         }
     }
     let mut out = header.join(",") + "\n";
     for row in &table.rows {
-        let cells: Vec<String> = row.iter().flat_map(csv_cells).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&estimate_columns)
+            .flat_map(|(v, &e)| csv_cells(v, e))
+            .collect();
         out += &(cells.join(",") + "\n");
     }
     Ok(out)

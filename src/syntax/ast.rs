@@ -216,6 +216,12 @@ pub enum StmtKind {
         value: Expr,
         path: Expr,
     },
+    /// `plot a, b to "file.svg" with {options}`.
+    Plot {
+        series: Vec<Expr>,
+        path: Expr,
+        options: Option<Expr>,
+    },
     For {
         var: Spanned<Name>,
         iter: Expr,

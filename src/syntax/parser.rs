@@ -202,6 +202,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::EOI => "end of input",
         Rule::kw_in => "`in`",
         Rule::kw_to => "`to`",
+        Rule::kw_with | Rule::plot_options => "`with`",
         Rule::kw_else => "`else`",
         Rule::confidence => "`at N%`",
         Rule::record_field => "a field `name: value`",
@@ -354,6 +355,35 @@ impl Builder {
                 skip_keyword(&mut inner);
                 let path = self.expr(next(&mut inner)?)?;
                 StmtKind::Save { value, path }
+            }
+            Rule::plot_stmt => {
+                skip_keyword(&mut inner);
+                let mut series = Vec::new();
+                let mut path = None;
+                let mut options = None;
+                for p in inner {
+                    match p.as_rule() {
+                        Rule::kw_to => {}
+                        Rule::plot_options => {
+                            let mut parts = p.into_inner();
+                            skip_keyword(&mut parts);
+                            options = Some(self.expr(next(&mut parts)?)?);
+                        }
+                        // Every expression before `to` is a series; the last one is the file.
+                        _ => {
+                            if let Some(previous) = path.take() {
+                                series.push(previous);
+                            }
+                            path = Some(self.expr(p)?);
+                        }
+                    }
+                }
+                let path = path.ok_or_else(|| self.internal(span))?;
+                StmtKind::Plot {
+                    series,
+                    path,
+                    options,
+                }
             }
             Rule::for_stmt => {
                 skip_keyword(&mut inner);
@@ -836,6 +866,8 @@ fn skip_keyword(pairs: &mut Pairs<Rule>) {
                 | Rule::kw_print
                 | Rule::kw_return
                 | Rule::kw_save
+                | Rule::kw_plot
+                | Rule::kw_with
                 | Rule::kw_in
                 | Rule::kw_to
                 | Rule::kw_as
@@ -1051,6 +1083,7 @@ mod tests {
                 StmtKind::Assert { .. } => "assert",
                 StmtKind::Print(_) => "print",
                 StmtKind::Save { .. } => "save",
+                StmtKind::Plot { .. } => "plot",
                 StmtKind::For { .. } => "for",
                 StmtKind::Return(_) => "return",
                 StmtKind::Expr(_) => "expr",

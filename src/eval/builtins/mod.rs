@@ -1,8 +1,11 @@
 //! Builtins implemented in Rust, one file per module; each declares a `NATIVES` table.
 
+pub mod data;
+pub mod finetune;
 pub mod models;
 pub mod neural;
 pub mod prelude;
+pub mod results;
 
 use crate::eval::natives::Native;
 
@@ -11,4 +14,7 @@ pub const MODULES: &[(&str, &[Native])] = &[
     ("prelude", prelude::NATIVES),
     ("models", models::NATIVES),
     ("neural", neural::NATIVES),
+    ("data", data::NATIVES),
+    ("finetune", finetune::NATIVES),
+    ("results", results::NATIVES),
 ];

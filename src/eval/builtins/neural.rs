@@ -15,8 +15,8 @@ use crate::lm::{ModelRef, TokenRun, Unit, UnitSpec};
 
 pub const NATIVES: &[Native] = &[
     Native {
-        signature: "load(path: string, dtype: string = \"f32\", device: string = \"cpu\", tokenizer: string = none, unit: record = none, cache_mb: number = 512, batch: int = 64, name: string = none) -> model",
-        doc: "Load a neural model; the format is told by the path: a Hugging Face folder (config.json, safetensors, tokenizer.json; llama, mistral, qwen2, gemma, phi3), a .gguf file (llama, qwen2; tokenizer from its metadata unless `tokenizer:` is given) or a llama2.c .bin checkpoint (with a tokenizer.json beside it or given). dtype: f32, f16 or bf16; device: cpu or cuda[:N] (with the `cuda` build feature). `unit:` is the default unit (tokens(k) or sentence(...); default sentence(until: \".\\n\", max_tokens: 48)). A path starting with $BEB_SHARED reads the shared folder (default ../shared).",
+        signature: "load(path: string, dtype: string = \"f32\", device: string = \"cpu\", tokenizer: string = none, unit: record = none, cache_mb: number = 512, batch: int = 64, name: string = none, adapter: string = none) -> model",
+        doc: "Load a neural model; the format is told by the path: a Hugging Face folder (config.json, safetensors, tokenizer.json; llama, mistral, qwen2, gemma, phi3), a .gguf file (llama, qwen2; tokenizer from its metadata unless `tokenizer:` is given) or a llama2.c .bin checkpoint (with a tokenizer.json beside it or given). dtype: f32, f16 or bf16; device: cpu or cuda[:N] (with the `cuda` build feature). `unit:` is the default unit (tokens(k) or sentence(...); default sentence(until: \".\\n\", max_tokens: 48)). A path starting with $BEB_SHARED reads the shared folder (default ../shared). `adapter:` attaches a LoRA adapter folder in the PEFT layout (see adapter(...)).",
         func: load_fn,
     },
     Native {
@@ -72,7 +72,7 @@ pub const NATIVES: &[Native] = &[
 ];
 
 /// `$BEB_SHARED/...` read from the environment (default `../shared`).
-fn resolve(path: &str) -> PathBuf {
+pub(crate) fn resolve(path: &str) -> PathBuf {
     match path.strip_prefix("$BEB_SHARED") {
         Some(rest) => {
             let root = std::env::var("BEB_SHARED").unwrap_or_else(|_| "../shared".into());
@@ -214,8 +214,13 @@ fn load_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         cache_bytes: (cache_mb * 1048576.0) as usize,
         batch,
     };
-    let model = NeuralModel::load(&path, &options, &run)
+    let mut model = NeuralModel::load(&path, &options, &run)
         .map_err(|e| BebError::from(e).at(args.span("path")))?;
+    if args.get("adapter").is_some() {
+        let dir = resolve(&args.string("adapter")?);
+        model = crate::lm::neural::train::with_adapter(&model, &dir)
+            .map_err(|e| BebError::from(e).at(args.span("adapter")))?;
+    }
     let name = match args.get("name") {
         Some(Value::Str(s)) => s.to_string(),
         Some(_) => return Err(args.wrong_type("name", "a string")),

@@ -56,6 +56,11 @@ impl PrefixCache {
         }
     }
 
+    /// The byte budget it was made with.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
     pub fn enabled(&self) -> bool {
         self.budget > 0
     }

@@ -187,7 +187,65 @@ fn llama3_factors(scaling: &Json, theta: f64, head_dim: usize) -> ModelResult<Ve
         .collect())
 }
 
-fn hf_config(dir: &Path, config: &Json) -> ModelResult<(Config, bool, bool, bool)> {
+/// How a Hugging Face architecture lays out its weights.
+struct HfLayout {
+    /// Biases on the query, key and value projections.
+    qkv_bias: bool,
+    /// A bias on the attention output projection.
+    o_bias: bool,
+    /// phi3: one fused qkv_proj and one fused gate_up_proj per layer.
+    fused: bool,
+    /// The output layer is the embedding matrix.
+    tied: bool,
+}
+
+/// Which layers use sliding-window attention, as Hugging Face's `layer_types` (explicit or
+/// derived from `use_sliding_window` and `max_window_layers`) for qwen2; every layer for
+/// mistral and phi3; none for llama and gemma, whose models have no window.
+fn sliding_layers(
+    arch: &str,
+    config: &Json,
+    layers: usize,
+) -> ModelResult<(Option<usize>, Vec<bool>)> {
+    let window = config
+        .get("sliding_window")
+        .and_then(Json::as_u64)
+        .map(|w| w as usize);
+    let Some(window) = window else {
+        return Ok((None, Vec::new()));
+    };
+    let marks = match arch {
+        "mistral" | "phi3" => vec![true; layers],
+        "qwen2" if config.get("use_sliding_window").and_then(Json::as_bool) == Some(true) => {
+            match config.get("layer_types").and_then(Json::as_array) {
+                Some(types) => {
+                    if types.len() != layers {
+                        return Err(invalid(format!(
+                            "`layer_types` names {} layers of {layers}",
+                            types.len()
+                        )));
+                    }
+                    types
+                        .iter()
+                        .map(|t| t.as_str() == Some("sliding_attention"))
+                        .collect()
+                }
+                None => {
+                    // Hugging Face's default for a config without the field.
+                    let first = config
+                        .get("max_window_layers")
+                        .and_then(Json::as_u64)
+                        .map_or(28, |n| n as usize);
+                    (0..layers).map(|l| l >= first).collect()
+                }
+            }
+        }
+        _ => return Ok((None, Vec::new())),
+    };
+    Ok((Some(window), marks))
+}
+
+fn hf_config(dir: &Path, config: &Json) -> ModelResult<(Config, HfLayout)> {
     let arch = config
         .get("model_type")
         .and_then(Json::as_str)
@@ -250,13 +308,16 @@ fn hf_config(dir: &Path, config: &Json) -> ModelResult<(Config, bool, bool, bool
             "partial rotary embeddings are not supported".into(),
         ));
     }
-    let sliding_window = match arch.as_str() {
-        "qwen2" if config.get("use_sliding_window").and_then(Json::as_bool) != Some(true) => None,
-        _ => config
-            .get("sliding_window")
-            .and_then(Json::as_u64)
-            .map(|w| w as usize),
-    };
+    if config.get("mlp_bias").and_then(Json::as_bool) == Some(true) {
+        return Err(ModelError::Unsupported(
+            "biases in the MLP (`mlp_bias`) are not supported".into(),
+        ));
+    }
+    // Biases on every attention projection where the architecture has the option.
+    let attention_bias = matches!(arch.as_str(), "llama" | "gemma")
+        && config.get("attention_bias").and_then(Json::as_bool) == Some(true);
+    let layers = usize_field(config, "num_hidden_layers", dir)?;
+    let (sliding_window, sliding_layers) = sliding_layers(&arch, config, layers)?;
     let tied = match arch.as_str() {
         "gemma" => true,
         _ => config
@@ -267,7 +328,7 @@ fn hf_config(dir: &Path, config: &Json) -> ModelResult<(Config, bool, bool, bool
     let cfg = Config {
         hidden,
         intermediate: usize_field(config, "intermediate_size", dir)?,
-        layers: usize_field(config, "num_hidden_layers", dir)?,
+        layers,
         heads,
         kv_heads,
         head_dim,
@@ -280,10 +341,17 @@ fn hf_config(dir: &Path, config: &Json) -> ModelResult<(Config, bool, bool, bool
         activation,
         embed_scale: (arch == "gemma").then(|| (hidden as f64).sqrt()),
         sliding_window,
+        sliding_layers,
         arch: arch.clone(),
     };
     cfg.validate().map_err(invalid)?;
-    Ok((cfg, arch == "qwen2", arch == "phi3", tied))
+    let layout = HfLayout {
+        qkv_bias: attention_bias || arch == "qwen2",
+        o_bias: attention_bias,
+        fused: arch == "phi3",
+        tied,
+    };
+    Ok((cfg, layout))
 }
 
 /// The safetensors files of a folder: one model.safetensors, or the shards of an index.
@@ -378,7 +446,13 @@ fn load_hf(dir: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
     })?;
     let config: Json = serde_json::from_str(&text)
         .map_err(|e| invalid(format!("{} is not valid JSON: {e}", config_path.display())))?;
-    let (cfg, qkv_bias, fused, tied) = hf_config(dir, &config)?;
+    let (cfg, layout) = hf_config(dir, &config)?;
+    let HfLayout {
+        qkv_bias,
+        o_bias,
+        fused,
+        tied,
+    } = layout;
     let files = weight_files(dir)?;
     // Safety: the files are mapped read-only; a model file changed while beb runs would
     // corrupt the weights read from it, as with any memory-mapped reader.
@@ -441,7 +515,7 @@ fn load_hf(dir: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
             q,
             k,
             v,
-            o: d.linear(&format!("{p}.self_attn.o_proj"), false)?,
+            o: d.linear(&format!("{p}.self_attn.o_proj"), o_bias)?,
             mlp_norm: norm(&mut d, &format!("{p}.post_attention_layernorm.weight"))?,
             gate,
             up,
@@ -621,15 +695,36 @@ fn load_gguf(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
     };
     let embed = dense(embed_q)?;
     let intermediate = need("feed_forward_length")?;
+    let head_dim = gguf_number(&content, &format!("{arch}.rope.dimension_count"))
+        .map(|x| x as usize)
+        .unwrap_or(hidden / heads.max(1));
+    // llama 3 rope scaling: llama.cpp's converter stores one divisor per frequency.
+    let rope_freq_factors = if content.tensor_infos.contains_key("rope_freqs.weight") {
+        let factors: Vec<f64> = content
+            .tensor(&mut reader, "rope_freqs.weight", device)
+            .and_then(|t| t.dequantize(device))
+            .and_then(|t| t.to_dtype(DType::F64))
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .map_err(candle_err(path, "cannot read `rope_freqs.weight` of"))?;
+        if factors.len() != head_dim / 2 {
+            return Err(invalid(format!(
+                "{}: `rope_freqs.weight` has {} factors for a head dimension of {head_dim}",
+                path.display(),
+                factors.len()
+            )));
+        }
+        Some(factors)
+    } else {
+        None
+    };
     let cfg = Config {
         hidden,
         intermediate,
         layers: layers_n,
         heads,
         kv_heads,
-        head_dim: gguf_number(&content, &format!("{arch}.rope.dimension_count"))
-            .map(|x| x as usize)
-            .unwrap_or(hidden / heads.max(1)),
+        head_dim,
         vocab,
         context: need("context_length")?,
         rms_eps: gguf_number(
@@ -643,10 +738,11 @@ fn load_gguf(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
         } else {
             Rope::Interleaved
         },
-        rope_freq_factors: None,
+        rope_freq_factors,
         activation: Activation::Silu,
         embed_scale: None,
         sliding_window: None,
+        sliding_layers: Vec::new(),
         arch: arch.clone(),
     };
     cfg.validate().map_err(invalid)?;
@@ -821,6 +917,7 @@ fn load_llama2c(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
         activation: Activation::Silu,
         embed_scale: None,
         sliding_window: None,
+        sliding_layers: Vec::new(),
     };
     cfg.validate().map_err(invalid)?;
     let tokenizer = tokenizer_beside(path, options, "the llama2.c checkpoint")?;

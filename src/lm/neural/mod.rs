@@ -8,9 +8,12 @@
 //! otherwise; every sample i uses only its own generator, so batching never changes a draw.
 
 pub mod cache;
+pub mod chat;
 pub mod load;
+pub mod lora;
 pub mod random;
 pub mod tokenizer;
+pub mod train;
 pub mod transformer;
 pub mod units;
 
@@ -72,6 +75,8 @@ pub struct NeuralModel {
     sha256: OnceCell<Vec<String>>,
     cache: RefCell<PrefixCache>,
     batch: usize,
+    /// How a finetuned or adapted model was derived from its base (`None` when loaded as is).
+    origin: Option<Rc<train::Origin>>,
 }
 
 impl std::fmt::Debug for NeuralModel {
@@ -112,7 +117,13 @@ impl NeuralModel {
             sha256: OnceCell::new(),
             cache: RefCell::new(PrefixCache::new(run.cache_bytes)),
             batch: run.batch.max(1),
+            origin: None,
         })
+    }
+
+    /// How this model was derived from a base (finetuned, or with an adapter), if it was.
+    pub fn origin(&self) -> Option<&train::Origin> {
+        self.origin.as_deref()
     }
 
     pub fn config(&self) -> &transformer::Config {
@@ -193,8 +204,13 @@ impl NeuralModel {
             [one] => format!("sha256 {one}"),
             many => format!("sha256 [{}]", many.join(", ")),
         };
+        let origin = self
+            .origin
+            .as_ref()
+            .map(|o| format!(" {}", o.describe()))
+            .unwrap_or_default();
         format!(
-            "{} ({}), {} parameters, {}, {}, vocab {}, context {}, {sha}",
+            "{} ({}{origin}), {} parameters, {}, {}, vocab {}, context {}, {sha}",
             c.arch,
             self.format,
             self.parameters,
@@ -550,11 +566,17 @@ impl NeuralLm {
     /// A string as a text of units: tokenized once, then cut by the unit rule.
     pub fn prompt(&self, text: &str) -> ModelResult<Vec<Unit>> {
         let ids = self.model.encode(text)?;
+        self.split_ids(&ids)
+    }
+
+    /// Token ids as a text of units, cut by the unit rule.
+    pub fn split_ids(&self, ids: &[u32]) -> ModelResult<Vec<Unit>> {
+        self.model.check_ids(ids)?;
         self.model.check_length(ids.len() + 1, "the prompt")?;
         let decode = |ids: &[u32]| self.model.decode(ids);
         Ok(self
             .unit
-            .split(&ids, &self.model.eos, &decode)
+            .split(ids, &self.model.eos, &decode)
             .into_iter()
             .map(|u| self.run(u))
             .collect())

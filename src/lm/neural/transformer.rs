@@ -11,6 +11,8 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
+use super::lora::LowRank;
+
 /// How rotary position embeddings pair up the dimensions of a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rope {
@@ -47,7 +49,12 @@ pub struct Config {
     pub activation: Activation,
     /// Multiply embeddings by this (gemma: sqrt(hidden)).
     pub embed_scale: Option<f64>,
+    /// Sliding-window attention: a position attends to itself and the `window - 1`
+    /// positions before it (Hugging Face's convention), in the layers `sliding_layers` marks.
     pub sliding_window: Option<usize>,
+    /// Per layer, whether it attends through `sliding_window` (qwen2 keeps the layers below
+    /// `max_window_layers` on full attention).
+    pub sliding_layers: Vec<bool>,
 }
 
 impl Config {
@@ -67,18 +74,36 @@ impl Config {
         if self.layers == 0 || self.hidden == 0 || self.vocab == 0 || self.context == 0 {
             return Err("the configuration has a zero dimension".into());
         }
+        if self.sliding_window == Some(0) {
+            return Err("a sliding window of 0 positions attends to nothing".into());
+        }
+        if self.sliding_window.is_some() && self.sliding_layers.len() != self.layers {
+            return Err(format!(
+                "{} layers marked for sliding-window attention in a model of {} layers",
+                self.sliding_layers.len(),
+                self.layers
+            ));
+        }
         Ok(())
+    }
+
+    /// The attention window of layer `l`, if it has one.
+    pub fn window(&self, l: usize) -> Option<usize> {
+        self.sliding_window
+            .filter(|_| self.sliding_layers.get(l).copied().unwrap_or(false))
     }
 }
 
-/// A linear map y = x W^T (+ b), dense or quantized.
-#[derive(Debug)]
+/// A linear map y = x W^T (+ b), dense or quantized, plus an optional low-rank (LoRA)
+/// term (see `lora.rs`).
+#[derive(Clone, Debug)]
 pub struct Linear {
     weight: Weight,
     bias: Option<Tensor>,
+    lora: Option<LowRank>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Weight {
     Dense(Tensor),
     Quantized(QMatMul),
@@ -89,6 +114,7 @@ impl Linear {
         Linear {
             weight: Weight::Dense(weight),
             bias,
+            lora: None,
         }
     }
 
@@ -103,7 +129,35 @@ impl Linear {
             QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Weight::Dense(t.to_dtype(dtype)?),
             q => Weight::Quantized(q),
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            lora: None,
+        })
+    }
+
+    /// The weight, [out, in], when it is dense.
+    pub fn dense_weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            Weight::Dense(w) => Some(w),
+            Weight::Quantized(_) => None,
+        }
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    pub fn lora(&self) -> Option<&LowRank> {
+        self.lora.as_ref()
+    }
+
+    /// The same map with a low-rank term added (replacing any there was).
+    pub fn with_lora(&self, lora: Option<LowRank>) -> Linear {
+        Linear {
+            lora,
+            ..self.clone()
+        }
     }
 
     /// x: [.., in] -> [.., out].
@@ -123,6 +177,10 @@ impl Linear {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
+        let y = match &self.lora {
+            Some(l) => (y + l.forward(&flat)?)?,
+            None => y,
+        };
         let mut out_dims = dims;
         if let Some(last) = out_dims.last_mut() {
             *last = y.dim(1)?;
@@ -131,7 +189,7 @@ impl Linear {
     }
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Layer {
     pub attn_norm: Tensor,
     pub q: Linear,
@@ -243,7 +301,7 @@ fn head_major(x: &Tensor, heads: usize, d: usize) -> candle_core::Result<Tensor>
 }
 
 /// Weights, rotary tables and configuration of one model.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Transformer {
     pub config: Config,
     /// Token embeddings, [vocab, hidden] (dense, in the compute dtype).
@@ -255,6 +313,10 @@ pub struct Transformer {
     sin: Tensor,
     pub device: Device,
     pub dtype: DType,
+    /// Compose RMS norm, softmax and rotary embeddings from differentiable tensor ops
+    /// instead of candle-nn's fused kernels, which have no backward pass (for training; the
+    /// two agree to float rounding, see tests/finetune.rs).
+    pub differentiable: bool,
 }
 
 impl Transformer {
@@ -301,7 +363,35 @@ impl Transformer {
             sin,
             device,
             dtype,
+            differentiable: false,
         })
+    }
+
+    fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+        let eps = self.config.rms_eps as f32;
+        if self.differentiable {
+            candle_nn::ops::rms_norm_slow(x, weight, eps)
+        } else {
+            candle_nn::ops::rms_norm(x, weight, eps)
+        }
+    }
+
+    fn softmax(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.differentiable {
+            candle_nn::ops::softmax(x, D::Minus1)
+        } else {
+            candle_nn::ops::softmax_last_dim(x)
+        }
+    }
+
+    fn rotary(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+        use candle_nn::rotary_emb as r;
+        match (self.config.rope, self.differentiable) {
+            (Rope::Interleaved, false) => r::rope_i(x, cos, sin),
+            (Rope::Interleaved, true) => r::rope_i_slow(x, cos, sin),
+            (Rope::Half, false) => r::rope(x, cos, sin),
+            (Rope::Half, true) => r::rope_slow(x, cos, sin),
+        }
     }
 
     /// Run `tokens` ([batch, t], row-major) after `past`; the logits of every new position,
@@ -338,28 +428,23 @@ impl Transformer {
         }
         let cos = self.cos.narrow(0, pos, t)?;
         let sin = self.sin.narrow(0, pos, t)?;
-        let mask = self.mask(t, pos)?;
+        let full_mask = self.mask(t, pos, None)?;
+        let window_mask = match c.sliding_window {
+            Some(w) if c.sliding_layers.contains(&true) => self.mask(t, pos, Some(w))?,
+            _ => None,
+        };
         let scale = 1.0 / (c.head_dim as f64).sqrt();
         let rep = c.heads / c.kv_heads;
         let shared_len = past.shared_len;
         let mut rows = Vec::with_capacity(self.layers.len());
         for (l, layer) in self.layers.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, c.rms_eps as f32)?;
+            let h = self.rms_norm(&x, &layer.attn_norm)?;
             let q = head_major(&layer.q.forward(&h)?, c.heads, c.head_dim)?;
             let k = head_major(&layer.k.forward(&h)?, c.kv_heads, c.head_dim)?;
             let v = head_major(&layer.v.forward(&h)?, c.kv_heads, c.head_dim)?;
             // Head-major [heads, rows, t, d] is what the rotary kernels call [b, h, t, d]:
             // positions are still the third dimension.
-            let (q, k) = match c.rope {
-                Rope::Interleaved => (
-                    candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?,
-                    candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?,
-                ),
-                Rope::Half => (
-                    candle_nn::rotary_emb::rope(&q, &cos, &sin)?,
-                    candle_nn::rotary_emb::rope(&k, &cos, &sin)?,
-                ),
-            };
+            let (q, k) = (self.rotary(&q, &cos, &sin)?, self.rotary(&k, &cos, &sin)?);
             let (k, v) = match past.rows.get(l) {
                 Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2)?, Tensor::cat(&[pv, &v], 2)?),
                 None => (k, v),
@@ -384,11 +469,16 @@ impl Transformer {
                 None => own,
             };
             let scores = (scores * scale)?;
-            let scores = match &mask {
+            let mask = if c.window(l).is_some() {
+                &window_mask
+            } else {
+                &full_mask
+            };
+            let scores = match mask {
                 Some(m) => scores.broadcast_add(m)?,
                 None => scores,
             };
-            let att = candle_nn::ops::softmax_last_dim(&scores)?;
+            let att = self.softmax(&scores)?;
             let y = match shared {
                 Some((_, sv)) => {
                     let own_len = att.dim(3)? - shared_len;
@@ -411,7 +501,7 @@ impl Transformer {
                     .contiguous()?
                     .reshape((batch, t, c.heads * c.head_dim))?;
             x = (x + layer.o.forward(&y)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &layer.mlp_norm, c.rms_eps as f32)?;
+            let h = self.rms_norm(&x, &layer.mlp_norm)?;
             let gate = layer.gate.forward(&h)?;
             let gate = match c.activation {
                 Activation::Silu => candle_nn::ops::silu(&gate)?,
@@ -420,7 +510,7 @@ impl Transformer {
             let m = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
             x = (x + m)?;
         }
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps as f32)?;
+        let x = self.rms_norm(&x, &self.norm)?;
         let logits = self.head.forward(&x)?.to_dtype(DType::F32)?;
         Ok((
             logits,
@@ -434,11 +524,16 @@ impl Transformer {
         ))
     }
 
-    /// The additive attention mask of t new positions after `pos` old ones (causal, and the
-    /// sliding window where the model has one); `None` when nothing is masked.
-    fn mask(&self, t: usize, pos: usize) -> candle_core::Result<Option<Tensor>> {
+    /// The additive attention mask of t new positions after `pos` old ones (causal, and
+    /// within `window` positions when given); `None` when nothing is masked.
+    fn mask(
+        &self,
+        t: usize,
+        pos: usize,
+        window: Option<usize>,
+    ) -> candle_core::Result<Option<Tensor>> {
         let total = pos + t;
-        let window = self.config.sliding_window.unwrap_or(usize::MAX);
+        let window = window.unwrap_or(usize::MAX);
         if t == 1 && total <= window {
             return Ok(None);
         }

@@ -1,0 +1,258 @@
+//! Builtins for results and studies: confidence intervals, bootstrap intervals for fitted
+//! parameters (or any statistic), and `param`, the study parameters a script reads.
+
+use rand::Rng;
+
+use crate::error::{BebError, BebResult};
+use crate::eval::interp::Interp;
+use crate::eval::natives::{Args, Native};
+use crate::eval::value::Value;
+
+pub const NATIVES: &[Native] = &[
+    Native {
+        signature: "interval(x: estimate | number, level: number = 95) -> list",
+        doc: "The two-sided confidence interval [low, high] of an estimate at `level` percent \
+              (normal approximation); a number's interval is the number itself.",
+        func: interval,
+    },
+    Native {
+        signature: "bootstrap(data: list, f: function, resamples: int = 1000, level: number = 95, seed: int | string = none) -> record",
+        doc: "Bootstrap f(data): resample `data` with replacement `resamples` times and summarise \
+              f's numeric result (a number, an estimate's mean, or a record or list of them) as \
+              {value, stderr, lo, hi}: the value on the data, the bootstrap standard error and \
+              the percentile interval at `level` percent.",
+        func: bootstrap,
+    },
+    Native {
+        signature: "param(name: string, default: any = none) -> any",
+        doc: "The value given on the command line as `--set name=...` (a study's parameters \
+              arrive this way), or `default` when the run was not given one.",
+        func: param,
+    },
+];
+
+fn level_of(a: &Args) -> BebResult<f64> {
+    let level = a.opt_num("level")?.unwrap_or(95.0);
+    if level > 0.0 && level < 100.0 {
+        Ok(level / 100.0)
+    } else {
+        Err(a.invalid(
+            "level",
+            format!("a confidence level is a percentage between 0 and 100, found {level}"),
+        ))
+    }
+}
+
+fn interval(_: &mut Interp, a: &Args) -> BebResult<Value> {
+    let level = level_of(a)?;
+    let (lo, hi) = match a.value("x")? {
+        Value::Num(x) => (*x, *x),
+        Value::Estimate(e) => {
+            let (lo, hi) = e.interval(level);
+            if lo.is_nan() || hi.is_nan() {
+                return Err(a.invalid("x", "this estimate has no standard error (n < 2)"));
+            }
+            (lo, hi)
+        }
+        _ => return Err(a.wrong_type("x", "an estimate or a number")),
+    };
+    Ok(Value::list(vec![Value::Num(lo), Value::Num(hi)]))
+}
+
+fn param(interp: &mut Interp, a: &Args) -> BebResult<Value> {
+    let name = a.string("name")?;
+    Ok(match interp.params.get(&*name) {
+        Some(v) => v.clone(),
+        None => a.get("default").cloned().unwrap_or(Value::None),
+    })
+}
+
+/// The shape of a statistic's value: numbers at the leaves of records and lists.
+enum Shape {
+    Leaf,
+    Record(Vec<(std::rc::Rc<str>, Shape)>),
+    List(Vec<Shape>),
+}
+
+const SHAPE_HELP: &str = "f must return a number, an estimate, or a record or list of them";
+
+fn shape_of(v: &Value) -> BebResult<Shape> {
+    Ok(match v {
+        Value::Num(_) | Value::Estimate(_) => Shape::Leaf,
+        Value::Record(r) => Shape::Record(
+            r.fields
+                .iter()
+                .map(|(n, v)| Ok((n.clone(), shape_of(v)?)))
+                .collect::<BebResult<_>>()?,
+        ),
+        Value::List(items) => Shape::List(items.iter().map(shape_of).collect::<BebResult<_>>()?),
+        other => {
+            return Err(BebError::type_error(format!(
+                "bootstrap: f returned a {}; {SHAPE_HELP}",
+                other.type_name()
+            )));
+        }
+    })
+}
+
+/// The leaves of `v` in order, checking that `v` has `shape`.
+fn leaves(v: &Value, shape: &Shape, out: &mut Vec<f64>) -> BebResult<()> {
+    let mismatch = || {
+        BebError::value("bootstrap: f returned differently shaped results for different resamples")
+    };
+    match (shape, v) {
+        (Shape::Leaf, Value::Num(x)) => out.push(*x),
+        (Shape::Leaf, Value::Estimate(e)) => out.push(e.mean),
+        (Shape::Record(fields), Value::Record(r)) if fields.len() == r.fields.len() => {
+            for ((name, s), (n, v)) in fields.iter().zip(&r.fields) {
+                if name != n {
+                    return Err(mismatch());
+                }
+                leaves(v, s, out)?;
+            }
+        }
+        (Shape::List(items), Value::List(vs)) if items.len() == vs.len() => {
+            for (s, v) in items.iter().zip(vs.iter()) {
+                leaves(v, s, out)?;
+            }
+        }
+        _ => return Err(mismatch()),
+    }
+    Ok(())
+}
+
+/// The `q` quantile of sorted values (linear interpolation between order statistics).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let h = (sorted.len() - 1) as f64 * q;
+    let (i, frac) = (h.floor() as usize, h - h.floor());
+    match sorted.get(i + 1) {
+        Some(next) if frac > 0.0 => sorted[i] + frac * (next - sorted[i]),
+        _ => sorted[i],
+    }
+}
+
+/// {value, stderr, lo, hi} for one leaf.
+fn summary(value: f64, mut replicates: Vec<f64>, level: f64) -> Value {
+    let n = replicates.len() as f64;
+    let finite = replicates.iter().all(|x| x.is_finite());
+    let stderr = if finite {
+        let mean = replicates.iter().sum::<f64>() / n;
+        (replicates.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        f64::INFINITY
+    };
+    replicates.sort_by(f64::total_cmp);
+    let lo = quantile(&replicates, (1.0 - level) / 2.0);
+    let hi = quantile(&replicates, (1.0 + level) / 2.0);
+    Value::record(vec![
+        ("value", Value::Num(value)),
+        ("stderr", Value::Num(stderr)),
+        ("lo", Value::Num(lo)),
+        ("hi", Value::Num(hi)),
+    ])
+}
+
+/// Rebuild the statistic's shape with a summary at each leaf.
+fn rebuild(
+    shape: &Shape,
+    point: &[f64],
+    columns: &mut std::vec::IntoIter<Vec<f64>>,
+    at: &mut usize,
+    level: f64,
+) -> Value {
+    match shape {
+        Shape::Leaf => {
+            let value = point[*at];
+            *at += 1;
+            summary(value, columns.next().unwrap_or_default(), level)
+        }
+        Shape::Record(fields) => Value::Record(std::rc::Rc::new(crate::eval::value::Record {
+            fields: fields
+                .iter()
+                .map(|(n, s)| (n.clone(), rebuild(s, point, columns, at, level)))
+                .collect(),
+        })),
+        Shape::List(items) => Value::list(
+            items
+                .iter()
+                .map(|s| rebuild(s, point, columns, at, level))
+                .collect(),
+        ),
+    }
+}
+
+/// The most resamples a bootstrap may ask for.
+const MAX_RESAMPLES: usize = 10_000_000;
+
+fn bootstrap(interp: &mut Interp, a: &Args) -> BebResult<Value> {
+    let data = a.list("data")?;
+    let f = a.callable("f")?;
+    let resamples = a.opt_count("resamples")?.unwrap_or(1000);
+    if !(2..=MAX_RESAMPLES).contains(&resamples) {
+        return Err(a.invalid(
+            "resamples",
+            format!("`resamples` must be between 2 and {MAX_RESAMPLES}, found {resamples}"),
+        ));
+    }
+    let level = level_of(a)?;
+    if data.is_empty() {
+        return Err(a.invalid("data", "cannot bootstrap an empty list"));
+    }
+    let (root, stream) = interp.stream(a)?;
+    let span = a.call_span;
+    let on_data = interp.call_simple(&f, vec![Value::list(data.clone())], span)?;
+    let shape = shape_of(&on_data)?;
+    let mut point = Vec::new();
+    leaves(&on_data, &shape, &mut point)?;
+    let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); point.len()];
+    let bar = interp.progress(resamples as u64, "bootstrap");
+    let n = data.len();
+    let mut values = Vec::with_capacity(point.len());
+    for b in 0..resamples {
+        let mut rng = crate::seed::sample_rng(root, &stream, b);
+        let resample: Vec<Value> = (0..n)
+            .map(|_| data[rng.random_range(0..n)].clone())
+            .collect();
+        let v = interp.call_simple(&f, vec![Value::list(resample)], span)?;
+        values.clear();
+        leaves(&v, &shape, &mut values)?;
+        for (column, x) in columns.iter_mut().zip(&values) {
+            column.push(*x);
+        }
+        bar.inc(1);
+    }
+    bar.finish();
+    let mut at = 0;
+    Ok(rebuild(
+        &shape,
+        &point,
+        &mut columns.into_iter(),
+        &mut at,
+        level,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate() {
+        let xs = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(quantile(&xs, 0.0), 1.0);
+        assert_eq!(quantile(&xs, 1.0), 5.0);
+        assert_eq!(quantile(&xs, 0.5), 3.0);
+        assert!((quantile(&xs, 0.125) - 1.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn summaries_give_value_error_and_interval() {
+        let s = summary(3.0, vec![1.0, 2.0, 3.0, 4.0, 5.0], 0.5);
+        assert_eq!(
+            s.to_string(),
+            "{value: 3, stderr: 1.5811388300841898, lo: 2, hi: 4}"
+        );
+        let s = summary(1.0, vec![1.0, f64::INFINITY], 0.9);
+        assert!(s.to_string().contains("stderr: inf"), "{s}");
+    }
+}

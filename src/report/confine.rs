@@ -1,0 +1,166 @@
+//! Where a script may write. A script shared by someone else must not be able to damage the
+//! machine running it, so `save` and `plot` write only inside the run folder: a path that
+//! leaves it (absolute, through `..`, or through a symbolic link) is refused, unless the user
+//! allowed that folder with `--allow-write PATH`.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{BebError, BebResult, ErrorKind};
+
+/// An absolute version of `path` with `.` and `..` resolved lexically (no file system access).
+fn lexical_absolute(path: &Path) -> PathBuf {
+    let base = if path.is_absolute() {
+        PathBuf::new()
+    } else {
+        std::env::current_dir().unwrap_or_default()
+    };
+    let mut out = PathBuf::new();
+    for c in base.join(path).components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// The physical location `path` refers to: the deepest existing ancestor resolved through
+/// every symbolic link, followed by the components that do not exist yet.
+fn physical(path: &Path) -> PathBuf {
+    let absolute = lexical_absolute(path);
+    let mut existing = absolute.clone();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return absolute,
+        }
+    }
+}
+
+/// The file `name` (as a script wrote it) resolved for writing from the run folder `root`.
+/// Returns the path to write and how to show it in the run record (relative to `root` when
+/// inside it).
+pub fn resolve(name: &str, root: &Path, allowed: &[PathBuf]) -> BebResult<(PathBuf, String)> {
+    let refuse = |why: String| {
+        BebError::new(ErrorKind::Io, format!("refusing to write {name:?}: {why}")).with_help(
+            "scripts write only inside their run folder; to let this script write elsewhere, run \
+             it with `--allow-write FOLDER`",
+        )
+    };
+    if name.is_empty() {
+        return Err(BebError::new(ErrorKind::Io, "a file name is empty"));
+    }
+    let path = Path::new(name);
+    if path.file_name().is_none() {
+        return Err(refuse("it names a folder, not a file".into()));
+    }
+    let target = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root.join(path)
+    };
+    // The target's folder, physically; the file itself may be a link (renaming over it
+    // replaces the link, never what it points to).
+    let file_name = target.file_name().map(|n| n.to_os_string());
+    let folder = physical(target.parent().unwrap_or(Path::new(".")));
+    let real_root = physical(root);
+    if folder.starts_with(&real_root) {
+        let mut shown = folder
+            .strip_prefix(&real_root)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        if let Some(f) = &file_name {
+            shown.push(f);
+        }
+        let relative = shown.to_string_lossy().into_owned();
+        return Ok((real_root.join(&shown), relative));
+    }
+    for allow in allowed {
+        if folder.starts_with(physical(allow)) {
+            let mut full = folder.clone();
+            if let Some(f) = &file_name {
+                full.push(f);
+            }
+            let shown = full.to_string_lossy().into_owned();
+            return Ok((full, shown));
+        }
+    }
+    // Say why: an absolute path, `..`, or a link.
+    let lexical_inside = !path.is_absolute()
+        && lexical_absolute(&target).starts_with(lexical_absolute(root))
+        && !path.components().any(|c| c == Component::ParentDir);
+    Err(refuse(if path.is_absolute() {
+        "an absolute path is outside the run folder".into()
+    } else if lexical_inside {
+        "a symbolic link in the path leads outside the run folder".into()
+    } else {
+        "`..` leads outside the run folder".into()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("beb-confine-{name}-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn relative_paths_stay_inside() {
+        let root = scratch("inside");
+        let ok = resolve("sub/a.csv", &root, &[]).map(|(_, shown)| shown);
+        assert_eq!(ok.ok().as_deref(), Some("sub/a.csv"));
+        let ok = resolve("sub/../b.csv", &root, &[]).map(|(_, shown)| shown);
+        assert_eq!(ok.ok().as_deref(), Some("b.csv"));
+        for bad in ["../x.csv", "a/../../x.csv", "/tmp/x.csv"] {
+            let e = resolve(bad, &root, &[]).err();
+            assert!(
+                e.as_ref()
+                    .is_some_and(|e| e.message.starts_with("refusing to write")),
+                "{bad}: {e:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_the_folder_are_refused() {
+        let root = scratch("links");
+        let outside = scratch("links-outside");
+        let _ = std::os::unix::fs::symlink(&outside, root.join("escape"));
+        let e = resolve("escape/x.csv", &root, &[]).err();
+        assert!(
+            e.as_ref()
+                .is_some_and(|e| e.message.contains("symbolic link")),
+            "{e:?}"
+        );
+        // Allowed explicitly, it is fine.
+        assert!(resolve("escape/x.csv", &root, std::slice::from_ref(&outside)).is_ok());
+        let absolute = outside.join("y.csv");
+        let name = absolute.to_string_lossy().into_owned();
+        assert!(resolve(&name, &root, std::slice::from_ref(&outside)).is_ok());
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&outside);
+    }
+}
