@@ -102,7 +102,7 @@ pub fn layout(headers: &[&str], cells: &[Vec<String>], right: &[bool]) -> String
         }
     }
     let pad = |text: &str, i: usize| {
-        let width = widths[i];
+        let width = widths.get(i).copied().unwrap_or(0);
         let fill = width.saturating_sub(text.chars().count());
         if numeric.get(i).copied().unwrap_or(false) {
             format!("{}{text}", " ".repeat(fill))
