@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::data::texts;
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::builtins::data::{string_list, text_options};
+use crate::eval::builtins::models::model_name;
 use crate::eval::builtins::neural::{resolve, unit_arg};
 use crate::eval::interp::Interp;
 use crate::eval::natives::{Args, Native};
@@ -55,17 +56,6 @@ fn neural_model(args: &Args, name: &str) -> BebResult<(ModelRef, Rc<NeuralModel>
             )
         })?;
     Ok((model, inner))
-}
-
-fn model_name(interp: &mut Interp, args: &Args, default: &str) -> BebResult<String> {
-    match args.get("name") {
-        Some(Value::Str(s)) => Ok(s.to_string()),
-        Some(_) => Err(args.wrong_type("name", "a string")),
-        None => Ok(interp
-            .take_name_hint()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| default.into())),
-    }
 }
 
 fn wrap(name: String, base: &ModelRef, model: NeuralModel) -> BebResult<Value> {

@@ -150,7 +150,7 @@ fn model_value(model: impl crate::lm::LanguageModel + 'static) -> Value {
 }
 
 /// The model's name: `name:` if given, else the variable it is being bound to.
-fn model_name(interp: &mut Interp, args: &Args, fallback: &str) -> BebResult<String> {
+pub fn model_name(interp: &mut Interp, args: &Args, fallback: &str) -> BebResult<String> {
     match args.get("name") {
         Some(Value::Str(s)) => Ok(s.to_string()),
         Some(_) => Err(args.wrong_type("name", "a string")),
