@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::io::{BufRead, IsTerminal};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -242,9 +242,18 @@ fn piped(interp: Rc<RefCell<Interp>>) -> i32 {
         worst: 0,
     };
     let mut buffer = String::new();
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        buffer.push_str(&line);
+    // One line at a time, without holding stdin: a statement may read the lines after it
+    // (label() reads its answers).
+    let stdin = std::io::stdin();
+    loop {
+        let mut line = String::new();
+        match stdin.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        buffer.push_str(line);
         buffer.push('\n');
         if incomplete(&buffer) {
             continue;

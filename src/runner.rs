@@ -119,6 +119,7 @@ pub fn check(file: &Path, sets: &[String]) -> i32 {
         report(&interp, e);
         return 2;
     }
+    interp.module_dirs = vec![script_dir(file)];
     let id = interp.add_source(&file.display().to_string(), &text);
     let program = match interp.parse(id) {
         Ok(p) => p,
@@ -243,6 +244,7 @@ pub fn execute(
     let result = (|| {
         record.sets = apply_sets(&mut interp, &options.sets)?;
         record.begin(interp.cache())?;
+        interp.module_dirs = vec![script_dir(file)];
         let id = interp.add_source(&file.display().to_string(), &text);
         let program = interp.parse(id).map_err(BebError::from_syntax)?;
         if let Some(first) = interp.check(&program).into_iter().next() {
@@ -303,4 +305,12 @@ pub fn run(file: &Path, options: &RunOptions) -> i32 {
         eprintln!("beb: run record in {}{note}", folder.display());
     }
     outcome.code
+}
+
+/// The folder `import` searches for a script's local modules.
+fn script_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }

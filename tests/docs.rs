@@ -168,7 +168,17 @@ fn examples_in_the_docs_run_and_print_what_they_show() {
 }
 
 /// Builtin modules whose every builtin the docs document.
-const DOCUMENTED_MODULES: &[&str] = &["prelude", "models", "neural", "data", "finetune", "results"];
+const DOCUMENTED_MODULES: &[&str] = &[
+    "prelude",
+    "models",
+    "neural",
+    "data",
+    "finetune",
+    "probe",
+    "results",
+    "generation",
+    "labels",
+];
 
 #[test]
 fn every_builtin_is_documented_with_its_signature() {

@@ -528,3 +528,73 @@ print model_info(p).parameters
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ---------------------------------------------------------------- the run's disk cache
+
+/// Run `script` in `dir` with `--out out_dir` and extra flags; (exit code, stdout, manifest).
+fn run_recorded(dir: &Path, out_dir: &str, flags: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_beb"))
+        .args(["run", "--seed", "7", "s.beb", "--out", out_dir])
+        .args(flags)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run beb");
+    let manifest =
+        std::fs::read_to_string(dir.join(out_dir).join("manifest.yaml")).unwrap_or_default();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        manifest,
+    )
+}
+
+/// The `key: value` line under `cache:` in a manifest.
+fn cache_count(manifest: &str, key: &str) -> u64 {
+    let section = manifest.split("cache:").nth(1).unwrap_or("");
+    section
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+#[test]
+fn model_calls_are_cached_and_reused_byte_for_byte() {
+    let Some(models) = shared() else { return };
+    let dir = scratch();
+    let hf = models.join("hf");
+    std::fs::write(
+        dir.join("s.beb"),
+        format!(
+            r#"let m = load({hf:?}, unit: sentence(until: ".", max_tokens: 24))
+let q = load({hf:?}, unit: sentence(until: ".", max_tokens: 24), dtype: "f16")
+let p = prompt(m, "Lily saw a cat.")
+let s = sample(m, sentences: 2, count: 5, given: p, seed: 4)
+print s
+print kl(m, q, given: p, sentences: 2, samples: 40, seed: 1)
+print logratio_var(m, q, sentences: 1, given: p, samples: 40, seed: 2)
+print map(s, |t| logprob(m, t, given: p))
+"#
+        ),
+    )
+    .expect("write script");
+    let (code, first, manifest) = run_recorded(&dir, "a", &[]);
+    assert_eq!(code, 0, "{first}");
+    assert!(cache_count(&manifest, "misses") > 0, "{manifest}");
+    // The weights and the tokenizer are inputs of the run, with their sha256.
+    assert!(manifest.contains("model.safetensors"), "{manifest}");
+    assert!(manifest.contains("tokenizer.json"), "{manifest}");
+    // A rerun computes nothing and prints the same bytes.
+    let (code, second, manifest) = run_recorded(&dir, "b", &[]);
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(first, second);
+    assert_eq!(cache_count(&manifest, "misses"), 0, "{manifest}");
+    assert!(cache_count(&manifest, "hits") > 0, "{manifest}");
+    // Without the cache, the same answers again, from the model.
+    let (code, third, manifest) = run_recorded(&dir, "c", &["--no-cache"]);
+    assert_eq!(code, 0, "{third}");
+    assert_eq!(first, third);
+    assert_eq!(cache_count(&manifest, "hits"), 0, "{manifest}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -778,3 +778,40 @@ fn the_example_study_runs_and_reports() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ----- local modules -----
+
+#[test]
+fn scripts_import_modules_beside_them_and_record_them() {
+    let dir = scratch("modules");
+    write(
+        &dir.join("study/setup.beb"),
+        "let shared = 21\nfn twice(x) { 2 * x }\n",
+    );
+    write(
+        &dir.join("study/main.beb"),
+        "import setup.*\nimport setup as s\nprint twice(shared), s.shared\n",
+    );
+    // Run from another folder: the module is found beside the script, not in the cwd.
+    let out = beb(&dir, &["run", "study/main.beb", "--seed", "1", "--out", "r"]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "42 21\n");
+    let manifest = read(&dir.join("r/manifest.yaml"));
+    assert!(manifest.contains("setup.beb"), "{manifest}");
+
+    write(&dir.join("a.beb"), "import b\nlet x = 1\n");
+    write(&dir.join("b.beb"), "import a\nlet y = 2\n");
+    let out = beb(&dir, &["run", "a.beb", "--seed", "1", "--out", "c"]);
+    assert_eq!(code(&out), Some(2));
+    assert!(text(&out.stderr).contains("circular import"), "{}", text(&out.stderr));
+
+    write(&dir.join("m.beb"), "import nowhere\n");
+    let out = beb(&dir, &["run", "m.beb", "--seed", "1", "--out", "d"]);
+    assert_eq!(code(&out), Some(2));
+    assert!(
+        text(&out.stderr).contains("there is no module `nowhere`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -78,6 +78,11 @@ pub struct Interp {
     pub globals: Rc<Env>,
     builtins: BTreeMap<String, Rc<Builtin>>,
     modules: HashMap<String, Value>,
+    /// Modules being loaded now, to refuse circular imports.
+    loading: Vec<String>,
+    /// Where `import NAME` looks for `NAME.beb` when NAME is not a stdlib module: the running
+    /// script's folder (the current folder in the REPL).
+    pub module_dirs: Vec<PathBuf>,
     call_sites: HashMap<(u32, u32), u64>,
     depth: usize,
     pub interrupt: Arc<AtomicBool>,
@@ -96,7 +101,7 @@ pub struct Interp {
     pub params: BTreeMap<String, Value>,
     /// Warnings for the run record (also printed on stderr).
     pub warnings: Vec<String>,
-    cache: Cache,
+    cache: Rc<Cache>,
     progress: ProgressHub,
     /// Streams drawn while some builtin call or assertion is watching (see `observe`).
     stream_log: Vec<(u64, String)>,
@@ -136,6 +141,8 @@ impl Interp {
             globals,
             builtins: table,
             modules: HashMap::new(),
+            loading: Vec::new(),
+            module_dirs: vec![PathBuf::from(".")],
             call_sites: HashMap::new(),
             depth: 0,
             interrupt: Arc::new(AtomicBool::new(false)),
@@ -147,7 +154,7 @@ impl Interp {
             inputs: Vec::new(),
             params: BTreeMap::new(),
             warnings: Vec::new(),
-            cache: Cache::disabled(),
+            cache: Rc::new(Cache::disabled()),
             progress: ProgressHub::detect(),
             stream_log: Vec::new(),
             observers: 0,
@@ -251,13 +258,33 @@ impl Interp {
         }
     }
 
+    /// Record a file the results depend on, hashing it now (a file that cannot be read is
+    /// left to the builtin reading it to report).
+    pub fn note_input(&mut self, path: impl AsRef<Path>) {
+        use sha2::Digest;
+        let path = path.as_ref();
+        let Ok(mut file) = std::fs::File::open(path) else {
+            return;
+        };
+        let mut hasher = sha2::Sha256::new();
+        if std::io::copy(&mut file, &mut hasher).is_ok() {
+            self.note_input_file(path, &format!("{:x}", hasher.finalize()));
+        }
+    }
+
     /// The on-disk cache of expensive model calls (disabled unless the runner enabled it).
     pub fn cache(&self) -> &Cache {
         &self.cache
     }
 
     pub fn set_cache(&mut self, cache: Cache) {
-        self.cache = cache;
+        self.cache = Rc::new(cache);
+    }
+
+    /// `model` as measurements in this run should call it: samples and scores of neural models
+    /// (and mixtures of them) go through the cache and show progress bars.
+    pub fn for_run(&self, model: crate::lm::ModelRef) -> crate::lm::ModelRef {
+        crate::lm::cached::for_run(model, &self.cache, &self.progress)
     }
 
     /// A progress bar for `total` steps of `label` (drawn only on a terminal, after half a
@@ -517,22 +544,62 @@ impl Interp {
         Ok(())
     }
 
-    /// Load (once) a stdlib module and return it as a record of its top-level definitions.
+    /// A module's source: a stdlib module, else `NAME.beb` in one of the module folders.
+    /// Returns (file name for diagnostics, text, path of a local file).
+    fn module_source(&self, name: &str) -> Option<(String, String, Option<PathBuf>)> {
+        if let Some(text) = stdlib::source(name) {
+            return Some((format!("stdlib/{name}.beb"), text.to_string(), None));
+        }
+        self.module_dirs.iter().find_map(|dir| {
+            let path = dir.join(format!("{name}.beb"));
+            let text = std::fs::read_to_string(&path).ok()?;
+            Some((path.display().to_string(), text, Some(path)))
+        })
+    }
+
+    /// Load (once) a module and return it as a record of its top-level definitions.
     pub fn load_module(&mut self, name: &str) -> BebResult<Value> {
         if let Some(v) = self.modules.get(name) {
             return Ok(v.clone());
         }
-        let text = stdlib::source(name).ok_or_else(|| {
+        if self.loading.iter().any(|m| m == name) {
+            return Err(BebError::new(
+                ErrorKind::Name,
+                format!(
+                    "circular import: {} -> {name}",
+                    self.loading.join(" -> ")
+                ),
+            )
+            .with_label("imported again while it is being loaded"));
+        }
+        let (file_name, text, local) = self.module_source(name).ok_or_else(|| {
             let known: Vec<&str> = stdlib::MODULES.iter().map(|(n, _)| *n).collect();
             let mut err = BebError::new(ErrorKind::Name, format!("there is no module `{name}`"))
                 .with_label("unknown module");
+            let places = format!(
+                "modules: {} (stdlib), or a file {name}.beb beside the script",
+                known.join(", ")
+            );
             err.help = Some(match suggest::closest(name, known.iter().copied()) {
-                Some(best) => format!("did you mean `{best}`? modules: {}", known.join(", ")),
-                None => format!("modules: {}", known.join(", ")),
+                Some(best) => format!("did you mean `{best}`? {places}"),
+                None => places,
             });
             err
         })?;
-        let file = self.add_source(&format!("stdlib/{name}.beb"), text);
+        if let Some(path) = &local {
+            self.note_input(path);
+        }
+        self.loading.push(name.to_string());
+        let result = self.run_module(&file_name, &text);
+        self.loading.pop();
+        let value = result?;
+        self.modules.insert(name.to_string(), value.clone());
+        Ok(value)
+    }
+
+    /// Run a module's source in a scope of its own; its top-level names become a record.
+    fn run_module(&mut self, file_name: &str, text: &str) -> BebResult<Value> {
+        let file = self.add_source(file_name, text);
         let program = self.parse(file).map_err(BebError::from_syntax)?;
         let scope = Env::child(&self.builtin_env);
         match self.exec_block(&program, &scope) {
@@ -543,9 +610,7 @@ impl Interp {
         let record = Record {
             fields: scope.local_bindings(),
         };
-        let value = Value::Record(Rc::new(record));
-        self.modules.insert(name.to_string(), value.clone());
-        Ok(value)
+        Ok(Value::Record(Rc::new(record)))
     }
 
     fn assert(
@@ -1541,7 +1606,8 @@ impl Interp {
     /// Report unknown names in `program` without running it.
     pub fn check(&self, program: &[Stmt]) -> Vec<BebError> {
         let module_names = |name: &str| -> Option<Vec<String>> {
-            let program = parse_program(stdlib::source(name)?, u32::MAX).ok()?;
+            let (_, text, _) = self.module_source(name)?;
+            let program = parse_program(&text, u32::MAX).ok()?;
             Some(
                 program
                     .iter()

@@ -5,12 +5,14 @@
 //!   follows Lemma 5's form KL(n) = log(1 + exp(c - beta n)) with c = log(1/a) (eq. 7).
 //! * [`fit_sigma`]: sigma² as the slope of a linear upper bound through the origin on the
 //!   log-ratio variance Var(n) <= n sigma² (def. 4).
+//! * [`probe`]: cross-validated linear classifiers on hidden states (appendix K, table 2).
 //!
 //! A fitted parameter is an [`Estimate`] whose `n` is the number of points used and whose
 //! standard error is the usual least-squares one (residual variance times (JᵀJ)⁻¹).
 
 mod lemma5;
 mod linear;
+pub mod probe;
 
 pub use lemma5::{Lemma5Fit, fit_lemma5};
 pub use linear::{LinearKlFit, SigmaFit, fit_kl_linear, fit_sigma};

@@ -193,6 +193,19 @@ impl LanguageModel for Mixture {
         Some(self)
     }
 
+    /// The components' identities and exact weights; `None` if a component has none.
+    fn cache_identity(&self) -> Option<String> {
+        let parts: Option<Vec<String>> = self
+            .components
+            .iter()
+            .map(|c| {
+                let id = c.model.cache_identity()?;
+                Some(format!("{:016x} {id}", c.log_weight.to_bits()))
+            })
+            .collect();
+        Some(format!("mixture [{}]", parts?.join("; ")))
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -246,16 +259,7 @@ impl LanguageModel for Mixture {
         rngs: &mut [ChaCha20Rng],
     ) -> ModelResult<Vec<Vec<Unit>>> {
         if units != 1 {
-            let mut texts = Vec::with_capacity(rngs.len());
-            for rng in rngs.iter_mut() {
-                let mut context = given.to_vec();
-                for _ in 0..units {
-                    let unit = self.sample_next(&context, rng)?;
-                    context.push(unit);
-                }
-                texts.push(context.split_off(given.len()));
-            }
-            return Ok(texts);
+            return super::sample_one_by_one(self, given, units, rngs);
         }
         let weights = self.posterior_logs(given)?;
         let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.components.len()];

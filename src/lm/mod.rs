@@ -4,6 +4,7 @@
 //! enumerate its next-unit [`support`](LanguageModel::support) and Monte Carlo otherwise.
 
 pub mod analytic;
+pub mod cached;
 pub mod mixture;
 pub mod neural;
 
@@ -197,6 +198,13 @@ pub trait LanguageModel: fmt::Debug {
         None
     }
 
+    /// Everything that determines this model's samples and scores (weights' sha256, adapter,
+    /// dtype, device, tokenizer, unit, sampling), for keying the on-disk cache; `None` for
+    /// models too cheap to cache.
+    fn cache_identity(&self) -> Option<String> {
+        None
+    }
+
     /// The same distribution over token streams, cut into units by `unit` and sampled with
     /// `sampling` (neural models, and mixtures of them); `Ok(None)` for models without tokens.
     fn view(
@@ -217,16 +225,7 @@ pub trait LanguageModel: fmt::Debug {
         units: usize,
         rngs: &mut [ChaCha20Rng],
     ) -> ModelResult<Vec<Vec<Unit>>> {
-        let mut texts = Vec::with_capacity(rngs.len());
-        for rng in rngs.iter_mut() {
-            let mut context = given.to_vec();
-            for _ in 0..units {
-                let unit = self.sample_next(&context, rng)?;
-                context.push(unit);
-            }
-            texts.push(context.split_off(given.len()));
-        }
-        Ok(texts)
+        sample_one_by_one(self, given, units, rngs)
     }
 
     /// log P(text | given) for each text (batched by models that can).
@@ -247,6 +246,26 @@ pub trait LanguageModel: fmt::Debug {
         }
         Ok(total)
     }
+}
+
+/// `units` units after `given` per generator, one `sample_next` call at a time: the reference
+/// that batched [`LanguageModel::sample_many`] implementations must reproduce.
+pub fn sample_one_by_one<M: LanguageModel + ?Sized>(
+    model: &M,
+    given: &[Unit],
+    units: usize,
+    rngs: &mut [ChaCha20Rng],
+) -> ModelResult<Vec<Vec<Unit>>> {
+    let mut texts = Vec::with_capacity(rngs.len());
+    for rng in rngs.iter_mut() {
+        let mut context = given.to_vec();
+        for _ in 0..units {
+            let unit = model.sample_next(&context, rng)?;
+            context.push(unit);
+        }
+        texts.push(context.split_off(given.len()));
+    }
+    Ok(texts)
 }
 
 /// Shared handle to a model: mixtures and script values hold models this way.

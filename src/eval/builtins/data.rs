@@ -37,16 +37,19 @@ pub const NATIVES: &[Native] = &[
     },
 ];
 
-fn path_arg(args: &Args) -> BebResult<std::path::PathBuf> {
-    Ok(resolve(&args.string("path")?))
+/// The data file a builtin reads, recorded in the run's manifest.
+fn path_arg(interp: &mut Interp, args: &Args) -> BebResult<std::path::PathBuf> {
+    let path = resolve(&args.string("path")?);
+    interp.note_input(&path);
+    Ok(path)
 }
 
 fn strings(items: Vec<String>) -> Value {
     Value::list(items.iter().map(|s| Value::str(s)).collect())
 }
 
-fn persona_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
-    let path = path_arg(args)?;
+fn persona_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
+    let path = path_arg(interp, args)?;
     let p = data::read_persona(&path)
         .map_err(|e| crate::error::BebError::from(e).at(args.span("path")))?;
     Ok(Value::record(vec![
@@ -56,15 +59,15 @@ fn persona_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
     ]))
 }
 
-fn lines_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
-    let path = path_arg(args)?;
+fn lines_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
+    let path = path_arg(interp, args)?;
     let lines = data::read_lines(&path)
         .map_err(|e| crate::error::BebError::from(e).at(args.span("path")))?;
     Ok(strings(lines))
 }
 
-fn jsonl_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
-    let path = path_arg(args)?;
+fn jsonl_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
+    let path = path_arg(interp, args)?;
     let field = match args.get("field") {
         None => "text".to_string(),
         Some(_) => args.string("field")?.to_string(),

@@ -58,7 +58,13 @@ fn neural_model(args: &Args, name: &str) -> BebResult<(ModelRef, Rc<NeuralModel>
     Ok((model, inner))
 }
 
-fn wrap(name: String, base: &ModelRef, model: NeuralModel) -> BebResult<Value> {
+fn wrap(
+    interp: &mut Interp,
+    name: String,
+    base: &ModelRef,
+    model: NeuralModel,
+) -> BebResult<Value> {
+    crate::eval::builtins::neural::note_model_files(interp, &model);
     let unit = base
         .as_neural()
         .map(|lm| lm.unit().clone())
@@ -94,10 +100,11 @@ fn cache_root(interp: &Interp, args: &Args) -> BebResult<PathBuf> {
 /// Returns false (stop) once Ctrl-C was pressed.
 fn reporter(interp: &Interp) -> impl FnMut(&Step) -> bool {
     let stop = interp.interrupt.clone();
+    let hub = interp.progress_hub().clone();
     let mut bar: Option<crate::report::progress::Progress> = None;
     move |step: &Step| {
         let bar = bar.get_or_insert_with(|| {
-            crate::report::progress::ProgressHub::detect().bar(step.steps as u64, "finetune")
+            hub.bar(step.steps as u64, "finetune")
         });
         bar.inc(1);
         bar.set_message(&format!(
@@ -234,7 +241,7 @@ fn finetune_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         }
         Err(e) => return Err(BebError::from(e).at(args.call_span)),
     };
-    wrap(name, &base_ref, model)
+    wrap(interp, name, &base_ref, model)
 }
 
 fn adapter_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
@@ -243,7 +250,7 @@ fn adapter_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     let model =
         train::with_adapter(&base, &dir).map_err(|e| BebError::from(e).at(args.span("path")))?;
     let name = model_name(interp, args, "adapted")?;
-    wrap(name, &base_ref, model)
+    wrap(interp, name, &base_ref, model)
 }
 
 /// A JSON value of a finetune record as a beb value.

@@ -2,9 +2,12 @@
 
 pub mod data;
 pub mod finetune;
+pub mod generation;
+pub mod labels;
 pub mod models;
 pub mod neural;
 pub mod prelude;
+pub mod probe;
 pub mod results;
 
 use crate::eval::natives::Native;
@@ -16,5 +19,8 @@ pub const MODULES: &[(&str, &[Native])] = &[
     ("neural", neural::NATIVES),
     ("data", data::NATIVES),
     ("finetune", finetune::NATIVES),
+    ("probe", probe::NATIVES),
     ("results", results::NATIVES),
+    ("generation", generation::NATIVES),
+    ("labels", labels::NATIVES),
 ];

@@ -39,8 +39,8 @@ pub const NATIVES: &[Native] = &[
         func: posterior_fn,
     },
     Native {
-        signature: "sample(model: model, sentences: int = 1, count: int = none, given: text = [], seed: int | string = none, unit: record = none, temperature: number = none, top_k: int = none, top_p: number = none) -> text | list",
-        doc: "Sample a text of `sentences` units after `given` (a list of `count` texts when count is given). Draw i uses its own stream derived from the seed, so results do not depend on count or order. For neural models, `unit:` sets what a unit is and temperature/top_k/top_p change how tokens are drawn (default: ancestral sampling, which measurements always use).",
+        signature: "sample(model: model, sentences: int = 1, count: int = none, given: text = [], seed: int | string = none, unit: record = none, temperature: number = none, top_k: int = none, top_p: number = none, best_of: int = none, by: function | record = none) -> text | list",
+        doc: "Sample a text of `sentences` units after `given` (a list of `count` texts when count is given). Draw i uses its own stream derived from the seed, so results do not depend on count or order. For neural models, `unit:` sets what a unit is and temperature/top_k/top_p change how tokens are drawn (default: ancestral sampling, which measurements always use). With best_of: n, each draw is the best of n candidates by `by:` (a scorer or a function of a text; default the model's own scores), ties to the first (Theorem 4).",
         func: sample_fn,
     },
     Native {
@@ -65,7 +65,7 @@ pub const NATIVES: &[Native] = &[
     },
     Native {
         signature: "expect(model: model, given: text | list = [], behavior: function | record = none, samples: int = none, seed: int | string = none, unit: record = none) -> number | estimate",
-        doc: "Behavior expectation B_P(given) = E_{y ~ P(.|given)} B(y) of the next unit (eq. 2). B is the model's own sentence scores, behavior(y) for a one-unit text y, or a scorer made by likelihood_ratio(...) or keywords(...). A list of prompts averages over them.",
+        doc: "Behavior expectation B_P(given) = E_{y ~ P(.|given)} B(y) of the next unit (eq. 2). B is the model's own sentence scores, behavior(y) for a one-unit text y, or a scorer made by likelihood_ratio(...), keywords(...) or labels(...). A list of prompts averages over them.",
         func: expect_fn,
     },
     Native {
@@ -97,7 +97,7 @@ impl From<fit::FitError> for BebError {
 }
 
 /// `model` seen through the `unit:` (and sampling) arguments, when any are given.
-fn viewed(
+pub(crate) fn viewed(
     args: &Args,
     name: &str,
     model: ModelRef,
@@ -128,7 +128,7 @@ fn viewed(
 }
 
 /// temperature / top_k / top_p, when any is given.
-fn sampling_arg(args: &Args) -> BebResult<Option<crate::lm::Sampling>> {
+pub(crate) fn sampling_arg(args: &Args) -> BebResult<Option<crate::lm::Sampling>> {
     let temperature = args.opt_num("temperature")?;
     let top_k = args.opt_count("top_k")?;
     let top_p = args.opt_num("top_p")?;
@@ -424,8 +424,11 @@ fn posterior_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
 }
 
 fn sample_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
+    if crate::eval::builtins::generation::best_of_requested(args) {
+        return crate::eval::builtins::generation::best_of_sample(interp, args);
+    }
     let sampling = sampling_arg(args)?;
-    let model = viewed(args, "model", args.model("model")?, sampling.as_ref())?;
+    let model = interp.for_run(viewed(args, "model", args.model("model")?, sampling.as_ref())?);
     let sentences = args.opt_count("sentences")?.unwrap_or(1);
     let given = args.opt_text("given")?;
     let (root, stream) = interp.stream(args)?;
@@ -446,15 +449,18 @@ fn sample_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     }
 }
 
-fn logprob_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
-    let model = viewed(args, "model", args.model("model")?, None)?;
+fn logprob_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
+    let model = interp.for_run(viewed(args, "model", args.model("model")?, None)?);
     let text = args.text("text")?;
     let given = args.opt_text("given")?;
     Ok(Value::Num(model.logprob(&given.units, &text.units)?))
 }
 
-fn logratio_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
-    let (p, q) = (args.model("p")?, args.model("q")?);
+fn logratio_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
+    let (p, q) = (
+        interp.for_run(args.model("p")?),
+        interp.for_run(args.model("q")?),
+    );
     let text = args.text("text")?;
     let given = args.opt_text("given")?;
     Ok(Value::Num(measure::logratio(
@@ -539,8 +545,8 @@ fn measured(m: Measured) -> Value {
 }
 
 fn kl_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let p = viewed(args, "p", args.model("p")?, None)?;
-    let q = viewed(args, "q", args.model("q")?, None)?;
+    let p = interp.for_run(viewed(args, "p", args.model("p")?, None)?);
+    let q = interp.for_run(viewed(args, "q", args.model("q")?, None)?);
     let horizon = args.opt_count("sentences")?.unwrap_or(1);
     let prompts = prompts(args)?;
     let plan = method(interp, args)?;
@@ -558,8 +564,8 @@ fn kl_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
 }
 
 fn logratio_var_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let p = viewed(args, "p", args.model("p")?, None)?;
-    let q = viewed(args, "q", args.model("q")?, None)?;
+    let p = interp.for_run(viewed(args, "p", args.model("p")?, None)?);
+    let q = interp.for_run(viewed(args, "q", args.model("q")?, None)?);
     let units = args.count("sentences")?;
     let given = args.opt_text("given")?;
     let plan = method(interp, args)?;
@@ -573,7 +579,7 @@ fn logratio_var_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
 }
 
 fn expect_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let model = viewed(args, "model", args.model("model")?, None)?;
+    let model = interp.for_run(viewed(args, "model", args.model("model")?, None)?);
     let prompts = prompts(args)?;
     let plan = method(interp, args)?;
     let behavior = args.get("behavior").cloned();

@@ -61,7 +61,7 @@ pub const NATIVES: &[Native] = &[
     },
     Native {
         signature: "score(scorer: record, text: text) -> number",
-        doc: "Apply a behavior scorer (likelihood_ratio or keywords) to a text.",
+        doc: "Apply a behavior scorer (likelihood_ratio, keywords or labels) to a text.",
         func: score_fn,
     },
     Native {
@@ -229,11 +229,22 @@ fn load_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
             .map(|n| n.to_string())
             .unwrap_or_else(|| "model".into()),
     };
+    note_model_files(interp, &model);
     Ok(Value::Model(Rc::new(NeuralLm::new(
         name,
         Rc::new(model),
         unit,
     ))))
+}
+
+/// The weights (adapters included) and tokenizer of a model, for the run record.
+pub(crate) fn note_model_files(interp: &mut Interp, model: &NeuralModel) {
+    for (file, sha) in model.files().iter().zip(model.sha256()) {
+        interp.note_input_file(file, sha);
+    }
+    if let Some(tokenizer) = model.tokenizer_file() {
+        interp.note_input(tokenizer);
+    }
 }
 
 fn tokens_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
@@ -452,7 +463,7 @@ pub fn scorer(value: &Value) -> BebResult<Scorer> {
     let not_scorer = || {
         BebError::new(
             ErrorKind::Type,
-            "a behavior is a function or a scorer made by likelihood_ratio(...) or keywords(...)",
+            "a behavior is a function or a scorer made by likelihood_ratio(...), keywords(...) or labels(...)",
         )
     };
     let Value::Record(r) = value else {
@@ -523,12 +534,13 @@ pub fn scorer(value: &Value) -> BebResult<Scorer> {
                 })
             }))
         }
+        Some(Value::Str(s)) if &**s == "labels" => crate::eval::builtins::labels::scorer_of(r),
         _ => Err(not_scorer()),
     }
 }
 
 /// A whole text as one unit (token runs joined, sentences joined by spaces).
-fn as_one_unit(units: &[Unit]) -> Unit {
+pub(crate) fn as_one_unit(units: &[Unit]) -> Unit {
     if let [one] = units {
         return one.clone();
     }

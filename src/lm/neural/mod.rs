@@ -185,6 +185,17 @@ impl NeuralModel {
         &self.files
     }
 
+    /// How many texts are sampled or scored together.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// The tokenizer's file, when it was read from one (not from GGUF metadata).
+    pub fn tokenizer_file(&self) -> Option<PathBuf> {
+        let path = PathBuf::from(&self.tokenizer.source);
+        path.is_file().then_some(path)
+    }
+
     pub fn tokenizer(&self) -> &Rc<TokenizerHandle> {
         &self.tokenizer
     }
@@ -487,6 +498,71 @@ impl NeuralModel {
         Ok(out)
     }
 
+    /// The hidden state of the last token of `[BOS] ++ ids` for each text, at `layer` (`None`:
+    /// after the final norm, what the LM head reads; `Some(k)`: after block k, 0 the
+    /// embeddings). Read from scratch in batches of similar lengths, padded on the right,
+    /// which causal attention never lets change an earlier position.
+    pub fn hidden_states(
+        &self,
+        texts: &[Vec<u32>],
+        layer: Option<usize>,
+    ) -> ModelResult<Vec<Vec<f32>>> {
+        let c = &self.net.config;
+        if let Some(k) = layer.filter(|&k| k > c.layers) {
+            return Err(ModelError::Invalid(format!(
+                "layer {k} does not exist: the model has {} blocks (layers 0 to {0}, or -1 after the final norm)",
+                c.layers
+            )));
+        }
+        let contexts: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|ids| {
+                let full = self.context(ids.clone())?;
+                self.check_length(full.len(), "the text")?;
+                Ok(full)
+            })
+            .collect::<ModelResult<_>>()?;
+        let mut order: Vec<usize> = (0..contexts.len()).collect();
+        order.sort_by_key(|&i| contexts[i].len());
+        let mut out = vec![Vec::new(); contexts.len()];
+        let mut k = 0;
+        while k < order.len() {
+            let width = contexts[order[(k + self.batch).min(order.len()) - 1]].len();
+            // Activations per row: t x (intermediate or heads x t) numbers.
+            let per_row = width * c.intermediate.max(c.heads * width).max(c.hidden);
+            let rows = self
+                .batch
+                .min((SCORE_BUDGET / per_row.max(1)).max(1))
+                .min(order.len() - k);
+            let group = &order[k..k + rows];
+            let t = contexts[group[rows - 1]].len();
+            let mut tokens = Vec::with_capacity(rows * t);
+            let mut last = Vec::with_capacity(rows);
+            for (r, &i) in group.iter().enumerate() {
+                let ctx = &contexts[i];
+                tokens.extend((0..t).map(|j| ctx.get(j).copied().unwrap_or(0)));
+                last.push((r * t + ctx.len() - 1) as u32);
+            }
+            let x = self.net.hidden(&tokens, rows, layer).map_err(model_err)?;
+            let last = Tensor::from_vec(last, rows, &self.net.device).map_err(model_err)?;
+            let picked: Vec<Vec<f32>> = x
+                .reshape((rows * t, c.hidden))
+                .and_then(|x| x.index_select(&last, 0))
+                .and_then(|x| x.to_vec2())
+                .map_err(model_err)?;
+            for (row, &i) in picked.into_iter().zip(group) {
+                if row.iter().any(|v| !v.is_finite()) {
+                    return Err(ModelError::Invalid(
+                        "the model produced NaN or infinite hidden states; its weights or inputs are broken".into(),
+                    ));
+                }
+                out[i] = row;
+            }
+            k += rows;
+        }
+        Ok(out)
+    }
+
     /// Drop every cached prefix state.
     pub fn clear_cache(&self) {
         self.cache.borrow_mut().clear();
@@ -614,6 +690,21 @@ impl LanguageModel for NeuralLm {
         Some(self.model.identity())
     }
 
+    fn cache_identity(&self) -> Option<String> {
+        let digest = match self.model.vocabulary() {
+            Vocabulary::Tokenizer { digest, .. } => digest,
+            Vocabulary::Sentences => String::new(),
+        };
+        Some(format!(
+            "{}; tokenizer {digest}; bos {:?}; eos {:?}; unit {:?}; sampling {:?}",
+            self.model.identity(),
+            self.model.bos,
+            self.model.eos,
+            self.unit,
+            self.sampling
+        ))
+    }
+
     fn logprob_next(&self, context: &[Unit], unit: &Unit) -> ModelResult<f64> {
         self.logprob(context, std::slice::from_ref(unit))
     }
@@ -701,16 +792,7 @@ impl LanguageModel for NeuralLm {
         rngs: &mut [ChaCha20Rng],
     ) -> ModelResult<Vec<Vec<Unit>>> {
         if self.model.batch == 1 {
-            let mut texts = Vec::with_capacity(rngs.len());
-            for rng in rngs.iter_mut() {
-                let mut context = given.to_vec();
-                for _ in 0..units {
-                    let unit = self.sample_next(&context, rng)?;
-                    context.push(unit);
-                }
-                texts.push(context.split_off(given.len()));
-            }
-            return Ok(texts);
+            return crate::lm::sample_one_by_one(self, given, units, rngs);
         }
         let ctx = self.context(given)?;
         let rows = self

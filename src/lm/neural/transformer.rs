@@ -402,6 +402,42 @@ impl Transformer {
         batch: usize,
         past: &KvState,
     ) -> candle_core::Result<(Tensor, KvState)> {
+        let (x, state) = self.residual(tokens, batch, past, self.layers.len())?;
+        let x = self.rms_norm(&x, &self.norm)?;
+        let logits = self.head.forward(&x)?.to_dtype(DType::F32)?;
+        Ok((logits, state))
+    }
+
+    /// The hidden states of every position of `tokens` ([batch, t], read from scratch),
+    /// [batch, t, hidden] in f32: with `layer` `None` after the final norm (what the LM head
+    /// reads), with `Some(k)` the residual stream after block k (0: the embeddings).
+    pub fn hidden(
+        &self,
+        tokens: &[u32],
+        batch: usize,
+        layer: Option<usize>,
+    ) -> candle_core::Result<Tensor> {
+        let depth = layer.unwrap_or(self.layers.len());
+        if depth > self.layers.len() {
+            candle_core::bail!("layer {depth} of a model of {} blocks", self.layers.len());
+        }
+        let (x, _) = self.residual(tokens, batch, &KvState::empty(batch), depth)?;
+        let x = match layer {
+            None => self.rms_norm(&x, &self.norm)?,
+            Some(_) => x,
+        };
+        x.to_dtype(DType::F32)
+    }
+
+    /// The residual stream after the first `depth` blocks for `tokens` after `past`, and the
+    /// state of those blocks.
+    fn residual(
+        &self,
+        tokens: &[u32],
+        batch: usize,
+        past: &KvState,
+        depth: usize,
+    ) -> candle_core::Result<(Tensor, KvState)> {
         let c = &self.config;
         let t = tokens.len() / batch.max(1);
         if t == 0 || t * batch != tokens.len() {
@@ -437,7 +473,7 @@ impl Transformer {
         let rep = c.heads / c.kv_heads;
         let shared_len = past.shared_len;
         let mut rows = Vec::with_capacity(self.layers.len());
-        for (l, layer) in self.layers.iter().enumerate() {
+        for (l, layer) in self.layers.iter().enumerate().take(depth) {
             let h = self.rms_norm(&x, &layer.attn_norm)?;
             let q = head_major(&layer.q.forward(&h)?, c.heads, c.head_dim)?;
             let k = head_major(&layer.k.forward(&h)?, c.kv_heads, c.head_dim)?;
@@ -510,10 +546,8 @@ impl Transformer {
             let m = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
             x = (x + m)?;
         }
-        let x = self.rms_norm(&x, &self.norm)?;
-        let logits = self.head.forward(&x)?.to_dtype(DType::F32)?;
         Ok((
-            logits,
+            x,
             KvState {
                 shared: past.shared.clone(),
                 shared_len,

@@ -1,0 +1,436 @@
+//! Generation beyond single draws, to probe the paper's extensions on any model: best-of-n
+//! sampling (Theorem 4; reached through `sample(..., best_of: n, by: behavior)`) and
+//! conversations in which a user model and an assistant model take turns (Theorem 3).
+
+use std::rc::Rc;
+
+use crate::error::{BebError, BebResult, ErrorKind};
+use crate::eval::builtins::models::{sampling_arg, viewed};
+use crate::eval::builtins::neural::{as_one_unit, scorer};
+use crate::eval::interp::Interp;
+use crate::eval::natives::{Args, Native};
+use crate::eval::value::{Table, Value};
+use crate::lm::neural::{NeuralModel, chat};
+use crate::lm::{Detokenize, ModelError, ModelRef, TokenRun, Unit};
+use crate::measure::{self, MeasureError};
+use crate::syntax::ast::Span;
+
+pub const NATIVES: &[Native] = &[Native {
+    signature: "conversation(user: model, assistant: model, turns: int, user_sentences: int = 1, reply_sentences: int = 1, given: text = [], user_context: string = \"all\", template: string = none, system: string = none, seed: int | string = none) -> record",
+    doc: "A conversation of `turns` turns after `given` (sec. 3.2, Theorem 3): each turn the user model says `user_sentences` units, conditioned on the whole conversation so far (user_context: \"all\") or on its own earlier turns only (\"own\"), then the assistant replies with `reply_sentences` units conditioned on everything so far. Returns {text, user_text, prompts, user_prompts, turns}: the whole conversation, the user's turns alone, for each turn t the conversation up to the user's turn t (what the assistant answered) and the same user text without the replies, and a table of the turns with their unit positions in `text`. Texts stay token ids end to end. template: \"llama2\", \"chatml\" or \"plain\" wraps the turns of neural models in that chat format (`system:` is its system prompt).",
+    func: conversation_fn,
+}];
+
+// ----- best-of-n -----
+
+/// Whether a `sample(...)` call asks for best-of-n (so `sample` hands it over to
+/// [`best_of_sample`]); `by:` alone counts, so that it is refused rather than ignored.
+pub fn best_of_requested(args: &Args) -> bool {
+    args.get("best_of").is_some() || args.get("by").is_some()
+}
+
+/// The stream of candidate `j` of every draw: candidate 0 is the plain draw (so best_of: 1 is
+/// plain sampling), and candidate j of draw i is index i of its own stream, so draw i is the
+/// same whatever `count` is, and best-of-2n extends best-of-n with new candidates.
+fn candidate_stream(stream: &str, j: usize) -> String {
+    if j == 0 {
+        stream.to_string()
+    } else {
+        format!("{stream}/candidate{j}")
+    }
+}
+
+/// What `by:` judges candidates with.
+enum Judge {
+    /// The model's own behavior scores, averaged over a candidate's units.
+    Own(ModelRef),
+    /// A scorer record (likelihood_ratio, keywords, labels), applied to the whole candidate.
+    Scorer(crate::eval::builtins::neural::Scorer),
+    /// A beb function of a text returning a number.
+    Function(Value, Span),
+}
+
+impl Judge {
+    fn new(args: &Args, model: &ModelRef) -> BebResult<Judge> {
+        let span = args.span("by");
+        match args.get("by") {
+            None => Ok(Judge::Own(model.clone())),
+            Some(record @ Value::Record(_)) => {
+                Ok(Judge::Scorer(scorer(record).map_err(|e| e.at(span))?))
+            }
+            Some(f @ (Value::Func(_) | Value::Native(_))) => Ok(Judge::Function(f.clone(), span)),
+            Some(_) => Err(args.wrong_type(
+                "by",
+                "a function of a text or a scorer (likelihood_ratio, keywords, labels)",
+            )),
+        }
+    }
+
+    fn score(&mut self, interp: &mut Interp, text: &[Unit]) -> BebResult<f64> {
+        match self {
+            Judge::Own(model) => {
+                if text.is_empty() {
+                    return Err(BebError::value(
+                        "a candidate of no units has no behavior score; sample at least one sentence",
+                    ));
+                }
+                let mut total = 0.0;
+                for unit in text {
+                    let b = model
+                        .behavior(unit)
+                        .ok_or_else(|| MeasureError::MissingBehavior {
+                            unit: unit.to_string(),
+                            model: model.name().to_string(),
+                        })
+                        .map_err(|e| {
+                            BebError::from(e).with_help(
+                                "give `by:` a scorer (keywords(...), likelihood_ratio(...), labels(...)) or a function of a text",
+                            )
+                        })?;
+                    total += b;
+                }
+                Ok(total / text.len() as f64)
+            }
+            Judge::Scorer(f) => f(&as_one_unit(text)),
+            Judge::Function(f, span) => {
+                match interp.call_simple(f, vec![Value::text(text.to_vec())], *span)? {
+                    Value::Num(x) => Ok(x),
+                    Value::Bool(b) => Ok(if b { 1.0 } else { 0.0 }),
+                    other => Err(BebError::type_error(format!(
+                        "a `by:` function returns a number, found a {}",
+                        other.type_name()
+                    ))
+                    .at(*span)),
+                }
+            }
+        }
+    }
+}
+
+/// `sample(..., best_of: n, by: behavior)`: each draw keeps the highest-scoring of n
+/// candidates (ties: the lowest candidate index), the best-of-n sampling of Theorem 4.
+pub fn best_of_sample(interp: &mut Interp, args: &Args) -> BebResult<Value> {
+    let Some(n) = args.opt_count("best_of")? else {
+        return Err(args.invalid(
+            "by",
+            "`by:` chooses among candidates: give `best_of: n` too",
+        ));
+    };
+    if n == 0 {
+        return Err(args.invalid("best_of", "best_of must be at least 1"));
+    }
+    let sampling = sampling_arg(args)?;
+    let model = viewed(args, "model", args.model("model")?, sampling.as_ref())?;
+    let sentences = args.opt_count("sentences")?.unwrap_or(1);
+    let given = args.opt_text("given")?;
+    let count = args.opt_count("count")?;
+    let draws = count.unwrap_or(1);
+    let mut judge = Judge::new(args, &model)?;
+    let (root, stream) = interp.stream(args)?;
+    // Through the run's cache (and its progress bars), as plain sampling is.
+    let model = interp.for_run(model);
+    let mut best: Vec<Option<(f64, Vec<Unit>)>> = vec![None; draws];
+    // Candidate j of every draw at once, so neural models sample them in batches.
+    for j in 0..n {
+        let texts = measure::sample_texts(
+            model.as_ref(),
+            &given.units,
+            sentences,
+            draws,
+            root,
+            &candidate_stream(&stream, j),
+        )?;
+        for (slot, text) in best.iter_mut().zip(texts) {
+            let score = judge.score(interp, &text)?;
+            if slot.as_ref().is_none_or(|(kept, _)| score > *kept) {
+                *slot = Some((score, text));
+            }
+        }
+    }
+    let mut values: Vec<Value> = best
+        .into_iter()
+        .map(|slot| {
+            slot.map(|(_, text)| Value::text(text))
+                .unwrap_or(Value::None)
+        })
+        .collect();
+    match count {
+        Some(_) => Ok(Value::list(values)),
+        // Invariant: without count exactly one draw was made.
+        None => Ok(values.pop().unwrap_or(Value::None)),
+    }
+}
+
+// ----- conversations -----
+
+/// What the user model is conditioned on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum UserContext {
+    /// The whole conversation so far, replies included.
+    All,
+    /// The user's own earlier turns only (its text is then one draw of the user model, the
+    /// prompt-only comparison of Theorem 3).
+    Own,
+}
+
+/// The pieces of a chat template around the turns, as token-id units: what goes before the
+/// first user turn, between a user turn and the reply, and between a reply and the next user
+/// turn. Taken from `chat::render` with placeholder turns, so the formats are chat()'s.
+struct Frame {
+    first_user: Vec<Unit>,
+    to_assistant: Vec<Unit>,
+    to_user: Vec<Unit>,
+}
+
+const USER_MARK: char = '\u{E000}';
+const REPLY_MARK: char = '\u{E001}';
+
+impl Frame {
+    fn new(
+        template: chat::Template,
+        system: Option<&str>,
+        model: &NeuralModel,
+    ) -> BebResult<Frame> {
+        let turns: Vec<String> = [USER_MARK, REPLY_MARK, USER_MARK, REPLY_MARK, USER_MARK]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let pieces = chat::render(template, system, &turns)?;
+        // Cut the rendered pieces at the placeholders: segment k lies before turn k.
+        let mut segments: Vec<Vec<chat::Piece>> = vec![Vec::new()];
+        for piece in pieces {
+            match piece {
+                chat::Piece::Text(text) => {
+                    let mut rest = text.as_str();
+                    while let Some(at) = rest.find([USER_MARK, REPLY_MARK]) {
+                        push_text(segments.last_mut(), &rest[..at]);
+                        segments.push(Vec::new());
+                        // Both marks are 3 bytes in UTF-8.
+                        rest = &rest[at + USER_MARK.len_utf8()..];
+                    }
+                    push_text(segments.last_mut(), rest);
+                }
+                other => {
+                    if let Some(last) = segments.last_mut() {
+                        last.push(other);
+                    }
+                }
+            }
+        }
+        if segments.len() != turns.len() + 1 {
+            return Err(BebError::new(
+                ErrorKind::Model,
+                format!(
+                    "the {} template did not keep the turns apart",
+                    template.name()
+                ),
+            ));
+        }
+        let decoder: Rc<dyn Detokenize> = model.tokenizer().clone();
+        let units = |segment: &[chat::Piece]| -> BebResult<Vec<Unit>> {
+            let ids = chat::to_ids(
+                segment,
+                model.tokenizer(),
+                model.bos(),
+                model.eos().first().copied(),
+            )?;
+            Ok(if ids.is_empty() {
+                Vec::new()
+            } else {
+                vec![Unit::Tokens(TokenRun::new(ids, Some(decoder.clone())))]
+            })
+        };
+        Ok(Frame {
+            first_user: units(&segments[0])?,
+            to_assistant: units(&segments[1])?,
+            to_user: units(&segments[2])?,
+        })
+    }
+}
+
+/// Add a template's text to a segment. Spaces at either end are left to the turns'
+/// own tokens (a SentencePiece tokenizer marks a word's leading space itself), newlines kept.
+fn push_text(segment: Option<&mut Vec<chat::Piece>>, text: &str) {
+    let text = text.trim_matches(' ');
+    if let Some(segment) = segment
+        && !text.is_empty()
+    {
+        segment.push(chat::Piece::Text(text.to_string()));
+    }
+}
+
+/// The neural model behind a model (a mixture's first neural component), for its tokenizer.
+fn neural_of(model: &ModelRef) -> Option<Rc<NeuralModel>> {
+    if let Some(lm) = model.as_neural() {
+        return Some(lm.model().clone());
+    }
+    model
+        .as_mixture()?
+        .components()
+        .find_map(|(_, component, _)| neural_of(component))
+}
+
+fn one_draw(
+    model: &ModelRef,
+    context: &[Unit],
+    units: usize,
+    root: u64,
+    stream: &str,
+) -> BebResult<Vec<Unit>> {
+    let mut texts = measure::sample_texts(model.as_ref(), context, units, 1, root, stream)?;
+    // Invariant: sample_texts returns one text per requested draw.
+    Ok(texts.pop().unwrap_or_default())
+}
+
+fn positive(args: &Args, name: &str, default: usize) -> BebResult<usize> {
+    let n = args.opt_count(name)?.unwrap_or(default);
+    if n == 0 {
+        return Err(args.invalid(name, format!("`{name}` must be at least 1")));
+    }
+    Ok(n)
+}
+
+fn conversation_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
+    let user = args.model("user")?;
+    let assistant = args.model("assistant")?;
+    if user.vocabulary() != assistant.vocabulary() {
+        return Err(BebError::from(ModelError::VocabularyMismatch {
+            left: user.name().to_string(),
+            right: assistant.name().to_string(),
+        })
+        .at(args.span("assistant"))
+        .with_help("a conversation is one text: both models must read the same units"));
+    }
+    let turns = positive(args, "turns", 1)?;
+    let user_units = positive(args, "user_sentences", 1)?;
+    let reply_units = positive(args, "reply_sentences", 1)?;
+    let given = args.opt_text("given")?;
+    let user_context = match args.get("user_context") {
+        None => UserContext::All,
+        Some(Value::Str(s)) if &**s == "all" => UserContext::All,
+        Some(Value::Str(s)) if &**s == "own" => UserContext::Own,
+        Some(Value::Str(s)) => {
+            return Err(args.invalid(
+                "user_context",
+                format!("user_context {s:?} is not \"all\" or \"own\""),
+            ));
+        }
+        Some(_) => return Err(args.wrong_type("user_context", "\"all\" or \"own\"")),
+    };
+    let system = match args.get("system") {
+        None => None,
+        Some(_) => Some(args.string("system")?.to_string()),
+    };
+    let frame = match args.get("template") {
+        None => {
+            if system.is_some() {
+                return Err(args.invalid(
+                    "system",
+                    "a system prompt belongs to a chat template: give `template:` too",
+                ));
+            }
+            None
+        }
+        Some(_) => {
+            let name = args.string("template")?;
+            let template = chat::Template::parse(&name).ok_or_else(|| {
+                args.invalid(
+                    "template",
+                    format!(
+                        "chat template {name:?} is not one of {}",
+                        chat::TEMPLATES.join(", ")
+                    ),
+                )
+            })?;
+            let model = neural_of(&assistant)
+                .or_else(|| neural_of(&user))
+                .ok_or_else(|| {
+                    args.invalid(
+                        "template",
+                        "a chat template is made of tokens: it needs neural models (load(...))",
+                    )
+                })?;
+            Some(
+                Frame::new(template, system.as_deref(), &model)
+                    .map_err(|e| e.at(args.span("template")))?,
+            )
+        }
+    };
+    let (root, stream) = interp.stream(args)?;
+    let (user, assistant) = (interp.for_run(user), interp.for_run(assistant));
+    let progress = interp.progress(turns as u64, "conversation");
+
+    let mut text: Vec<Unit> = given.units.clone();
+    let mut user_text: Vec<Unit> = given.units.clone();
+    // The user's own turns as one message (what it sees with user_context: "own").
+    let mut own: Vec<Unit> = given.units.clone();
+    if let Some(f) = &frame {
+        own.extend(f.first_user.iter().cloned());
+    }
+    let mut prompts = Vec::with_capacity(turns);
+    let mut user_prompts = Vec::with_capacity(turns);
+    let mut rows = Vec::with_capacity(turns);
+    for t in 1..=turns {
+        if let Some(f) = &frame {
+            let scaffold = if t == 1 { &f.first_user } else { &f.to_user };
+            text.extend(scaffold.iter().cloned());
+        }
+        let context = match user_context {
+            UserContext::All => &text,
+            UserContext::Own => &own,
+        };
+        let asked = one_draw(
+            &user,
+            context,
+            user_units,
+            root,
+            &format!("{stream}/user{t}"),
+        )
+        .map_err(|e| e.at(args.span("user")))?;
+        let user_start = text.len();
+        text.extend(asked.iter().cloned());
+        user_text.extend(asked.iter().cloned());
+        own.extend(asked.iter().cloned());
+        let mut alone = own.clone();
+        if let Some(f) = &frame {
+            text.extend(f.to_assistant.iter().cloned());
+            alone.extend(f.to_assistant.iter().cloned());
+        }
+        prompts.push(Value::text(text.clone()));
+        user_prompts.push(Value::text(alone));
+        let reply_start = text.len();
+        let reply = one_draw(
+            &assistant,
+            &text,
+            reply_units,
+            root,
+            &format!("{stream}/reply{t}"),
+        )
+        .map_err(|e| e.at(args.span("assistant")))?;
+        text.extend(reply.iter().cloned());
+        rows.push(vec![
+            Value::Num(t as f64),
+            Value::text(asked),
+            Value::text(reply),
+            Value::Num(user_start as f64),
+            Value::Num(reply_start as f64),
+            Value::Num(text.len() as f64),
+        ]);
+        progress.inc(1);
+    }
+    progress.finish();
+    let table = Table {
+        columns: ["turn", "user", "reply", "user_start", "reply_start", "end"]
+            .into_iter()
+            .map(Rc::from)
+            .collect(),
+        rows,
+    };
+    Ok(Value::record(vec![
+        ("text", Value::text(text)),
+        ("user_text", Value::text(user_text)),
+        ("prompts", Value::list(prompts)),
+        ("user_prompts", Value::list(user_prompts)),
+        ("turns", Value::Table(Rc::new(table))),
+    ]))
+}

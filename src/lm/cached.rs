@@ -1,0 +1,310 @@
+//! A run's view of an expensive model: samples and scores go through the on-disk cache and
+//! show progress bars, so a rerun or a resumed study reads them back instead of recomputing.
+//!
+//! Only models with a [`cache_identity`](LanguageModel::cache_identity) (neural models and
+//! mixtures of them) are wrapped: analytic models are exact and cheap. Everything else is
+//! delegated, so a wrapped model is the same distribution, bit for bit.
+//!
+//! Keys (see `crate::cache` for the encoding):
+//! - `sample`: the model identity, the `given` units, the number of units, and the full state
+//!   of the draw's generator (its 256-bit seed, which is derived from the root seed, the seed
+//!   stream's name and the sample index, its stream and its word position). The entry holds
+//!   the sampled units' token ids and the generator's position afterwards, so a hit leaves the
+//!   generator exactly where a recomputation would.
+//! - `logprob`: the model identity, the `given` units and the scored units.
+
+use std::rc::Rc;
+
+use rand_chacha::ChaCha20Rng;
+use rand::RngCore;
+
+use super::{LanguageModel, ModelError, ModelRef, ModelResult, Unit, Vocabulary};
+use crate::cache::{Cache, CacheKey, Cacheable};
+use crate::lm::neural::NeuralLm;
+use crate::report::progress::ProgressHub;
+
+
+/// `inner` with its expensive calls cached and metered.
+pub struct Cached {
+    inner: ModelRef,
+    identity: String,
+    cache: Rc<Cache>,
+    progress: ProgressHub,
+}
+
+impl std::fmt::Debug for Cached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Cached({:?})", self.inner)
+    }
+}
+
+/// `model` wrapped for a run, or `model` itself when it has no identity to key a cache by.
+pub fn for_run(model: ModelRef, cache: &Rc<Cache>, progress: &ProgressHub) -> ModelRef {
+    let Some(identity) = model.cache_identity() else {
+        return model;
+    };
+    // The token runs a hit is rebuilt into need a tokenizer to print themselves.
+    if token_owner(model.as_ref()).is_none() {
+        return model;
+    }
+    Rc::new(Cached {
+        inner: model,
+        identity,
+        cache: cache.clone(),
+        progress: progress.clone(),
+    })
+}
+
+/// The neural model whose tokenizer decodes this model's units.
+fn token_owner(model: &dyn LanguageModel) -> Option<&NeuralLm> {
+    if let Some(lm) = model.as_neural() {
+        return Some(lm);
+    }
+    let (_, first, _) = model.as_mixture()?.components().next()?;
+    token_owner(first.as_ref())
+}
+
+/// Units in a canonical byte form: token runs as ids, sentences as text.
+fn units_bytes(units: &[Unit]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for unit in units {
+        match unit {
+            Unit::Tokens(run) => {
+                out.push(b'T');
+                out.extend_from_slice(&(run.ids.len() as u64).to_le_bytes());
+                out.extend(run.ids.iter().flat_map(|t| t.to_le_bytes()));
+            }
+            Unit::Sentence(s) => {
+                out.push(b'S');
+                out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// A sampled text as stored: the generator's word position afterwards, then the units' ids.
+struct Drawn {
+    word_pos: u128,
+    units: Vec<Vec<u32>>,
+}
+
+impl Cacheable for Drawn {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.word_pos.to_le_bytes().to_vec();
+        out.extend(self.units.encode());
+        out
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (pos, rest) = bytes.split_at_checked(16)?;
+        Some(Drawn {
+            word_pos: u128::from_le_bytes(pos.try_into().ok()?),
+            units: <Vec<Vec<u32>>>::decode(rest)?,
+        })
+    }
+}
+
+impl Cached {
+    fn enabled(&self) -> bool {
+        self.cache.dir().is_some()
+    }
+
+    /// Texts per progress-bar step: the model's batch, so chunking never splits a batch.
+    fn chunk(&self) -> usize {
+        token_owner(self.inner.as_ref()).map_or(64, |lm| lm.model().batch().max(1))
+    }
+
+    fn key(&self, operation: &str, given: &[Unit]) -> CacheKey {
+        CacheKey::new(operation)
+            .text("model", &self.identity)
+            .bytes("given", &units_bytes(given))
+    }
+
+    fn sample_key(&self, given: &[Unit], units: usize, rng: &ChaCha20Rng) -> CacheKey {
+        self.key("sample", given)
+            .uint("units", units as u64)
+            .bytes("rng_seed", &rng.get_seed())
+            .uint("rng_stream", rng.get_stream())
+            .bytes("rng_word_pos", &rng.get_word_pos().to_le_bytes())
+    }
+
+    /// Draw the texts of `rngs` (all misses) in chunks, with a progress bar.
+    fn draw(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Vec<Vec<Unit>>> {
+        let bar = self.progress.bar(
+            rngs.len() as u64,
+            &format!("sampling {}", self.inner.name()),
+        );
+        let mut texts = Vec::with_capacity(rngs.len());
+        for chunk in rngs.chunks_mut(self.chunk()) {
+            let n = chunk.len();
+            texts.extend(self.inner.sample_many(given, units, chunk)?);
+            bar.inc(n as u64);
+        }
+        bar.finish();
+        Ok(texts)
+    }
+
+    fn score(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
+        let bar = self.progress.bar(
+            texts.len() as u64,
+            &format!("scoring {}", self.inner.name()),
+        );
+        let mut scores = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(self.chunk()) {
+            scores.extend(self.inner.logprob_many(given, chunk)?);
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish();
+        Ok(scores)
+    }
+}
+
+impl LanguageModel for Cached {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn vocabulary(&self) -> Vocabulary {
+        self.inner.vocabulary()
+    }
+
+    fn logprob_next(&self, context: &[Unit], unit: &Unit) -> ModelResult<f64> {
+        self.inner.logprob_next(context, unit)
+    }
+
+    fn support(&self, context: &[Unit]) -> ModelResult<Option<Vec<(Unit, f64)>>> {
+        self.inner.support(context)
+    }
+
+    fn sample_next(&self, context: &[Unit], rng: &mut dyn RngCore) -> ModelResult<Unit> {
+        self.inner.sample_next(context, rng)
+    }
+
+    fn behavior(&self, unit: &Unit) -> Option<f64> {
+        self.inner.behavior(unit)
+    }
+
+    fn markov_order(&self) -> Option<usize> {
+        self.inner.markov_order()
+    }
+
+    fn as_mixture(&self) -> Option<&super::mixture::Mixture> {
+        self.inner.as_mixture()
+    }
+
+    fn as_neural(&self) -> Option<&NeuralLm> {
+        self.inner.as_neural()
+    }
+
+    fn describe(&self) -> Option<String> {
+        self.inner.describe()
+    }
+
+    fn cache_identity(&self) -> Option<String> {
+        Some(self.identity.clone())
+    }
+
+    fn view(
+        &self,
+        unit: Option<&super::UnitSpec>,
+        sampling: Option<&super::Sampling>,
+    ) -> ModelResult<Option<ModelRef>> {
+        Ok(self
+            .inner
+            .view(unit, sampling)?
+            .map(|m| for_run(m, &self.cache, &self.progress)))
+    }
+
+    fn sample_many(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Vec<Vec<Unit>>> {
+        if !self.enabled() {
+            return self.draw(given, units, rngs);
+        }
+        let Some(owner) = token_owner(self.inner.as_ref()) else {
+            return self.draw(given, units, rngs);
+        };
+        let keys: Vec<CacheKey> = rngs
+            .iter()
+            .map(|rng| self.sample_key(given, units, rng))
+            .collect();
+        let mut texts: Vec<Option<Vec<Unit>>> = Vec::with_capacity(rngs.len());
+        let mut missing = Vec::new();
+        for (i, (key, rng)) in keys.iter().zip(rngs.iter_mut()).enumerate() {
+            match self.cache.get::<Drawn>(key) {
+                Some(drawn) => {
+                    rng.set_word_pos(drawn.word_pos);
+                    texts.push(Some(
+                        drawn.units.into_iter().map(|ids| owner.run(ids)).collect(),
+                    ));
+                }
+                None => {
+                    missing.push(i);
+                    texts.push(None);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let mut todo: Vec<ChaCha20Rng> = missing.iter().map(|&i| rngs[i].clone()).collect();
+            let drawn = self.draw(given, units, &mut todo)?;
+            for ((&i, rng), text) in missing.iter().zip(todo).zip(drawn) {
+                if let Some(units) = text.iter().map(unit_ids).collect::<Option<Vec<_>>>() {
+                    let stored = Drawn {
+                        word_pos: rng.get_word_pos(),
+                        units,
+                    };
+                    self.cache.put(&keys[i], &stored);
+                }
+                rngs[i] = rng;
+                texts[i] = Some(text);
+            }
+        }
+        // Invariant: every slot was filled by a hit or by the batch of misses just drawn.
+        Ok(texts.into_iter().flatten().collect())
+    }
+
+    fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
+        if !self.enabled() {
+            return self.score(given, texts);
+        }
+        let base = self.key("logprob", given);
+        let keys: Vec<CacheKey> = texts
+            .iter()
+            .map(|t| base.clone().bytes("text", &units_bytes(t)))
+            .collect();
+        let mut scores: Vec<Option<f64>> = keys.iter().map(|k| self.cache.get(k)).collect();
+        let missing: Vec<usize> = (0..texts.len()).filter(|&i| scores[i].is_none()).collect();
+        if !missing.is_empty() {
+            let todo: Vec<Vec<Unit>> = missing.iter().map(|&i| texts[i].clone()).collect();
+            for (&i, score) in missing.iter().zip(self.score(given, &todo)?) {
+                self.cache.put(&keys[i], &score);
+                scores[i] = Some(score);
+            }
+        }
+        Ok(scores.into_iter().flatten().collect())
+    }
+
+    fn logprob(&self, given: &[Unit], text: &[Unit]) -> ModelResult<f64> {
+        let scores = self.logprob_many(given, &[text.to_vec()])?;
+        scores.first().copied().ok_or_else(|| {
+            ModelError::Invalid(format!("{} returned no score for a text", self.name()))
+        })
+    }
+}
+
+/// The token ids of a sampled unit (`None` for a sentence, which is not stored).
+fn unit_ids(unit: &Unit) -> Option<Vec<u32>> {
+    match unit {
+        Unit::Tokens(run) => Some(run.ids.to_vec()),
+        Unit::Sentence(_) => None,
+    }
+}
