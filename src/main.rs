@@ -9,7 +9,19 @@ use beb::{bench, diff, repl, runner, study};
 /// error message (the call-depth limit) rather than a crash.
 const STACK_BYTES: usize = 512 * 1024 * 1024;
 
+/// candle sizes its CPU thread pool from `RAYON_NUM_THREADS`, and without it re-reads the
+/// machine's CPU topology from /proc on every matrix product; reading it once here saves that.
+fn set_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: called first thing in `main`, before any other thread exists.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+}
+
 fn main() {
+    set_thread_count();
     let cli = Cli::parse();
     let worker = std::thread::Builder::new()
         .stack_size(STACK_BYTES)

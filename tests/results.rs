@@ -793,7 +793,10 @@ fn scripts_import_modules_beside_them_and_record_them() {
         "import setup.*\nimport setup as s\nprint twice(shared), s.shared\n",
     );
     // Run from another folder: the module is found beside the script, not in the cwd.
-    let out = beb(&dir, &["run", "study/main.beb", "--seed", "1", "--out", "r"]);
+    let out = beb(
+        &dir,
+        &["run", "study/main.beb", "--seed", "1", "--out", "r"],
+    );
     assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "42 21\n");
     let manifest = read(&dir.join("r/manifest.yaml"));
@@ -803,7 +806,11 @@ fn scripts_import_modules_beside_them_and_record_them() {
     write(&dir.join("b.beb"), "import a\nlet y = 2\n");
     let out = beb(&dir, &["run", "a.beb", "--seed", "1", "--out", "c"]);
     assert_eq!(code(&out), Some(2));
-    assert!(text(&out.stderr).contains("circular import"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("circular import"),
+        "{}",
+        text(&out.stderr)
+    );
 
     write(&dir.join("m.beb"), "import nowhere\n");
     let out = beb(&dir, &["run", "m.beb", "--seed", "1", "--out", "d"]);

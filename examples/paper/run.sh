@@ -7,25 +7,14 @@ cd "$(dirname "$0")/../.."
 out="${1:-runs/paper}"
 scripts=(figure2 figure3a figure3b mixture tables)
 
-# The scripts share their setup block (beb has no imports of local files): keep it identical.
-setup() { sed -n '/^# ---- setup/,/^# ---- end of setup/p' "$1"; }
-reference="$(setup examples/paper/figure2.beb)"
-for name in "${scripts[@]}"; do
-  if [ "$(setup "examples/paper/$name.beb")" != "$reference" ]; then
-    echo "paper: the setup block of examples/paper/$name.beb differs from figure2.beb's" >&2
-    exit 1
-  fi
-done
-
 if [ -n "${BEB:-}" ]; then
   beb="$BEB"
 else
   cargo build --release --quiet
   beb="${CARGO_TARGET_DIR:-target}/release/beb"
 fi
-# One candle thread is fastest for a model this small. RAYON_NUM_THREADS must be set too:
-# without it candle looks up the number of cores in /proc/cpuinfo at every matrix product.
-export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}" RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
+# One candle thread is fastest for a model this small (results do not depend on it).
+export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-1}"
 # Keep freed tensor buffers in the heap rather than unmapping and faulting them in again.
 export GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824}"
 

@@ -565,10 +565,7 @@ impl Interp {
         if self.loading.iter().any(|m| m == name) {
             return Err(BebError::new(
                 ErrorKind::Name,
-                format!(
-                    "circular import: {} -> {name}",
-                    self.loading.join(" -> ")
-                ),
+                format!("circular import: {} -> {name}", self.loading.join(" -> ")),
             )
             .with_label("imported again while it is being loaded"));
         }

@@ -45,16 +45,17 @@ pub enum FitError {
 pub struct KlDecayFit {
     /// Ordinary least squares on the first points.
     pub linear: LinearKlFit,
-    /// Nonlinear least squares of Lemma 5's form on all points.
-    pub lemma5: Lemma5Fit,
+    /// Nonlinear least squares of Lemma 5's form on all points, or why it failed (it can fail
+    /// to converge where the line is still well defined, e.g. on a bootstrap resample).
+    pub lemma5: Result<Lemma5Fit, FitError>,
 }
 
 /// Fit KL(n) both ways: the line log(1/a) - beta n through the first `first` points, and
-/// Lemma 5's log(1 + exp(c - beta n)) through all of them.
+/// Lemma 5's log(1 + exp(c - beta n)) through all of them. Only the line's failure is an error.
 pub fn fit_kl_decay(points: &[(f64, f64)], first: usize) -> Result<KlDecayFit, FitError> {
     Ok(KlDecayFit {
         linear: fit_kl_linear(points, first)?,
-        lemma5: fit_lemma5(points)?,
+        lemma5: fit_lemma5(points),
     })
 }
 

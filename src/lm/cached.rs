@@ -15,14 +15,13 @@
 
 use std::rc::Rc;
 
-use rand_chacha::ChaCha20Rng;
 use rand::RngCore;
+use rand_chacha::ChaCha20Rng;
 
 use super::{LanguageModel, ModelError, ModelRef, ModelResult, Unit, Vocabulary};
 use crate::cache::{Cache, CacheKey, Cacheable};
 use crate::lm::neural::NeuralLm;
 use crate::report::progress::ProgressHub;
-
 
 /// `inner` with its expensive calls cached and metered.
 pub struct Cached {

@@ -103,9 +103,7 @@ fn reporter(interp: &Interp) -> impl FnMut(&Step) -> bool {
     let hub = interp.progress_hub().clone();
     let mut bar: Option<crate::report::progress::Progress> = None;
     move |step: &Step| {
-        let bar = bar.get_or_insert_with(|| {
-            hub.bar(step.steps as u64, "finetune")
-        });
+        let bar = bar.get_or_insert_with(|| hub.bar(step.steps as u64, "finetune"));
         bar.inc(1);
         bar.set_message(&format!(
             "epoch {}/{}, loss {:.4}",

@@ -70,7 +70,7 @@ pub const NATIVES: &[Native] = &[
     },
     Native {
         signature: "fit_kl_decay(curve: list | table, points: int = 3) -> record",
-        doc: "Fit KL(n) = log(1/a) - beta n on the first `points` points (sec. 4.1) and Lemma 5's log(1 + e^(log(1/a) - beta n)) on all of them. curve: KL values at n = 0, 1, ... or a table with columns n and kl. Fitted values are estimates with standard errors.",
+        doc: "Fit KL(n) = log(1/a) - beta n on the first `points` points (sec. 4.1) and Lemma 5's log(1 + e^(log(1/a) - beta n)) on all of them. curve: KL values at n = 0, 1, ... or a table with columns n and kl. Fitted values are estimates with standard errors. When the Lemma 5 fit fails (too few points, no convergence), `lemma5` is none and `lemma5_error` says why; the line's fit is still returned.",
         func: fit_kl_decay_fn,
     },
     Native {
@@ -428,7 +428,12 @@ fn sample_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         return crate::eval::builtins::generation::best_of_sample(interp, args);
     }
     let sampling = sampling_arg(args)?;
-    let model = interp.for_run(viewed(args, "model", args.model("model")?, sampling.as_ref())?);
+    let model = interp.for_run(viewed(
+        args,
+        "model",
+        args.model("model")?,
+        sampling.as_ref(),
+    )?);
     let sentences = args.opt_count("sentences")?.unwrap_or(1);
     let given = args.opt_text("given")?;
     let (root, stream) = interp.stream(args)?;
@@ -646,17 +651,22 @@ fn fit_kl_decay_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
     let points = curve_points(args, "kl")?;
     let first = args.opt_count("points")?.unwrap_or(3);
     let fit = fit::fit_kl_decay(&points, first)?;
+    let (lemma5, lemma5_error) = match &fit.lemma5 {
+        Ok(l5) => (
+            Value::record(vec![
+                ("log_inv_alpha", Value::Estimate(l5.log_inv_alpha)),
+                ("beta", Value::Estimate(l5.beta)),
+                ("rss", Value::Num(l5.rss)),
+            ]),
+            Value::None,
+        ),
+        Err(e) => (Value::None, Value::str(&e.to_string())),
+    };
     Ok(Value::record(vec![
         ("log_inv_alpha", Value::Estimate(fit.linear.log_inv_alpha)),
         ("beta", Value::Estimate(fit.linear.beta)),
-        (
-            "lemma5",
-            Value::record(vec![
-                ("log_inv_alpha", Value::Estimate(fit.lemma5.log_inv_alpha)),
-                ("beta", Value::Estimate(fit.lemma5.beta)),
-                ("rss", Value::Num(fit.lemma5.rss)),
-            ]),
-        ),
+        ("lemma5", lemma5),
+        ("lemma5_error", lemma5_error),
     ]))
 }
 

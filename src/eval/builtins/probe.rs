@@ -208,8 +208,9 @@ fn binomial(right: usize, n: usize) -> Estimate {
     }
 }
 
-fn classify_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
-    let (plus, minus) = (args.model("plus")?, args.model("minus")?);
+fn classify_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
+    let plus = interp.for_run(args.model("plus")?);
+    let minus = interp.for_run(args.model("minus")?);
     if plus.vocabulary() != minus.vocabulary() {
         return Err(BebError::from(ModelError::VocabularyMismatch {
             left: plus.name().to_string(),
