@@ -6,61 +6,19 @@
 //! Tests that need the shared model and data skip with a message when they are missing, and
 //! fail when `CI` is set.
 
+mod common;
+
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+
+use common::{shared, stories};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use beb::data::texts::{self, Format};
 use beb::lm::neural::random::{RandomLlama, word_tokenizer_json, write_random_llama};
 use beb::lm::neural::train::{self, Method, Request, Schedule, TrainOptions};
 use beb::lm::neural::{LoadOptions, NeuralModel, RunOptions, lora};
-
-fn shared_root() -> PathBuf {
-    std::env::var("BEB_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("shared")
-        })
-}
-
-/// A folder of the shared data, or `None` (skip) when it is missing outside CI.
-fn shared(sub: &str) -> Option<PathBuf> {
-    let path = shared_root().join(sub);
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "shared files not found at {} (set BEB_SHARED); CI needs them",
-            path.display()
-        );
-    }
-    eprintln!(
-        "skipping: shared files not found at {} (set BEB_SHARED)",
-        path.display()
-    );
-    None
-}
-
-fn stories() -> Option<PathBuf> {
-    shared("models/stories260K")
-}
-
-fn scratch() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "beb-finetune-test-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a scratch folder");
-    dir
-}
 
 fn load(path: &Path) -> NeuralModel {
     NeuralModel::load(path, &LoadOptions::default(), &RunOptions::default())
@@ -142,7 +100,7 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn differentiable_forward_agrees_with_the_inference_path() {
     // A random llama with grouped-query attention and rotate-half rotary embeddings.
-    let dir = scratch();
+    let dir = common::scratch("finetune-test");
     let words = ["<unk>", "<s>", "a", "b", "c", "d", "e", "f"];
     let spec = RandomLlama {
         hidden: 32,
@@ -214,7 +172,7 @@ fn lora_trains_only_the_adapter() {
     // Training moves the adapter only: the base's scores are unchanged, the adapter file
     // holds exactly rank-r matrices for the targets.
     let before = base.token_logprobs(&story_ids(&base)).expect("score");
-    let cache = scratch();
+    let cache = common::scratch("finetune-test");
     let tuned = finetune(
         &base,
         &request(
@@ -254,7 +212,7 @@ fn lora_trains_only_the_adapter() {
 fn a_peft_adapter_written_by_beb_loads_back_and_scores_identically() {
     let Some(dir) = stories() else { return };
     let base = load(&dir.join("hf"));
-    let cache = scratch();
+    let cache = common::scratch("finetune-test");
     let req = request(
         &base,
         &statements(),
@@ -300,7 +258,10 @@ fn a_peft_adapter_written_by_beb_loads_back_and_scores_identically() {
 fn training_is_deterministic_from_the_seed_and_cached() {
     let Some(dir) = stories() else { return };
     let base = load(&dir.join("hf"));
-    let (c1, c2) = (scratch(), scratch());
+    let (c1, c2) = (
+        common::scratch("finetune-test"),
+        common::scratch("finetune-test"),
+    );
     let bytes = |m: &NeuralModel| {
         std::fs::read(m.origin().expect("origin").folder.join(lora::WEIGHTS_FILE)).expect("read")
     };
@@ -377,7 +338,7 @@ fn training_is_deterministic_from_the_seed_and_cached() {
 fn full_finetuning_lowers_the_loss_and_reloads() {
     let Some(dir) = stories() else { return };
     let base = load(&dir.join("stories260K.bin"));
-    let cache = scratch();
+    let cache = common::scratch("finetune-test");
     let req = request(
         &base,
         &statements(),
@@ -410,7 +371,7 @@ fn full_finetuning_lowers_the_loss_and_reloads() {
 fn bad_inputs_are_diagnosed() {
     let Some(dir) = stories() else { return };
     let base = load(&dir.join("hf"));
-    let cache = scratch();
+    let cache = common::scratch("finetune-test");
     let missing = train::with_adapter(&base, &cache.join("nope"));
     let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
@@ -499,7 +460,7 @@ fn finetuned_pairs_tell_held_out_statements_apart() {
     let base = load(&dir.join("hf"));
     let cache = std::env::var_os("BEB_TEST_FINETUNE_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(scratch);
+        .unwrap_or_else(|| common::scratch("finetune-test"));
     let method = std::env::var("BEB_TEST_METHOD").unwrap_or_else(|_| "lora".into());
     let epochs: usize = std::env::var("BEB_TEST_EPOCHS")
         .ok()
@@ -609,7 +570,7 @@ fn run_script(script: &str, dir: &Path) -> (String, Option<beb::error::BebError>
 #[test]
 fn the_builtins_read_train_cache_adapt_and_chat() {
     let Some(models) = stories() else { return };
-    let dir = scratch();
+    let dir = common::scratch("finetune-test");
     let rows: Vec<String> = STATEMENTS
         .iter()
         .enumerate()

@@ -6,22 +6,11 @@
 //! Tests that need the shared model skip with a message when it is missing, and fail when
 //! `CI` is set.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
-fn scratch(name: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "beb-generation-{name}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    dir
-}
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 /// Run `beb ARGS` in `dir`, with `stdin` piped in (or no input at all).
 fn beb(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
@@ -82,32 +71,6 @@ fn assert_fails_with(o: &Output, needle: &str) {
     );
 }
 
-/// The shared stories260K folder, or `None` (skip) when it is missing outside CI.
-fn shared_model() -> Option<PathBuf> {
-    let root = std::env::var("BEB_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("shared")
-        });
-    let model = root.join("models").join("stories260K").join("hf");
-    if model.is_dir() {
-        return Some(model);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "shared model not found at {} (set BEB_SHARED); CI needs it",
-            model.display()
-        );
-    }
-    eprintln!(
-        "skipping: shared model not found at {} (set BEB_SHARED)",
-        model.display()
-    );
-    None
-}
-
 /// The four-sentence world of examples/best_of_n.beb, with a lookup of a sentence's score.
 const WORLD: &str = r#"
 let texts = ["I am glad to help.", "The sky is blue.", "Go away.", "You are useless."]
@@ -139,7 +102,7 @@ fn check(got, exact, draws) {
 
 #[test]
 fn best_of_n_follows_the_exact_distribution_of_the_maximum() {
-    let dir = scratch("best-of-exact");
+    let dir = common::scratch("best-of-exact");
     let script = format!(
         "{WORLD}
 let draws = 4000
@@ -163,7 +126,7 @@ print \"ok\"
 
 #[test]
 fn best_of_one_is_plain_sampling_and_draws_do_not_depend_on_count() {
-    let dir = scratch("best-of-plain");
+    let dir = common::scratch("best-of-plain");
     let script = format!(
         "{WORLD}
 assert sample(plus, count: 50, seed: 5) == sample(plus, best_of: 1, count: 50, seed: 5)
@@ -192,7 +155,7 @@ print \"ok\"
 
 #[test]
 fn best_of_arguments_are_checked() {
-    let dir = scratch("best-of-errors");
+    let dir = common::scratch("best-of-errors");
     let cases = [
         (
             "let m = sentences { \"a.\": 1 @ 1 }\nprint sample(m, best_of: 0)",
@@ -223,7 +186,7 @@ fn best_of_arguments_are_checked() {
 
 #[test]
 fn a_conversation_has_the_exact_structure_of_its_turns() {
-    let dir = scratch("conversation-structure");
+    let dir = common::scratch("conversation-structure");
     let script = r#"
 let q = sentences { "Q.": 1 @ 0 }
 let a = sentences { "A.": 1 @ 1 }
@@ -266,7 +229,7 @@ assert conversation(pick, echo, turns: 20, seed: 4).text != e.text
 
 #[test]
 fn replies_slow_misalignment_in_a_conversation_theorem3() {
-    let dir = scratch("conversation-theorem3");
+    let dir = common::scratch("conversation-theorem3");
     let script = r#"
 let plus = sentences {
   "I am glad to help.": 0.5 @ 1, "The sky is blue.": 0.3 @ 0,
@@ -300,7 +263,7 @@ for t in 3..6 {
 
 #[test]
 fn conversation_arguments_are_checked() {
-    let dir = scratch("conversation-errors");
+    let dir = common::scratch("conversation-errors");
     let world = "let q = sentences { \"Q.\": 1 }\nlet a = sentences { \"A.\": 1 }\n";
     let cases = [
         (
@@ -330,8 +293,10 @@ fn conversation_arguments_are_checked() {
 
 #[test]
 fn conversations_of_a_neural_model_stay_token_ids() {
-    let Some(model) = shared_model() else { return };
-    let dir = scratch("conversation-neural");
+    let Some(model) = common::shared("models/stories260K/hf") else {
+        return;
+    };
+    let dir = common::scratch("conversation-neural");
     let script = format!(
         r#"
 let m = load("{}", unit: sentence(until: ".", max_tokens: 16))
@@ -368,8 +333,10 @@ print expect(m, given: l.prompts[1], behavior: keywords(["sad"]), samples: 8, se
 
 #[test]
 fn best_of_eight_raises_a_keyword_score_on_stories260k() {
-    let Some(model) = shared_model() else { return };
-    let dir = scratch("best-of-neural");
+    let Some(model) = common::shared("models/stories260K/hf") else {
+        return;
+    };
+    let dir = common::scratch("best-of-neural");
     let script = format!(
         r#"
 let m = load("{}", unit: sentence(until: ".", max_tokens: 24))
@@ -404,7 +371,7 @@ Line two.", "Go away."]
 
 #[test]
 fn label_reads_answers_and_writes_a_csv_after_each() {
-    let dir = scratch("label-basic");
+    let dir = common::scratch("label-basic");
     let script = format!("{RESPONSES}print label(responses, file: \"l.csv\")\n");
     // An unknown answer is asked again; the duplicate "Go away." is asked once.
     let o = run(&dir, &script, Some("+\n-1\nmaybe\n0\n-\n"), &[]);
@@ -431,7 +398,7 @@ fn label_reads_answers_and_writes_a_csv_after_each() {
 
 #[test]
 fn label_skips_stops_and_resumes() {
-    let dir = scratch("label-resume");
+    let dir = common::scratch("label-resume");
     let script = format!("{RESPONSES}print label(responses)\n");
     // s skips the first; q stops at the third.
     let o = run(&dir, &script, Some("s\n1\nq\n"), &[]);
@@ -462,7 +429,7 @@ fn label_skips_stops_and_resumes() {
 
 #[test]
 fn labels_score_responses_and_name_unlabelled_ones() {
-    let dir = scratch("labels-scorer");
+    let dir = common::scratch("labels-scorer");
     let script = r#"
 let m = sentences { "Glad to help.": 0.6, "Go away.": 0.3, "The sky is blue.": 0.1 }
 let seen = ["Glad to help.", "Go away.", "The sky is blue."]
@@ -529,8 +496,8 @@ print labels("earlier.csv").labels
 
 #[test]
 fn label_writes_only_where_allowed() {
-    let dir = scratch("label-confined");
-    let outside = scratch("label-outside");
+    let dir = common::scratch("label-confined");
+    let outside = common::scratch("label-outside");
     let target = outside.join("l.csv");
     let script = format!("print label([\"Hi.\"], file: \"{}\")\n", target.display());
     let refused = run(&dir, &script, Some("1\n"), &[]);
@@ -550,7 +517,7 @@ fn label_writes_only_where_allowed() {
 
 #[test]
 fn label_reads_its_answers_from_the_piped_repl() {
-    let dir = scratch("label-repl");
+    let dir = common::scratch("label-repl");
     let input = "let r = [\"a.\", \"b.\"]\nlabel(r, file: \"r.csv\")\n+\n-\nprint 42\n";
     let o = beb(&dir, &["repl", "--seed", "1"], Some(input));
     assert_ok(&o);

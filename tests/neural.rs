@@ -5,10 +5,13 @@
 //! Tests that need the shared models skip with a message when they are missing, and fail
 //! when `CI` is set.
 
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::stories as shared;
 use std::process::Command;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use beb::lm::mixture::Mixture;
 use beb::lm::neural::random::{RandomLlama, word_tokenizer_json, write_random_llama};
@@ -16,42 +19,6 @@ use beb::lm::neural::{LoadOptions, NeuralLm, NeuralModel, RunOptions};
 use beb::lm::{LanguageModel, ModelRef, Sampling, Unit, UnitSpec};
 use beb::measure::{self, Measured, Method};
 use beb::seed::sample_rng;
-
-fn shared() -> Option<PathBuf> {
-    let root = std::env::var("BEB_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("shared")
-        });
-    let models = root.join("models").join("stories260K");
-    if models.is_dir() {
-        return Some(models);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "shared models not found at {} (set BEB_SHARED); CI needs them",
-            models.display()
-        );
-    }
-    eprintln!(
-        "skipping: shared models not found at {} (set BEB_SHARED)",
-        models.display()
-    );
-    None
-}
-
-fn scratch() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "beb-neural-test-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("create a scratch folder");
-    dir
-}
 
 fn load(path: &Path, run: RunOptions) -> NeuralModel {
     NeuralModel::load(path, &LoadOptions::default(), &run)
@@ -276,7 +243,7 @@ fn tiny_pair() -> (NeuralModel, NeuralModel, PathBuf) {
         context: 64,
         std: 1.0,
     };
-    let dir = scratch();
+    let dir = common::scratch("neural-test");
     let tok = word_tokenizer_json(&words);
     write_random_llama(&dir.join("p"), &spec, 1, &tok).expect("write p");
     write_random_llama(&dir.join("q"), &spec, 2, &tok).expect("write q");
@@ -390,7 +357,7 @@ fn expect_error(dir: &Path, script: &str, needles: &[&str]) {
 
 #[test]
 fn bad_inputs_are_diagnostics() {
-    let dir = scratch();
+    let dir = common::scratch("neural-test");
     expect_error(
         &dir,
         "let m = load(\"nowhere/model.gguf\")\n",
@@ -494,7 +461,7 @@ fn bad_inputs_are_diagnostics() {
 #[test]
 fn scripts_measure_neural_models() {
     let Some(shared) = shared() else { return };
-    let dir = scratch();
+    let dir = common::scratch("neural-test");
     let hf = shared.join("hf").display().to_string();
     let q8 = shared.join("stories260K-q8_0.gguf").display().to_string();
     let script = format!(
@@ -562,7 +529,7 @@ fn cache_count(manifest: &str, key: &str) -> u64 {
 #[test]
 fn model_calls_are_cached_and_reused_byte_for_byte() {
     let Some(models) = shared() else { return };
-    let dir = scratch();
+    let dir = common::scratch("neural-test");
     let hf = models.join("hf");
     std::fs::write(
         dir.join("s.beb"),

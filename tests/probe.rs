@@ -7,11 +7,14 @@
 //! Tests that need the shared model and data skip with a message when they are missing, and
 //! fail when `CI` is set.
 
+mod common;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use common::shared;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use beb::fit::probe::{ProbeMethod, ProbeOptions, cross_validate, stratified_folds};
@@ -20,43 +23,6 @@ use beb::lm::neural::{LoadOptions, NeuralModel, RunOptions, train};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
-
-fn shared(sub: &str) -> Option<PathBuf> {
-    let root = std::env::var("BEB_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("shared")
-        });
-    let path = root.join(sub);
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "shared files not found at {} (set BEB_SHARED); CI needs them",
-            path.display()
-        );
-    }
-    eprintln!(
-        "skipping: shared files not found at {} (set BEB_SHARED)",
-        path.display()
-    );
-    None
-}
-
-fn scratch() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "beb-probe-test-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a scratch folder");
-    dir
-}
 
 fn load(path: &Path, batch: usize) -> NeuralModel {
     let run = RunOptions {
@@ -236,7 +202,7 @@ fn hidden_states_of_an_adapted_model_feed_its_own_distribution() {
         return;
     };
     let base = load(&dir.join("hf"), 64);
-    let folder = scratch();
+    let folder = common::scratch("probe-test");
     random_adapter(&base, &folder);
     let adapted = train::with_adapter(&base, &folder).expect("adapter");
     let tensors = candle_core::safetensors::load(dir.join("hf/model.safetensors"), &Device::Cpu)
@@ -509,7 +475,7 @@ fn classify_scores_neural_statements_as_direct_scoring_does() {
     let Some(dir) = shared("models/stories260K") else {
         return;
     };
-    let folder = scratch();
+    let folder = common::scratch("probe-test");
     random_adapter(&load(&dir.join("hf"), 64), &folder);
     let hf = dir.join("hf").display().to_string();
     let (out, error) = run_script(&format!(
