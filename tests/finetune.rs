@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use common::{shared, stories};
-use std::rc::Rc;
 use std::time::Instant;
 
 use beb::data::texts::{self, Format};
@@ -538,33 +536,9 @@ fn finetuned_pairs_tell_held_out_statements_apart() {
     }
 }
 
-/// Stdout of an interpreter, for scripts run in-process.
-#[derive(Clone, Default)]
-struct Captured(Rc<RefCell<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Run `script` with the run folder `dir`: (stdout, the error if it failed).
 fn run_script(script: &str, dir: &Path) -> (String, Option<beb::error::BebError>) {
-    let out = Captured::default();
-    let mut interp = beb::eval::Interp::new(1, Box::new(out.clone()));
-    interp.out_dir = dir.to_path_buf();
-    let file = interp.add_source("<test>", script);
-    let program = interp
-        .parse(file)
-        .unwrap_or_else(|e| panic!("syntax: {e:?}"));
-    let error = interp.run(&program).err();
-    let text = String::from_utf8_lossy(&out.0.borrow()).into_owned();
-    (text, error)
+    common::run_in_process(script, Some(dir))
 }
 
 #[test]

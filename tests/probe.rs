@@ -9,12 +9,10 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::shared;
-use std::rc::Rc;
 use std::time::Instant;
 
 use beb::fit::probe::{ProbeMethod, ProbeOptions, cross_validate, stratified_folds};
@@ -343,30 +341,9 @@ fn bad_probe_inputs_are_errors() {
     assert!(cross_validate(&x, &y, &zero_c, &mut rng).is_err());
 }
 
-#[derive(Clone, Default)]
-struct Captured(Rc<RefCell<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Run `script` with root seed 1: (stdout, the error if it failed).
 fn run_script(script: &str) -> (String, Option<beb::error::BebError>) {
-    let out = Captured::default();
-    let mut interp = beb::eval::Interp::new(1, Box::new(out.clone()));
-    let file = interp.add_source("<test>", script);
-    let program = interp
-        .parse(file)
-        .unwrap_or_else(|e| panic!("syntax: {e:?}"));
-    let error = interp.run(&program).err();
-    let text = String::from_utf8_lossy(&out.0.borrow()).into_owned();
-    (text, error)
+    common::run_in_process(script, None)
 }
 
 /// The numbers of a printed list `[a, b, ...]`.
