@@ -60,6 +60,10 @@ pub fn estimate(mean: f64, stderr: f64) -> String {
     if (0..=8).contains(&decimals) && mean.abs() < 1e12 {
         let d = decimals as usize;
         format!("{mean:.d$} ± {stderr:.d$}")
+    } else if decimals > 8 && (1e-4..1e12).contains(&mean.abs()) {
+        // A near-exact estimate of an ordinary number: the mean in full, the tiny error apart.
+        let d = (decimals as usize).min(15);
+        format!("{mean:.d$} ± {stderr:.1e}")
     } else {
         let digits = ((mean.abs() / stderr).log10().floor().max(0.0) as usize + 1).min(15);
         format!("{mean:.digits$e} ± {stderr:.1e}")
@@ -80,6 +84,7 @@ mod tests {
         assert_eq!(estimate(23.14, 1.23), "23.1 ± 1.2");
         assert_eq!(estimate(4.54e-5, 1.32e-5), "0.000045 ± 0.000013");
         assert_eq!(estimate(4.54e-12, 1.32e-12), "4.5e-12 ± 1.3e-12");
+        assert_eq!(estimate(74.9999999999989, 1.1e-12), "74.9999999999989 ± 1.1e-12");
         assert_eq!(significant(1.23456, 3), "1.23");
         assert_eq!(significant(1234.5, 2), "1234");
         assert_eq!(significant(1.0, 6), "1");
