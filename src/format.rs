@@ -84,7 +84,10 @@ mod tests {
         assert_eq!(estimate(23.14, 1.23), "23.1 ± 1.2");
         assert_eq!(estimate(4.54e-5, 1.32e-5), "0.000045 ± 0.000013");
         assert_eq!(estimate(4.54e-12, 1.32e-12), "4.5e-12 ± 1.3e-12");
-        assert_eq!(estimate(74.9999999999989, 1.1e-12), "74.9999999999989 ± 1.1e-12");
+        assert_eq!(
+            estimate(74.9999999999989, 1.1e-12),
+            "74.9999999999989 ± 1.1e-12"
+        );
         assert_eq!(significant(1.23456, 3), "1.23");
         assert_eq!(significant(1234.5, 2), "1234");
         assert_eq!(significant(1.0, 6), "1");
