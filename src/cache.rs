@@ -129,6 +129,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SHA-256 of a file's contents (hex), read in a stream: weight files and run inputs.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut fs::File::open(path)?, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
 /// A value that can be stored in the cache and read back bit for bit.
 pub trait Cacheable: Sized {
     fn encode(&self) -> Vec<u8>;

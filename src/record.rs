@@ -189,8 +189,8 @@ impl RunRecord {
         }
     }
 
-    /// Create the folder and write the `running` manifest.
-    pub fn begin(&self, cache: &Cache) -> Result<(), BebError> {
+    /// Create the run folder (again, if the script removed it).
+    fn create_folder(&self) -> Result<(), BebError> {
         std::fs::create_dir_all(&self.folder).map_err(|e| {
             BebError::new(
                 ErrorKind::Io,
@@ -199,7 +199,12 @@ impl RunRecord {
                     self.folder.display()
                 ),
             )
-        })?;
+        })
+    }
+
+    /// Create the folder and write the `running` manifest.
+    pub fn begin(&self, cache: &Cache) -> Result<(), BebError> {
+        self.create_folder()?;
         remove_stale_temporaries(&self.folder, 4);
         let manifest = self.manifest(&Status::Running, None, cache);
         self.write(&self.folder.join("manifest.yaml"), &manifest)
@@ -299,15 +304,7 @@ impl RunRecord {
             "plots": interp.plots,
             "assertions": verdicts,
         });
-        std::fs::create_dir_all(&self.folder).map_err(|e| {
-            BebError::new(
-                ErrorKind::Io,
-                format!(
-                    "cannot create the run folder {}: {e}",
-                    self.folder.display()
-                ),
-            )
-        })?;
+        self.create_folder()?;
         self.write(&self.folder.join("results.yaml"), &results)?;
         let manifest = self.manifest(status, Some(interp), interp.cache());
         self.write(&self.folder.join("manifest.yaml"), &manifest)

@@ -261,14 +261,9 @@ impl Interp {
     /// Record a file the results depend on, hashing it now (a file that cannot be read is
     /// left to the builtin reading it to report).
     pub fn note_input(&mut self, path: impl AsRef<Path>) {
-        use sha2::Digest;
         let path = path.as_ref();
-        let Ok(mut file) = std::fs::File::open(path) else {
-            return;
-        };
-        let mut hasher = sha2::Sha256::new();
-        if std::io::copy(&mut file, &mut hasher).is_ok() {
-            self.note_input_file(path, &format!("{:x}", hasher.finalize()));
+        if let Ok(sha) = crate::cache::file_sha256(path) {
+            self.note_input_file(path, &sha);
         }
     }
 
@@ -1636,28 +1631,12 @@ impl Interp {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
 
     use super::*;
 
-    /// Output captured from `print`.
-    #[derive(Clone, Default)]
-    struct Captured(Rc<RefCell<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.borrow_mut().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// Parse and run `src`: (what it printed, its result, the interpreter afterwards).
     fn run_with(src: &str, setup: impl FnOnce(&mut Interp)) -> (String, BebResult<Value>, Interp) {
-        let out = Captured::default();
+        let out = crate::eval::CapturedOutput::default();
         let mut interp = Interp::new(1, Box::new(out.clone()));
         setup(&mut interp);
         let file = interp.add_source("test.beb", src);
@@ -1665,8 +1644,7 @@ mod tests {
             .parse(file)
             .map_err(BebError::from_syntax)
             .and_then(|program| interp.run(&program));
-        let printed = String::from_utf8_lossy(&out.0.borrow()).into_owned();
-        (printed, result, interp)
+        (out.text(), result, interp)
     }
 
     fn printed(src: &str) -> String {

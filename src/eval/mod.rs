@@ -1,6 +1,7 @@
 //! The interpreter: values, scopes, builtins, and evaluation over the spanned AST.
 
 pub mod builtins;
+pub mod capture;
 pub mod env;
 pub mod interp;
 pub mod natives;
@@ -12,5 +13,6 @@ pub mod stdlib;
 pub mod suggest;
 pub mod value;
 
+pub use capture::CapturedOutput;
 pub use interp::Interp;
 pub use value::Value;

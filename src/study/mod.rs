@@ -11,8 +11,6 @@
 
 pub mod spec;
 
-use std::cell::RefCell;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -62,20 +60,6 @@ fn render_spec_error(path: &Path, text: &str, e: &SpecError) -> String {
     .with_help("see docs/results.md#studies for the study file format")
     .with_source(&path.display().to_string(), Arc::from(text));
     render(&error)
-}
-
-/// Output captured in memory (a combination's printed output, saved as stdout.txt).
-#[derive(Clone, Default)]
-struct Captured(Rc<RefCell<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The marker's contents, if the folder holds a finished run with this fingerprint.
@@ -168,7 +152,7 @@ pub fn run(path: &Path, shard: Option<&str>, out: Option<PathBuf>, flags: &RunFl
             cache: cache.clone(),
         };
         let started = Instant::now();
-        let captured = Captured::default();
+        let captured = crate::eval::CapturedOutput::default();
         let mut diagnostics = String::new();
         let outcome = crate::runner::execute(
             &combo.script,
@@ -178,7 +162,7 @@ pub fn run(path: &Path, shard: Option<&str>, out: Option<PathBuf>, flags: &RunFl
             hub.clone(),
             &mut |e: BebError| diagnostics += &render_with(&e, false),
         );
-        let printed = captured.0.borrow().clone();
+        let printed = captured.bytes();
         let _ = write_atomic(&folder.join("stdout.txt"), &printed);
         if !diagnostics.is_empty() {
             let _ = write_atomic(&folder.join("stderr.txt"), diagnostics.as_bytes());

@@ -2,9 +2,7 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use beb::error::BebError;
@@ -59,25 +57,10 @@ pub fn scratch(label: &str) -> PathBuf {
     dir
 }
 
-/// Stdout of an in-process interpreter.
-#[derive(Clone, Default)]
-pub struct Captured(Rc<RefCell<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Run `script` in-process with root seed 1 and run folder `out_dir` (the current folder when
 /// `None`): (stdout, the error if it failed).
 pub fn run_in_process(script: &str, out_dir: Option<&Path>) -> (String, Option<BebError>) {
-    let out = Captured::default();
+    let out = beb::eval::CapturedOutput::default();
     let mut interp = beb::eval::Interp::new(1, Box::new(out.clone()));
     if let Some(dir) = out_dir {
         interp.out_dir = dir.to_path_buf();
@@ -87,6 +70,5 @@ pub fn run_in_process(script: &str, out_dir: Option<&Path>) -> (String, Option<B
         .parse(file)
         .unwrap_or_else(|e| panic!("syntax: {e:?}"));
     let error = interp.run(&program).err();
-    let text = String::from_utf8_lossy(&out.0.borrow()).into_owned();
-    (text, error)
+    (out.text(), error)
 }

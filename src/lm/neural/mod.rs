@@ -24,7 +24,6 @@ use std::rc::Rc;
 use candle_core::{D, DType, Tensor};
 use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
-use sha2::{Digest, Sha256};
 
 pub use load::{GGUF_ARCHITECTURES, HF_ARCHITECTURES, LoadOptions};
 pub use units::{Sampling, UnitSpec};
@@ -163,19 +162,8 @@ impl NeuralModel {
         self.sha256.get_or_init(|| {
             self.files
                 .iter()
-                .map(|f| match std::fs::File::open(f) {
-                    Ok(mut file) => {
-                        let mut hasher = Sha256::new();
-                        match std::io::copy(&mut file, &mut hasher) {
-                            Ok(_) => hasher
-                                .finalize()
-                                .iter()
-                                .map(|b| format!("{b:02x}"))
-                                .collect(),
-                            Err(e) => format!("unreadable ({e})"),
-                        }
-                    }
-                    Err(e) => format!("unreadable ({e})"),
+                .map(|f| {
+                    crate::cache::file_sha256(f).unwrap_or_else(|e| format!("unreadable ({e})"))
                 })
                 .collect()
         })
