@@ -150,7 +150,10 @@ mod figure2 {
         let mut checksum = 0.0;
         for &(i, n) in cells {
             let given = &prompts[i][..n];
-            let method = Method::monte_carlo(samples, 1, format!("figure2/{i}/{n}"));
+            let method = Method::monte_carlo(
+                samples,
+                crate::seed::Stream::new(1, format!("figure2/{i}/{n}")),
+            );
             let kl = measure::kl(p.as_ref(), q.as_ref(), given, 1, &method)
                 .map_err(|e| e.to_string())?;
             checksum += kl.value();
@@ -189,8 +192,7 @@ mod figure2 {
             &[],
             LENGTHS - 1,
             PROMPTS,
-            1,
-            "figure2/prompts",
+            &crate::seed::Stream::new(1, "figure2/prompts"),
         )
         .map_err(|e| e.to_string())?;
         let params = p.as_neural().map(|m| m.model().parameters()).unwrap_or(0);

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cache::Cache;
 use crate::error::{BebError, ErrorKind};
-use crate::eval::Interp;
+use crate::eval::RunContext;
 use crate::report::save::{to_json, write_atomic};
 
 /// How a run ended, as the manifest records it.
@@ -215,7 +215,7 @@ impl RunRecord {
         write_atomic(path, text.as_bytes())
     }
 
-    fn manifest(&self, status: &Status, interp: Option<&Interp>, cache: &Cache) -> Json {
+    fn manifest(&self, status: &Status, run: Option<&RunContext>, cache: &Cache) -> Json {
         let finished = SystemTime::now();
         let sets: serde_json::Map<String, Json> = self
             .sets
@@ -268,19 +268,19 @@ impl RunRecord {
                 }
                 _ => {}
             }
-            if let Some(interp) = interp {
-                let inputs: Vec<Json> = interp
+            if let Some(run) = run {
+                let inputs: Vec<Json> = run
                     .inputs
                     .iter()
                     .map(|f| json!({"path": f.path, "sha256": f.sha256}))
                     .collect();
                 m.insert("inputs".into(), Json::Array(inputs));
-                let mut files: Vec<String> = interp.saved.iter().map(|(p, _)| p.clone()).collect();
-                files.extend(interp.plots.iter().cloned());
+                let mut files: Vec<String> = run.saved.iter().map(|(p, _)| p.clone()).collect();
+                files.extend(run.plots.iter().cloned());
                 files.dedup();
                 m.insert("files".into(), json!(files));
-                if !interp.warnings.is_empty() {
-                    m.insert("warnings".into(), json!(interp.warnings));
+                if !run.warnings.is_empty() {
+                    m.insert("warnings".into(), json!(run.warnings));
                 }
             }
         }
@@ -288,12 +288,12 @@ impl RunRecord {
     }
 
     /// Write the final manifest and `results.yaml` (what finished, even after a failure).
-    pub fn finish(&self, interp: &Interp, status: &Status) -> Result<(), BebError> {
+    pub fn finish(&self, run: &RunContext, status: &Status) -> Result<(), BebError> {
         let mut saved = serde_json::Map::new();
-        for (path, value) in &interp.saved {
+        for (path, value) in &run.saved {
             saved.insert(path.clone(), to_json(value)?);
         }
-        let verdicts: Vec<Json> = interp
+        let verdicts: Vec<Json> = run
             .verdicts
             .iter()
             .map(|v| json!({"assert": v.source, "at": v.location, "passed": v.passed, "detail": v.detail}))
@@ -301,12 +301,12 @@ impl RunRecord {
         let results = json!({
             "status": status.label(),
             "saved": saved,
-            "plots": interp.plots,
+            "plots": run.plots,
             "assertions": verdicts,
         });
         self.create_folder()?;
         self.write(&self.folder.join("results.yaml"), &results)?;
-        let manifest = self.manifest(status, Some(interp), interp.cache());
+        let manifest = self.manifest(status, Some(run), &run.cache);
         self.write(&self.folder.join("manifest.yaml"), &manifest)
     }
 }

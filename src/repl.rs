@@ -54,7 +54,7 @@ pub fn start(seed: Option<u64>) -> i32 {
         root_seed,
         Box::new(std::io::stdout()),
     )));
-    let flag = interp.borrow().interrupt.clone();
+    let flag = interp.borrow().interrupt_flag();
     let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
     if std::io::stdin().is_terminal() {
         eprintln!(
@@ -98,7 +98,7 @@ impl Session {
     fn eval_source(&mut self, name: &str, text: &str) {
         let mut interp = self.interp.borrow_mut();
         interp
-            .interrupt
+            .interrupt_flag()
             .store(false, std::sync::atomic::Ordering::SeqCst);
         let file = interp.add_source(name, text);
         let result = interp
@@ -134,7 +134,7 @@ impl Session {
             "vars" => {
                 let interp = self.interp.borrow();
                 let lines: Vec<String> = interp
-                    .globals
+                    .globals()
                     .local_bindings()
                     .iter()
                     .map(|(n, v)| format!("{n} = {}", short(v)))
@@ -188,10 +188,10 @@ impl Session {
             );
             return;
         }
-        let value = interp.globals.get(topic).or_else(|| {
+        let value = interp.globals().get(topic).or_else(|| {
             // `:help bounds.lemma5_kl` looks inside a module.
             let (module, member) = topic.split_once('.')?;
-            match interp.globals.get(module)? {
+            match interp.globals().get(module)? {
                 Value::Record(r) => r.get(member).cloned(),
                 _ => None,
             }
@@ -300,7 +300,7 @@ impl Completer for BebHelper {
         }
         let interp = self.interp.borrow();
         let mut names: Vec<String> = interp
-            .globals
+            .globals()
             .names()
             .iter()
             .map(|n| n.to_string())

@@ -3,7 +3,6 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -12,7 +11,7 @@ use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use crate::cache::Cache;
 use crate::error::{BebError, ErrorKind};
-use crate::eval::{Interp, Value};
+use crate::eval::{Interp, Settings, Value};
 use crate::record::{RunRecord, Status};
 use crate::report::progress::ProgressHub;
 
@@ -74,7 +73,7 @@ pub fn apply_sets(interp: &mut Interp, sets: &[String]) -> Result<Vec<(String, S
         let file = interp.add_source(&format!("--set {name}"), text);
         let value = match crate::syntax::parse_expression(text, file) {
             Ok(expr) if literal_only(&expr) => {
-                let globals = interp.globals.clone();
+                let globals = interp.globals().clone();
                 match interp.eval(&expr, &globals) {
                     Ok(v) => v,
                     Err(_) => Value::str(text),
@@ -82,8 +81,7 @@ pub fn apply_sets(interp: &mut Interp, sets: &[String]) -> Result<Vec<(String, S
             }
             _ => Value::str(text),
         };
-        interp.globals.define(Rc::from(name), value.clone());
-        interp.params.insert(name.to_string(), value);
+        interp.define_param(name, value);
         applied.push((name.to_string(), text.to_string()));
     }
     Ok(applied)
@@ -107,7 +105,13 @@ fn literal_only(expr: &crate::syntax::Expr) -> bool {
 
 /// `beb check FILE`: exit 0 when the script parses and every name resolves.
 pub fn check(file: &Path, sets: &[String]) -> i32 {
-    let mut interp = Interp::new(0, Box::new(std::io::sink()));
+    let mut interp = Interp::with_settings(
+        Settings {
+            module_dirs: vec![script_dir(file)],
+            ..Settings::default()
+        },
+        Box::new(std::io::sink()),
+    );
     let text = match read_script(file) {
         Ok(t) => t,
         Err(e) => {
@@ -119,7 +123,6 @@ pub fn check(file: &Path, sets: &[String]) -> i32 {
         report(&interp, e);
         return 2;
     }
-    interp.module_dirs = vec![script_dir(file)];
     let id = interp.add_source(&file.display().to_string(), &text);
     let program = match interp.parse(id) {
         Ok(p) => p,
@@ -215,9 +218,6 @@ pub fn execute(
     diagnostic: &mut dyn FnMut(BebError),
 ) -> RunOutcome {
     let root_seed = options.seed.unwrap_or_else(crate::seed::fresh_root_seed);
-    let mut interp = Interp::new(root_seed, stdout);
-    interp.set_progress_hub(progress);
-    interp.interrupt = interrupt;
     let mut outcome = RunOutcome {
         code: 2,
         status: Status::Failed(String::new()),
@@ -228,7 +228,7 @@ pub fn execute(
         Ok(t) => t,
         Err(e) => {
             outcome.status = Status::Failed(e.message.clone());
-            diagnostic(interp.attach_source(e));
+            diagnostic(e);
             return outcome;
         }
     };
@@ -238,13 +238,22 @@ pub fn execute(
         .clone()
         .unwrap_or_else(|| crate::record::fresh_folder(file, root_seed, started));
     let mut record = RunRecord::start(file, &text, root_seed, folder, started);
-    interp.set_cache(options.cache.open());
-    interp.out_dir = record.folder.clone();
-    interp.allow_write = options.allow_write.clone();
+    let mut interp = Interp::with_settings(
+        Settings {
+            root_seed,
+            out_dir: record.folder.clone(),
+            allow_write: options.allow_write.clone(),
+            module_dirs: vec![script_dir(file)],
+            cache: options.cache.open(),
+            progress,
+            interrupt,
+            fuel: None,
+        },
+        stdout,
+    );
     let result = (|| {
         record.sets = apply_sets(&mut interp, &options.sets)?;
         record.begin(interp.cache())?;
-        interp.module_dirs = vec![script_dir(file)];
         let id = interp.add_source(&file.display().to_string(), &text);
         let program = interp.parse(id).map_err(BebError::from_syntax)?;
         if let Some(first) = interp.check(&program).into_iter().next() {
@@ -263,7 +272,7 @@ pub fn execute(
         Err(e) => e.exit_code(),
     };
     // Write what finished even when the script failed part-way.
-    match record.finish(&interp, &outcome.status) {
+    match record.finish(interp.context(), &outcome.status) {
         Ok(()) => outcome.folder = Some(record.folder.clone()),
         Err(e) => diagnostic(interp.attach_source(e)),
     }

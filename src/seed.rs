@@ -7,6 +7,64 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use sha2::{Digest, Sha256};
 
+/// A named random stream under a root seed. Builtins derive every sub-stream through
+/// `child` and `draw`, so a stream's numbers depend only on (root, name), never on what was
+/// drawn before or elsewhere.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Stream {
+    root: u64,
+    name: String,
+}
+
+impl Stream {
+    pub fn new(root: u64, name: impl Into<String>) -> Stream {
+        Stream {
+            root,
+            name: name.into(),
+        }
+    }
+
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A sub-stream for one part of a computation (e.g. one prompt of a list): `NAME/part`.
+    pub fn child(&self, part: &str) -> Stream {
+        Stream::new(self.root, format!("{}/{part}", self.name))
+    }
+
+    /// The stream of draw `index` (`NAME#index`): each sample of a batch has its own, so
+    /// results do not depend on batch size or on the order in which samples are taken.
+    pub fn draw(&self, index: usize) -> Stream {
+        Stream::new(self.root, format!("{}#{index}", self.name))
+    }
+
+    /// The 256-bit seed of this stream.
+    pub fn seed(&self) -> [u8; 32] {
+        stream_seed(self.root, &self.name)
+    }
+
+    pub fn rng(&self) -> ChaCha20Rng {
+        ChaCha20Rng::from_seed(self.seed())
+    }
+
+    /// The generator of draw `index` (`self.draw(index).rng()`).
+    pub fn sample_rng(&self, index: usize) -> ChaCha20Rng {
+        sample_rng(self.root, &self.name, index)
+    }
+}
+
+impl std::fmt::Display for Stream {
+    /// As the run record and assertion messages show a stream.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (root seed {})", self.name, self.root)
+    }
+}
+
 /// The generator for the stream `name` under `root`.
 pub fn stream_rng(root: u64, name: &str) -> ChaCha20Rng {
     ChaCha20Rng::from_seed(stream_seed(root, name))
@@ -54,5 +112,17 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);
+    }
+
+    #[test]
+    fn children_and_draws_extend_the_name() {
+        let s = Stream::new(3, "kl");
+        assert_eq!(s.child("prompt2").name(), "kl/prompt2");
+        assert_eq!(s.draw(5).name(), "kl#5");
+        assert_eq!(
+            s.sample_rng(5).next_u64(),
+            sample_rng(3, "kl", 5).next_u64()
+        );
+        assert_eq!(s.draw(5).rng().next_u64(), s.sample_rng(5).next_u64());
     }
 }

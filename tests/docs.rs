@@ -198,7 +198,7 @@ fn every_builtin_is_documented_with_its_signature() {
         .filter(|b| DOCUMENTED_MODULES.contains(&b.module))
     {
         checked += 1;
-        if !reference.contains(builtin.signature) {
+        if !reference.contains(builtin.signature.as_str()) {
             missing.push(format!(
                 "{} ({}): `{}`",
                 builtin.name, builtin.module, builtin.signature

@@ -17,6 +17,7 @@ use beb::lm::{ModelError, ModelRef, Unit};
 use beb::measure::{
     Measured, Method, expect_scores, kl, lemma2_bound, logratio_var, pointwise_bound, sample_text,
 };
+use beb::seed::Stream;
 use beb::seed::sample_rng;
 
 // ---------------------------------------------------------------------------------------------
@@ -456,7 +457,7 @@ fn monte_carlo_agrees_with_exact() -> Result<(), TestCaseError> {
             len,
             &mut sample_rng(case, "given", 0),
         ))?;
-        let method = Method::monte_carlo(1000, case, "mc");
+        let method = Method::monte_carlo(1000, Stream::new(case, "mc"));
         b_cases += 1;
         let exact_b = ok(expect_scores(&*p, &given, &Method::Exact))?.value();
         if within(&ok(expect_scores(&*p, &given, &method))?, exact_b) {
@@ -533,7 +534,7 @@ fn monte_carlo_intervals_are_calibrated() -> Result<(), ModelError> {
     let seeds = 1000;
     let mut covered = 0;
     for seed in 0..seeds {
-        let method = Method::monte_carlo(200, seed, "calibration");
+        let method = Method::monte_carlo(200, Stream::new(seed, "calibration"));
         let estimate = kl(&*minus, &*mixture, &[], horizon, &method)
             .map_err(|e| ModelError::Invalid(e.to_string()))?
             .as_estimate();

@@ -321,7 +321,14 @@ fn monte_carlo_kl_agrees_with_the_exact_next_token_kl() {
     // The generic exact path (enumerating the one-token support) agrees.
     let enumerated = measure::kl(&pm, &qm, &given, 1, &Method::Exact).expect("exact");
     assert!((enumerated.value() - exact).abs() < 1e-12);
-    let mc = measure::kl(&pm, &qm, &given, 1, &Method::monte_carlo(4000, 3, "kl")).expect("mc");
+    let mc = measure::kl(
+        &pm,
+        &qm,
+        &given,
+        1,
+        &Method::monte_carlo(4000, beb::seed::Stream::new(3, "kl")),
+    )
+    .expect("mc");
     let Measured::Estimate(e) = mc else {
         panic!("an estimate expected")
     };

@@ -66,9 +66,15 @@ fn scratch_dir(label: &str) -> PathBuf {
 /// Parse, check and run `source`; render every error. Panics propagate to the runner.
 /// Counts the sources that parsed, so a test can tell that it reached the interpreter.
 fn exercise(source: &str, out_dir: &Path, parsed: &AtomicUsize) -> Result<(), TestCaseError> {
-    let mut interp = Interp::new(1, Box::new(std::io::sink()));
-    interp.fuel = Some(STEP_BUDGET);
-    interp.out_dir = out_dir.to_path_buf();
+    let mut interp = Interp::with_settings(
+        beb::eval::Settings {
+            root_seed: 1,
+            fuel: Some(STEP_BUDGET),
+            out_dir: out_dir.to_path_buf(),
+            ..beb::eval::Settings::default()
+        },
+        Box::new(std::io::sink()),
+    );
     let file = interp.add_source("fuzz.beb", source);
     let show = |interp: &Interp, error: BebError| {
         let text = render(&interp.attach_source(error));

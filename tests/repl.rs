@@ -134,7 +134,7 @@ fn help_shows_a_builtin_signature_and_doc() {
     let interp = beb::eval::Interp::new(0, Box::new(std::io::sink()));
     let len = interp.builtin("len").expect("len is a builtin");
     let s = repl(":help len\n");
-    assert_eq!(lines(&s), [len.signature, len.doc]);
+    assert_eq!(lines(&s), [len.signature.as_str(), len.doc.as_str()]);
     assert_eq!(s.code, Some(0));
 }
 

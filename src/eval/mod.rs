@@ -1,18 +1,33 @@
 //! The interpreter: values, scopes, builtins, and evaluation over the spanned AST.
+//!
+//! `Interp` (interp.rs) holds the state; its behaviour is split by what it evaluates:
+//! statements (stmt.rs), expressions (expr.rs), calls (call.rs), imports (modules.rs),
+//! assertions (assert.rs) and the provenance of Monte Carlo estimates (provenance.rs).
 
+mod assert;
 pub mod builtins;
+mod call;
 pub mod capture;
 pub mod env;
+mod expr;
 pub mod interp;
+mod modules;
 pub mod natives;
-pub mod ops;
 pub mod plotting;
+mod provenance;
 pub mod resolve;
-pub mod stat_assert;
+pub mod run_context;
 pub mod stdlib;
+mod stmt;
 pub mod suggest;
 pub mod value;
 
 pub use capture::CapturedOutput;
-pub use interp::Interp;
+pub use interp::{Control, Eval, Interp, Settings, Source};
+pub use provenance::describe_streams;
+pub use run_context::{InputFile, RunContext, Verdict};
 pub use value::Value;
+pub use value::ops;
+
+#[cfg(test)]
+mod tests;

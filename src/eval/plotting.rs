@@ -5,9 +5,10 @@ use std::rc::Rc;
 
 use crate::error::{BebError, BebResult};
 use crate::eval::env::Env;
-use crate::eval::interp::{Eval, Interp, field};
+use crate::eval::interp::{Eval, Interp};
 use crate::eval::ops;
 use crate::eval::value::Value;
+use crate::eval::value::access::field;
 use crate::report::plot::{Figure, Format, Legend, Line, Point, Series};
 use crate::syntax::ast::{Expr, ExprKind};
 
@@ -109,7 +110,7 @@ impl Interp {
         let rendered = crate::report::plot::render(&figure, format)
             .map_err(|e| BebError::value(format!("cannot draw {name:?}: {e}")).at(path.span))?;
         let (target, shown) =
-            crate::report::confine::resolve(&name, &self.out_dir, &self.allow_write)
+            crate::report::confine::resolve(&name, &self.run.out_dir, &self.run.allow_write)
                 .map_err(|e| e.at(path.span))?;
         crate::report::save::write_atomic(&target, &rendered.bytes).map_err(|e| e.at(path.span))?;
         if rendered.dropped > 0 {
@@ -118,7 +119,7 @@ impl Interp {
                 rendered.dropped
             ));
         }
-        self.plots.push(shown);
+        self.run.plots.push(shown);
         Ok(())
     }
 }

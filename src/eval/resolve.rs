@@ -199,7 +199,7 @@ impl Resolver<'_> {
                 self.expr(l);
                 self.expr(r);
             }
-            ExprKind::Call { callee, args } => {
+            ExprKind::Call { callee, args, .. } => {
                 self.expr(callee);
                 args.iter().for_each(|a| self.expr(&a.value));
             }

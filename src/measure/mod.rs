@@ -21,7 +21,7 @@ use rand::RngCore;
 pub use bounds::{lemma2_bound, lemma5_bound, lemma7_bound, pointwise_bound};
 
 use crate::lm::{LanguageModel, ModelError, ModelResult, Unit};
-use crate::seed::sample_rng;
+use crate::seed::Stream;
 use crate::stats::Estimate;
 use exact::{Flow, Moments, WeightedMoments, enumerate, markov_moments};
 
@@ -34,20 +34,12 @@ pub enum Method {
     /// Enumerate (or use a closed form); an error when that is impossible or too large.
     Exact,
     /// Average `samples` draws; draw i uses `sample_rng(root_seed, &stream, i)`.
-    MonteCarlo {
-        samples: usize,
-        root_seed: u64,
-        stream: String,
-    },
+    MonteCarlo { samples: usize, stream: Stream },
 }
 
 impl Method {
-    pub fn monte_carlo(samples: usize, root_seed: u64, stream: impl Into<String>) -> Method {
-        Method::MonteCarlo {
-            samples,
-            root_seed,
-            stream: stream.into(),
-        }
+    pub fn monte_carlo(samples: usize, stream: Stream) -> Method {
+        Method::MonteCarlo { samples, stream }
     }
 }
 
@@ -167,12 +159,9 @@ pub fn sample_texts(
     given: &[Unit],
     units: usize,
     count: usize,
-    root_seed: u64,
-    stream: &str,
+    stream: &Stream,
 ) -> ModelResult<Vec<Vec<Unit>>> {
-    let mut rngs: Vec<_> = (0..count)
-        .map(|i| sample_rng(root_seed, stream, i))
-        .collect();
+    let mut rngs: Vec<_> = (0..count).map(|i| stream.sample_rng(i)).collect();
     model.sample_many(given, units, &mut rngs)
 }
 
@@ -205,12 +194,11 @@ fn sampled_logratios(
     given: &[Unit],
     units: usize,
     samples: usize,
-    root_seed: u64,
-    stream: &str,
+    stream: &Stream,
 ) -> Result<Vec<f64>, MeasureError> {
     // Sampling and scoring go through the batched entry points; text i still comes from its
     // own generator, so the values are those of drawing and scoring one text at a time.
-    let texts = sample_texts(p, given, units, samples, root_seed, stream)?;
+    let texts = sample_texts(p, given, units, samples, stream)?;
     let lp = p.logprob_many(given, &texts)?;
     let lq = q.logprob_many(given, &texts)?;
     Ok(lp.into_iter().zip(lq).map(|(a, b)| a - b).collect())
@@ -264,13 +252,9 @@ pub fn kl(
             )?;
             Ok(Measured::Exact(total))
         }
-        Method::MonteCarlo {
-            samples,
-            root_seed,
-            stream,
-        } => {
+        Method::MonteCarlo { samples, stream } => {
             monte_carlo_samples("KL divergence", *samples, 1)?;
-            let values = sampled_logratios(p, q, given, horizon, *samples, *root_seed, stream)?;
+            let values = sampled_logratios(p, q, given, horizon, *samples, stream)?;
             if values.contains(&f64::INFINITY) {
                 return Ok(Measured::Estimate(infinite_estimate(values.len())));
             }
@@ -326,13 +310,9 @@ pub fn logratio_var(
             let Moments { var, .. } = moments.finish();
             Ok(Measured::Exact(var))
         }
-        Method::MonteCarlo {
-            samples,
-            root_seed,
-            stream,
-        } => {
+        Method::MonteCarlo { samples, stream } => {
             monte_carlo_samples("log-ratio variance", *samples, 2)?;
-            let values = sampled_logratios(p, q, given, units, *samples, *root_seed, stream)?;
+            let values = sampled_logratios(p, q, given, units, *samples, stream)?;
             if values.contains(&f64::INFINITY) {
                 return Ok(Measured::Estimate(infinite_estimate(values.len())));
             }
@@ -410,14 +390,10 @@ where
             }
             Ok(Measured::Exact(total))
         }
-        Method::MonteCarlo {
-            samples,
-            root_seed,
-            stream,
-        } => {
+        Method::MonteCarlo { samples, stream } => {
             monte_carlo_samples("behavior expectation", *samples, 1)?;
-            let texts = sample_texts(model, given, 1, *samples, *root_seed, stream)
-                .map_err(MeasureError::from)?;
+            let texts =
+                sample_texts(model, given, 1, *samples, stream).map_err(MeasureError::from)?;
             let mut values = Vec::with_capacity(*samples);
             for text in &texts {
                 let Some(unit) = text.first() else {

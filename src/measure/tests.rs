@@ -4,6 +4,7 @@ use super::*;
 use crate::lm::ModelRef;
 use crate::lm::analytic::{Categorical, Markov};
 use crate::lm::mixture::Mixture;
+use crate::seed::Stream;
 
 fn s(text: &str) -> Unit {
     Unit::Sentence(Rc::from(text))
@@ -71,7 +72,7 @@ fn infinite_kl_prints_inf_not_nan() -> Result<(), MeasureError> {
         &*never_good,
         &[],
         1,
-        &Method::monte_carlo(100, 1, "kl"),
+        &Method::monte_carlo(100, Stream::new(1, "kl")),
     )?;
     assert_eq!(k.value(), f64::INFINITY);
     assert!(k.to_string().starts_with("inf ± nan"), "{k}");
@@ -176,7 +177,11 @@ fn behavior_expectations() -> Result<(), MeasureError> {
     // After "bad": w_minus = 0.9, so P(bad) = 0.9*0.9 + 0.1*0.1 = 0.82 and B = 1 - 2*0.82.
     let b = expect_scores(&*mix, &[s("bad")], &Method::Exact)?;
     assert!(close(b.value(), 1.0 - 2.0 * 0.82, 1e-14), "{b}");
-    let mc = expect_scores(&*mix, &[s("bad")], &Method::monte_carlo(4000, 3, "b"))?;
+    let mc = expect_scores(
+        &*mix,
+        &[s("bad")],
+        &Method::monte_carlo(4000, Stream::new(3, "b")),
+    )?;
     let e = mc.as_estimate();
     assert!((e.mean - b.value()).abs() < 4.0 * e.stderr, "{mc}");
     // A behavior out of range is an error naming the unit.
@@ -196,7 +201,7 @@ fn behavior_expectations() -> Result<(), MeasureError> {
         &*minus,
         &[],
         &mut |_: &Unit| Ok::<f64, MeasureError>(f64::NAN),
-        &Method::monte_carlo(10, 1, "b"),
+        &Method::monte_carlo(10, Stream::new(1, "b")),
     );
     assert!(matches!(err, Err(MeasureError::BehaviorOutOfRange { .. })));
     let unscored: ModelRef = Rc::new(Categorical::with_optional_scores(
@@ -216,11 +221,11 @@ fn behavior_expectations() -> Result<(), MeasureError> {
 #[test]
 fn sampling_is_per_index() -> Result<(), MeasureError> {
     let p = chain("p", 0.8)?;
-    let five = sample_texts(&*p, &[], 4, 5, 11, "prompts")?;
-    let ten = sample_texts(&*p, &[], 4, 10, 11, "prompts")?;
+    let five = sample_texts(&*p, &[], 4, 5, &Stream::new(11, "prompts"))?;
+    let ten = sample_texts(&*p, &[], 4, 10, &Stream::new(11, "prompts"))?;
     assert_eq!(five[..], ten[..5]);
     assert!(ten.iter().all(|t| t.len() == 4));
-    let other = sample_texts(&*p, &[], 4, 10, 12, "prompts")?;
+    let other = sample_texts(&*p, &[], 4, 10, &Stream::new(12, "prompts"))?;
     assert_ne!(ten, other);
     Ok(())
 }
@@ -229,7 +234,7 @@ fn sampling_is_per_index() -> Result<(), MeasureError> {
 fn monte_carlo_kl_and_variance_near_exact() -> Result<(), MeasureError> {
     let (minus, plus) = world()?;
     let mix = half_half(&minus, &plus)?;
-    let method = Method::monte_carlo(4000, 5, "kl");
+    let method = Method::monte_carlo(4000, Stream::new(5, "kl"));
     for n in 1..=3 {
         let exact = kl(&*minus, &*mix, &[], n, &Method::Exact)?.value();
         let mc = kl(&*minus, &*mix, &[], n, &method)?.as_estimate();
@@ -259,8 +264,26 @@ fn logratio_and_argument_errors() -> Result<(), MeasureError> {
     );
     assert!(logratio(&*never_good, &*never_good, &[s("good")], &[]).is_err());
     assert!(kl(&*minus, &*plus, &[], 0, &Method::Exact).is_err());
-    assert!(logratio_var(&*minus, &*plus, &[], 1, &Method::monte_carlo(1, 0, "v")).is_err());
-    assert!(kl(&*minus, &*plus, &[], 1, &Method::monte_carlo(0, 0, "v")).is_err());
+    assert!(
+        logratio_var(
+            &*minus,
+            &*plus,
+            &[],
+            1,
+            &Method::monte_carlo(1, Stream::new(0, "v"))
+        )
+        .is_err()
+    );
+    assert!(
+        kl(
+            &*minus,
+            &*plus,
+            &[],
+            1,
+            &Method::monte_carlo(0, Stream::new(0, "v"))
+        )
+        .is_err()
+    );
     Ok(())
 }
 

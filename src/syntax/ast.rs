@@ -144,6 +144,16 @@ pub struct SentenceEntry {
     pub score: Option<Expr>,
 }
 
+/// Which call this is among the calls written in its source file that name the same
+/// function: the `k` of the `k`-th `sample(...)`. Default seed streams are named by it, so
+/// they do not move when comments, blank lines or formatting change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallSite {
+    /// The callee as written: a name, the last name of `a.b`, or `call`.
+    pub callee: Name,
+    pub ordinal: u32,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExprKind {
     Number(f64),
@@ -163,6 +173,7 @@ pub enum ExprKind {
     Call {
         callee: Box<Expr>,
         args: Vec<Arg>,
+        site: CallSite,
     },
     Index {
         target: Box<Expr>,

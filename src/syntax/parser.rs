@@ -37,7 +37,10 @@ pub fn parse_program(source: &str, file: u32) -> Result<Vec<Stmt>, SyntaxError> 
         message: "empty parse".into(),
         incomplete: false,
     })?;
-    let builder = Builder { file };
+    let builder = Builder {
+        file,
+        calls: Default::default(),
+    };
     builder.statements(program.into_inner())
 }
 
@@ -242,11 +245,27 @@ fn pratt() -> &'static PrattParser<Rule> {
 
 struct Builder {
     file: u32,
+    /// Calls seen so far per callee name, for `CallSite::ordinal`.
+    calls: std::cell::RefCell<std::collections::HashMap<Name, u32>>,
 }
 
 type Built<T> = Result<T, SyntaxError>;
 
 impl Builder {
+    /// The next ordinal for calls of `callee`, in the order the parser builds them.
+    fn call_site(&self, callee: &Expr) -> CallSite {
+        let callee: Name = match &callee.node {
+            ExprKind::Ident(name) => name.clone(),
+            ExprKind::Field { name, .. } => name.node.clone(),
+            _ => Rc::from("call"),
+        };
+        let mut calls = self.calls.borrow_mut();
+        let counter = calls.entry(callee.clone()).or_insert(0);
+        let ordinal = *counter;
+        *counter += 1;
+        CallSite { callee, ordinal }
+    }
+
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
         Span::new(
@@ -548,9 +567,11 @@ impl Builder {
                         .into_inner()
                         .map(|a| self.argument(a))
                         .collect::<Built<Vec<_>>>()?;
+                    let site = self.call_site(&expr);
                     ExprKind::Call {
                         callee: Box::new(expr),
                         args,
+                        site,
                     }
                 }
                 Rule::index => {

@@ -61,10 +61,16 @@ pub fn scratch(label: &str) -> PathBuf {
 /// `None`): (stdout, the error if it failed).
 pub fn run_in_process(script: &str, out_dir: Option<&Path>) -> (String, Option<BebError>) {
     let out = beb::eval::CapturedOutput::default();
-    let mut interp = beb::eval::Interp::new(1, Box::new(out.clone()));
-    if let Some(dir) = out_dir {
-        interp.out_dir = dir.to_path_buf();
-    }
+    let mut interp = beb::eval::Interp::with_settings(
+        beb::eval::Settings {
+            root_seed: 1,
+            out_dir: out_dir
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            ..beb::eval::Settings::default()
+        },
+        Box::new(out.clone()),
+    );
     let file = interp.add_source("<test>", script);
     let program = interp
         .parse(file)

@@ -5,33 +5,37 @@ use crate::data::{self, texts};
 use crate::error::BebResult;
 use crate::eval::builtins::neural::resolve;
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Native};
+use crate::eval::natives::{Args, Decl, Native};
 use crate::eval::value::Value;
 use crate::lm::neural::chat;
 
 pub const NATIVES: &[Native] = &[
     Native {
-        signature: "persona(path: string) -> record",
+        decl: Decl::Legacy("persona(path: string) -> record"),
         doc: "Read a persona file of Anthropic's model-written evaluations (one JSON object per line with `statement` and `answer_matching_behavior`): {behavior, matching, not_matching}, the statements that show the file's behavior (answer_matching_behavior is \" Yes\") and those that do not, each in file order. The side read from that field, never from row order. A path starting with $BEB_SHARED reads the shared folder.",
         func: persona_fn,
     },
     Native {
-        signature: "lines(path: string) -> list",
+        decl: Decl::Legacy("lines(path: string) -> list"),
         doc: "The non-blank lines of a text file (one statement per line), trailing whitespace removed.",
         func: lines_fn,
     },
     Native {
-        signature: "jsonl(path: string, field: string = \"text\") -> list",
+        decl: Decl::Legacy("jsonl(path: string, field: string = \"text\") -> list"),
         doc: "The string field `field` of every row of a JSONL file (one JSON object per line; blank lines skipped).",
         func: jsonl_fn,
     },
     Native {
-        signature: "split(xs: list, held_out: number = 0.2, seed: int | string = none) -> record",
+        decl: Decl::Legacy(
+            "split(xs: list, held_out: number = 0.2, seed: int | string = none) -> record",
+        ),
         doc: "Split a list into {train, held_out}: round(held_out * len) elements chosen uniformly at random from the seed's stream are held out; both parts keep the list's order.",
         func: split_fn,
     },
     Native {
-        signature: "training_texts(statements: list, format: string = \"lines\", separator: string = \".\\n\", group: int = 3) -> list",
+        decl: Decl::Legacy(
+            "training_texts(statements: list, format: string = \"lines\", separator: string = \".\\n\", group: int = 3) -> list",
+        ),
         doc: "The training texts finetune builds from statements (the paper's appendix J): groups of `group` consecutive statements, each group in all its cyclic rotations (leftovers after the last full group dropped). format \"lines\": each statement followed by the separator; \"inst\": [INST]a.[/INST]b.[INST]c.[/INST]; \"llama2\", \"chatml\", \"plain\": the statements as alternating user and assistant turns of that chat template (shown here as strings, <s> and </s> standing for the special tokens).",
         func: training_texts_fn,
     },
@@ -86,8 +90,7 @@ fn split_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
             format!("held_out is a fraction in [0, 1], found {held_out}"),
         ));
     }
-    let (root, name) = interp.stream(args)?;
-    let mut rng = crate::seed::stream_rng(root, &name);
+    let mut rng = interp.stream(args)?.rng();
     let (train, test) = data::split(&xs, held_out, &mut rng);
     Ok(Value::record(vec![
         ("train", Value::list(train)),

@@ -12,7 +12,7 @@ use crate::eval::builtins::data::{string_list, text_options};
 use crate::eval::builtins::models::model_name;
 use crate::eval::builtins::neural::{resolve, unit_arg};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Native};
+use crate::eval::natives::{Args, Decl, Native};
 use crate::eval::value::Value;
 use crate::lm::ModelRef;
 use crate::lm::neural::train::{self, Method, Request, Schedule, Step, TrainOptions};
@@ -20,22 +20,26 @@ use crate::lm::neural::{NeuralLm, NeuralModel, chat, lora};
 
 pub const NATIVES: &[Native] = &[
     Native {
-        signature: "finetune(base: model, statements: list, method: string = \"lora\", rank: int = 8, alpha: number = 32, targets: list = [\"q_proj\", \"v_proj\"], epochs: int = 5, lr: number = 2e-5, batch: int = 8, weight_decay: number = 0.01, schedule: string = \"linear\", format: string = \"lines\", separator: string = \".\\n\", group: int = 3, seed: int | string = 0, cache: string = none, name: string = none) -> model",
+        decl: Decl::Legacy(
+            "finetune(base: model, statements: list, method: string = \"lora\", rank: int = 8, alpha: number = 32, targets: list = [\"q_proj\", \"v_proj\"], epochs: int = 5, lr: number = 2e-5, batch: int = 8, weight_decay: number = 0.01, schedule: string = \"linear\", format: string = \"lines\", separator: string = \".\\n\", group: int = 3, seed: int | string = 0, cache: string = none, name: string = none) -> model",
+        ),
         doc: "Finetune a copy of a neural model on statements by next-token loss (AdamW, linear learning-rate decay, gradients clipped to norm 1): method \"lora\" (an adapter of rank `rank` and scale alpha/rank on the `targets` modules; the base stays frozen) or \"full\" (every weight). Training texts are built as training_texts(statements, format, separator, group) shows (the paper's appendix J). Defaults are the paper's (5 epochs, lr 2e-5, batch 8, r 8, alpha 32). Deterministic from `seed` (a number: fixed across runs, so finetunes are reused; a string names a stream under the run's seed). The result is cached under the key sha256(base weights, texts, hyperparameters, seed) in `cache:` (a folder inside the run folder or one allowed with --allow-write), else $BEB_FINETUNE_CACHE, else runs/.finetune; the same call again loads it instead of training. LoRA results are PEFT adapter folders.",
         func: finetune_fn,
     },
     Native {
-        signature: "adapter(base: model, path: string, name: string = none) -> model",
+        decl: Decl::Legacy("adapter(base: model, path: string, name: string = none) -> model"),
         doc: "The base model with a LoRA adapter in the Hugging Face PEFT layout attached (a folder with adapter_config.json and adapter_model.safetensors; target modules q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj). A model that already has an adapter gets the old one merged into its weights first.",
         func: adapter_fn,
     },
     Native {
-        signature: "finetune_info(model: model) -> record",
+        decl: Decl::Legacy("finetune_info(model: model) -> record"),
         doc: "How a finetuned or adapted model was made: kind (full, lora or adapter), folder, key, cached, rank, alpha, targets, and from the finetune's record epochs, lr, batch, texts, trainable parameters, the mean loss per epoch and the training time in seconds.",
         func: finetune_info_fn,
     },
     Native {
-        signature: "chat(target: model | string, turns: list, system: string = none, template: string = none, unit: record = none) -> text | string",
+        decl: Decl::Legacy(
+            "chat(target: model | string, turns: list, system: string = none, template: string = none, unit: record = none) -> text | string",
+        ),
         doc: "A conversation in a chat template: turns alternate user, assistant, user, ...; `system:` is a system prompt. With a model, the text as token ids (special tokens as ids), cut into the model's units (or `unit:`'s), e.g. sentence(until: \"[/INST]\"); template \"llama2\" (default: [INST] ... [/INST], <<SYS>> ... <</SYS>>), \"chatml\" or \"plain\". With a template name instead of a model, the same conversation as a string (<s> and </s> for the special tokens).",
         func: chat_fn,
     },
@@ -82,9 +86,12 @@ fn cache_root(interp: &Interp, args: &Args) -> BebResult<PathBuf> {
     if args.get("cache").is_some() {
         let folder = args.string("cache")?;
         let probe = format!("{}/{}", folder.trim_end_matches('/'), train::MANIFEST);
-        let (path, _) =
-            crate::report::confine::resolve(&probe, &interp.out_dir, &interp.allow_write)
-                .map_err(|e| e.at(args.span("cache")))?;
+        let (path, _) = crate::report::confine::resolve(
+            &probe,
+            &interp.context().out_dir,
+            &interp.context().allow_write,
+        )
+        .map_err(|e| e.at(args.span("cache")))?;
         return Ok(path
             .parent()
             .map(PathBuf::from)
@@ -99,7 +106,7 @@ fn cache_root(interp: &Interp, args: &Args) -> BebResult<PathBuf> {
 /// Progress of a training run: a bar on stderr when it is a terminal (nothing otherwise).
 /// Returns false (stop) once Ctrl-C was pressed.
 fn reporter(interp: &Interp) -> impl FnMut(&Step) -> bool {
-    let stop = interp.interrupt.clone();
+    let stop = interp.interrupt_flag();
     let hub = interp.progress_hub().clone();
     let mut bar: Option<crate::report::progress::Progress> = None;
     move |step: &Step| {
@@ -191,8 +198,8 @@ fn finetune_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     };
     // A number seed (default 0) does not depend on the run's root seed, so a finetune is
     // the same model, and is found in the cache, whatever seed the run has.
-    let (root, stream) = match args.get("seed") {
-        None => (0, "finetune".to_string()),
+    let stream = match args.get("seed") {
+        None => crate::seed::Stream::new(0, "finetune"),
         Some(_) => interp.stream(args)?,
     };
     let options = TrainOptions {
@@ -202,7 +209,7 @@ fn finetune_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         batch,
         weight_decay: positive("weight_decay", 0.01)?,
         schedule,
-        seed: crate::seed::stream_seed(root, &stream),
+        seed: stream.seed(),
     };
     let built = texts::build(&statements, group, &format, &separator);
     if built.is_empty() {
@@ -224,7 +231,7 @@ fn finetune_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
             "format": format.name(),
             "separator": separator,
             "group": group,
-            "seed_stream": {"root": root, "name": stream},
+            "seed_stream": {"root": stream.root(), "name": stream.name()},
         }),
         cache_root: cache_root(interp, args)?,
     };
@@ -234,7 +241,7 @@ fn finetune_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     drop(report);
     let model = match result {
         Ok(m) => m,
-        Err(_) if interp.interrupt.swap(false, Ordering::SeqCst) => {
+        Err(_) if interp.interrupt_flag().swap(false, Ordering::SeqCst) => {
             return Err(BebError::new(ErrorKind::Interrupted, "interrupted").at(args.call_span));
         }
         Err(e) => return Err(BebError::from(e).at(args.call_span)),

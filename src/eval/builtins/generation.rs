@@ -8,15 +8,18 @@ use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::builtins::models::{sampling_arg, viewed};
 use crate::eval::builtins::neural::{as_one_unit, scorer};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Native};
+use crate::eval::natives::{Args, Decl, Native};
 use crate::eval::value::{Table, Value};
 use crate::lm::neural::{NeuralModel, chat};
 use crate::lm::{Detokenize, ModelError, ModelRef, TokenRun, Unit};
 use crate::measure::{self, MeasureError};
+use crate::seed::Stream;
 use crate::syntax::ast::Span;
 
 pub const NATIVES: &[Native] = &[Native {
-    signature: "conversation(user: model, assistant: model, turns: int, user_sentences: int = 1, reply_sentences: int = 1, given: text = [], user_context: string = \"all\", template: string = none, system: string = none, seed: int | string = none) -> record",
+    decl: Decl::Legacy(
+        "conversation(user: model, assistant: model, turns: int, user_sentences: int = 1, reply_sentences: int = 1, given: text = [], user_context: string = \"all\", template: string = none, system: string = none, seed: int | string = none) -> record",
+    ),
     doc: "A conversation of `turns` turns after `given` (sec. 3.2, Theorem 3): each turn the user model says `user_sentences` units, conditioned on the whole conversation so far (user_context: \"all\") or on its own earlier turns only (\"own\"), then the assistant replies with `reply_sentences` units conditioned on everything so far. Returns {text, user_text, prompts, user_prompts, turns}: the whole conversation, the user's turns alone, for each turn t the conversation up to the user's turn t (what the assistant answered) and the same user text without the replies, and a table of the turns with their unit positions in `text`. Texts stay token ids end to end. template: \"llama2\", \"chatml\" or \"plain\" wraps the turns of neural models in that chat format (`system:` is its system prompt).",
     func: conversation_fn,
 }];
@@ -32,11 +35,11 @@ pub fn best_of_requested(args: &Args) -> bool {
 /// The stream of candidate `j` of every draw: candidate 0 is the plain draw (so best_of: 1 is
 /// plain sampling), and candidate j of draw i is index i of its own stream, so draw i is the
 /// same whatever `count` is, and best-of-2n extends best-of-n with new candidates.
-fn candidate_stream(stream: &str, j: usize) -> String {
+fn candidate_stream(stream: &Stream, j: usize) -> Stream {
     if j == 0 {
-        stream.to_string()
+        stream.clone()
     } else {
-        format!("{stream}/candidate{j}")
+        stream.child(&format!("candidate{j}"))
     }
 }
 
@@ -126,7 +129,7 @@ pub fn best_of_sample(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     let count = args.opt_count("count")?;
     let draws = count.unwrap_or(1);
     let mut judge = Judge::new(args, &model)?;
-    let (root, stream) = interp.stream(args)?;
+    let stream = interp.stream(args)?;
     // Through the run's cache (and its progress bars), as plain sampling is.
     let model = interp.for_run(model);
     let mut best: Vec<Option<(f64, Vec<Unit>)>> = vec![None; draws];
@@ -137,7 +140,6 @@ pub fn best_of_sample(interp: &mut Interp, args: &Args) -> BebResult<Value> {
             &given.units,
             sentences,
             draws,
-            root,
             &candidate_stream(&stream, j),
         )?;
         for (slot, text) in best.iter_mut().zip(texts) {
@@ -274,10 +276,9 @@ fn one_draw(
     model: &ModelRef,
     context: &[Unit],
     units: usize,
-    root: u64,
-    stream: &str,
+    stream: &Stream,
 ) -> BebResult<Vec<Unit>> {
-    let mut texts = measure::sample_texts(model.as_ref(), context, units, 1, root, stream)?;
+    let mut texts = measure::sample_texts(model.as_ref(), context, units, 1, stream)?;
     // Invariant: sample_texts returns one text per requested draw.
     Ok(texts.pop().unwrap_or_default())
 }
@@ -356,7 +357,7 @@ fn conversation_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
             )
         }
     };
-    let (root, stream) = interp.stream(args)?;
+    let stream = interp.stream(args)?;
     let (user, assistant) = (interp.for_run(user), interp.for_run(assistant));
     let progress = interp.progress(turns as u64, "conversation");
 
@@ -383,8 +384,7 @@ fn conversation_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
             &user,
             context,
             user_units,
-            root,
-            &format!("{stream}/user{t}"),
+            &stream.child(&format!("user{t}")),
         )
         .map_err(|e| e.at(args.span("user")))?;
         let user_start = text.len();
@@ -403,8 +403,7 @@ fn conversation_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
             &assistant,
             &text,
             reply_units,
-            root,
-            &format!("{stream}/reply{t}"),
+            &stream.child(&format!("reply{t}")),
         )
         .map_err(|e| e.at(args.span("assistant")))?;
         text.extend(reply.iter().cloned());

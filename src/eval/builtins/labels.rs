@@ -13,18 +13,20 @@ use sha2::{Digest, Sha256};
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::builtins::neural::{Scorer, resolve};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Native};
+use crate::eval::natives::{Args, Decl, Native};
 use crate::eval::value::{Record, Value};
 use crate::lm::{Unit, display_units};
 
 pub const NATIVES: &[Native] = &[
     Native {
-        signature: "label(responses: list, file: string = \"labels.csv\", from: string | list = none) -> list",
+        decl: Decl::Legacy(
+            "label(responses: list, file: string = \"labels.csv\", from: string | list = none) -> list",
+        ),
         doc: "Ask a person to label each response (a text, shown decoded, or a string): + or 1 for +1, 0 for 0, - or -1 for -1, s to skip, q to stop; one answer a line, read from the terminal, or from standard input when it is not one. The answers go to a CSV file (index, text, label) in the run folder, rewritten atomically after each answer; responses already labelled there, or in the `from:` files, are not asked again. Returns the labels in order (none where skipped).",
         func: label_fn,
     },
     Native {
-        signature: "labels(path: string) -> record",
+        decl: Decl::Legacy("labels(path: string) -> record"),
         doc: "A behavior scorer (for score, expect(..., behavior:) and sample(..., by:)) from a CSV file of labels with columns text and label, as label(...) writes: a response scores its label; a response not in the file is an error naming it. A relative path is looked up in the run folder first, then in the current folder.",
         func: labels_fn,
     },
@@ -160,7 +162,7 @@ fn read_rows(path: &Path) -> BebResult<Vec<Row>> {
 fn input_path(interp: &Interp, name: &str) -> PathBuf {
     let path = resolve(name);
     if path.is_relative() {
-        let in_run = interp.out_dir.join(&path);
+        let in_run = interp.context().out_dir.join(&path);
         if in_run.is_file() {
             return in_run;
         }
@@ -237,10 +239,7 @@ fn read_line() -> BebResult<Option<String>> {
 fn store(interp: &mut Interp, book: &Book, path: &Path, shown_path: &str) -> BebResult<()> {
     crate::report::save::write_atomic(path, &book.csv()?)?;
     let value = book.value();
-    match interp.saved.iter_mut().find(|(p, _)| p == shown_path) {
-        Some(entry) => entry.1 = value,
-        None => interp.saved.push((shown_path.to_string(), value)),
-    }
+    interp.context_mut().keep_saved(shown_path, value);
     Ok(())
 }
 
@@ -270,9 +269,12 @@ fn label_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         None => "labels.csv".to_string(),
         Some(_) => args.string("file")?.to_string(),
     };
-    let (path, shown_path) =
-        crate::report::confine::resolve(&name, &interp.out_dir, &interp.allow_write)
-            .map_err(|e| e.at(args.span("file")))?;
+    let (path, shown_path) = crate::report::confine::resolve(
+        &name,
+        &interp.context().out_dir,
+        &interp.context().allow_write,
+    )
+    .map_err(|e| e.at(args.span("file")))?;
     let mut book = Book::default();
     let existed = path.is_file();
     if existed {

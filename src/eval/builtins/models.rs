@@ -7,74 +7,93 @@ use std::rc::Rc;
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::builtins::prelude::numbers;
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Native, as_estimate, as_text, iterate};
+use crate::eval::natives::{Args, Decl, Native, as_estimate, as_text, iterate};
 use crate::eval::value::{Record, Text, Value};
 use crate::fit;
 use crate::lm::analytic::{Categorical, Markov};
 use crate::lm::mixture::Mixture;
 use crate::lm::{ModelRef, Unit};
 use crate::measure::{self, MeasureError, Measured, Method};
+use crate::seed::Stream;
 use crate::stats::Estimate;
 use crate::syntax::ast::Name;
 
 pub const NATIVES: &[Native] = &[
     Native {
-        signature: "categorical(sentences: list, probs: list, scores: list = none, normalize: bool = false, name: string = none) -> model",
+        decl: Decl::Legacy(
+            "categorical(sentences: list, probs: list, scores: list = none, normalize: bool = false, name: string = none) -> model",
+        ),
         doc: "A sentence-level model drawing each sentence independently with the given probabilities; scores are behavior values in [-1, 1]. Probabilities must sum to 1 (within 1e-9) unless normalize is true. The literal `sentences { \"text\": p @ score, ... }` builds the same model.",
         func: categorical_fn,
     },
     Native {
-        signature: "markov(states: list, initial: list, transitions: list, scores: list = none, normalize: bool = false, name: string = none) -> model",
+        decl: Decl::Legacy(
+            "markov(states: list, initial: list, transitions: list, scores: list = none, normalize: bool = false, name: string = none) -> model",
+        ),
         doc: "A sentence-level Markov chain: initial[i] is P(first sentence = states[i]); transitions[i][j] is P(next = states[j] | current = states[i]).",
         func: markov_fn,
     },
     Native {
-        signature: "mixture(*components: model, weights: list = none, log_weights: list = none, alpha: number = none, log_alpha: number = none, name: string = none) -> model",
+        decl: Decl::Legacy(
+            "mixture(*components: model, weights: list = none, log_weights: list = none, alpha: number = none, log_alpha: number = none, name: string = none) -> model",
+        ),
         doc: "The mixture of sequence distributions sum_i w_i P_i (eq. 3). Give weights, log_weights, or for two components alpha (P = alpha P_1 + (1 - alpha) P_2) or log_alpha; everything is kept in log space, so alpha = 1e-300 and log_alpha = -2000 both work.",
         func: mixture_fn,
     },
     Native {
-        signature: "posterior(mixture: model, given: text = [], log: bool = false) -> record",
+        decl: Decl::Legacy(
+            "posterior(mixture: model, given: text = [], log: bool = false) -> record",
+        ),
         doc: "The components' posterior weights after the prefix (eq. 10): w_i(s) proportional to w_i P_i(s). With log: true, natural-log weights (no underflow).",
         func: posterior_fn,
     },
     Native {
-        signature: "sample(model: model, sentences: int = 1, count: int = none, given: text = [], seed: int | string = none, unit: record = none, temperature: number = none, top_k: int = none, top_p: number = none, best_of: int = none, by: function | record = none) -> text | list",
+        decl: Decl::Legacy(
+            "sample(model: model, sentences: int = 1, count: int = none, given: text = [], seed: int | string = none, unit: record = none, temperature: number = none, top_k: int = none, top_p: number = none, best_of: int = none, by: function | record = none) -> text | list",
+        ),
         doc: "Sample a text of `sentences` units after `given` (a list of `count` texts when count is given). Draw i uses its own stream derived from the seed, so results do not depend on count or order. For neural models, `unit:` sets what a unit is and temperature/top_k/top_p change how tokens are drawn (default: ancestral sampling, which measurements always use). With best_of: n, each draw is the best of n candidates by `by:` (a scorer or a function of a text; default the model's own scores), ties to the first (Theorem 4).",
         func: sample_fn,
     },
     Native {
-        signature: "logprob(model: model, text: text, given: text = [], unit: record = none) -> number",
+        decl: Decl::Legacy(
+            "logprob(model: model, text: text, given: text = [], unit: record = none) -> number",
+        ),
         doc: "log P(text | given), exact.",
         func: logprob_fn,
     },
     Native {
-        signature: "logratio(p: model, q: model, text: text, given: text = []) -> number",
+        decl: Decl::Legacy("logratio(p: model, q: model, text: text, given: text = []) -> number"),
         doc: "log P(text | given) - log Q(text | given); for p = P_minus, q = P_plus this is the r of eq. 99.",
         func: logratio_fn,
     },
     Native {
-        signature: "kl(p: model, q: model, given: text | list = [], sentences: int = 1, samples: int = none, seed: int | string = none, unit: record = none) -> number | estimate",
+        decl: Decl::Legacy(
+            "kl(p: model, q: model, given: text | list = [], sentences: int = 1, samples: int = none, seed: int | string = none, unit: record = none) -> number | estimate",
+        ),
         doc: "Conditional KL divergence D_KL(P(.|given) || Q(.|given)) over the next `sentences` units (def. 2). Exact by enumeration; with samples: N a Monte Carlo estimate. A list of prompts as `given` averages over them.",
         func: kl_fn,
     },
     Native {
-        signature: "logratio_var(p: model, q: model, sentences: int, given: text = [], samples: int = none, seed: int | string = none, unit: record = none) -> number | estimate",
+        decl: Decl::Legacy(
+            "logratio_var(p: model, q: model, sentences: int, given: text = [], samples: int = none, seed: int | string = none, unit: record = none) -> number | estimate",
+        ),
         doc: "Var over texts s ~ P(.|given) of `sentences` units of log P(s)/Q(s) (def. 4, sigma-similarity).",
         func: logratio_var_fn,
     },
     Native {
-        signature: "expect(model: model, given: text | list = [], behavior: function | record = none, samples: int = none, seed: int | string = none, unit: record = none) -> number | estimate",
+        decl: Decl::Legacy(
+            "expect(model: model, given: text | list = [], behavior: function | record = none, samples: int = none, seed: int | string = none, unit: record = none) -> number | estimate",
+        ),
         doc: "Behavior expectation B_P(given) = E_{y ~ P(.|given)} B(y) of the next unit (eq. 2). B is the model's own sentence scores, behavior(y) for a one-unit text y, or a scorer made by likelihood_ratio(...), keywords(...) or labels(...). A list of prompts averages over them.",
         func: expect_fn,
     },
     Native {
-        signature: "fit_kl_decay(curve: list | table, points: int = 3) -> record",
+        decl: Decl::Legacy("fit_kl_decay(curve: list | table, points: int = 3) -> record"),
         doc: "Fit KL(n) = log(1/a) - beta n on the first `points` points (sec. 4.1) and Lemma 5's log(1 + e^(log(1/a) - beta n)) on all of them. curve: KL values at n = 0, 1, ... or a table with columns n and kl. Fitted values are estimates with standard errors. When the Lemma 5 fit fails (too few points, no convergence), `lemma5` is none and `lemma5_error` says why; the line's fit is still returned.",
         func: fit_kl_decay_fn,
     },
     Native {
-        signature: "fit_sigma(curve: list | table) -> record",
+        decl: Decl::Legacy("fit_sigma(curve: list | table) -> record"),
         doc: "sigma^2 as the slope of a line through the origin bounding Var(n) (def. 4, sec. 4.2): the tightest bound max Var(n)/n, and a least-squares slope with its standard error. curve: variances at n = 0, 1, ... or a table with columns n and var.",
         func: fit_sigma_fn,
     },
@@ -436,14 +455,13 @@ fn sample_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
     )?);
     let sentences = args.opt_count("sentences")?.unwrap_or(1);
     let given = args.opt_text("given")?;
-    let (root, stream) = interp.stream(args)?;
+    let stream = interp.stream(args)?;
     let count = args.opt_count("count")?;
     let texts = measure::sample_texts(
         model.as_ref(),
         &given.units,
         sentences,
         count.unwrap_or(1),
-        root,
         &stream,
     )?;
     let mut values: Vec<Value> = texts.into_iter().map(Value::text).collect();
@@ -490,7 +508,7 @@ fn prompts(args: &Args) -> BebResult<Vec<Rc<Text>>> {
 }
 
 /// Exact unless `samples:` is given; for several prompts, each gets its own stream.
-fn method(interp: &mut Interp, args: &Args) -> BebResult<Option<(usize, u64, String)>> {
+fn method(interp: &mut Interp, args: &Args) -> BebResult<Option<(usize, Stream)>> {
     match args.opt_count("samples")? {
         None => {
             if args.get("seed").is_some() {
@@ -502,20 +520,17 @@ fn method(interp: &mut Interp, args: &Args) -> BebResult<Option<(usize, u64, Str
             Ok(None)
         }
         Some(0) => Err(args.invalid("samples", "samples must be at least 1")),
-        Some(n) => {
-            let (root, stream) = interp.stream(args)?;
-            Ok(Some((n, root, stream)))
-        }
+        Some(n) => Ok(Some((n, interp.stream(args)?))),
     }
 }
 
-fn method_for(plan: &Option<(usize, u64, String)>, prompt: usize, prompts: usize) -> Method {
+fn method_for(plan: &Option<(usize, Stream)>, prompt: usize, prompts: usize) -> Method {
     match plan {
         None => Method::Exact,
-        Some((n, root, stream)) if prompts > 1 => {
-            Method::monte_carlo(*n, *root, format!("{stream}/prompt{prompt}"))
+        Some((n, stream)) if prompts > 1 => {
+            Method::monte_carlo(*n, stream.child(&format!("prompt{prompt}")))
         }
-        Some((n, root, stream)) => Method::monte_carlo(*n, *root, stream.clone()),
+        Some((n, stream)) => Method::monte_carlo(*n, stream.clone()),
     }
 }
 

@@ -8,64 +8,72 @@ use candle_core::{DType, Device};
 
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Native};
+use crate::eval::natives::{Args, Decl, Native};
 use crate::eval::value::{Record, Value};
 use crate::lm::neural::{LoadOptions, NeuralLm, NeuralModel, RunOptions};
 use crate::lm::{ModelRef, TokenRun, Unit, UnitSpec};
 
 pub const NATIVES: &[Native] = &[
     Native {
-        signature: "load(path: string, dtype: string = \"f32\", device: string = \"cpu\", tokenizer: string = none, unit: record = none, cache_mb: number = 512, batch: int = 64, name: string = none, adapter: string = none) -> model",
+        decl: Decl::Legacy(
+            "load(path: string, dtype: string = \"f32\", device: string = \"cpu\", tokenizer: string = none, unit: record = none, cache_mb: number = 512, batch: int = 64, name: string = none, adapter: string = none) -> model",
+        ),
         doc: "Load a neural model; the format is told by the path: a Hugging Face folder (config.json, safetensors, tokenizer.json; llama, mistral, qwen2, gemma, phi3), a .gguf file (llama, qwen2; tokenizer from its metadata unless `tokenizer:` is given) or a llama2.c .bin checkpoint (with a tokenizer.json beside it or given). dtype: f32, f16 or bf16; device: cpu or cuda[:N] (with the `cuda` build feature). `unit:` is the default unit (tokens(k) or sentence(...); default sentence(until: \".\\n\", max_tokens: 48)). A path starting with $BEB_SHARED reads the shared folder (default ../shared). `adapter:` attaches a LoRA adapter folder in the PEFT layout (see adapter(...)).",
         func: load_fn,
     },
     Native {
-        signature: "tokens(k: int) -> record",
+        decl: Decl::Legacy("tokens(k: int) -> record"),
         doc: "A unit of exactly k tokens, for `unit:` arguments.",
         func: tokens_fn,
     },
     Native {
-        signature: "sentence(until: string | list = \".\\n\", max_tokens: int = 48) -> record",
+        decl: Decl::Legacy(
+            "sentence(until: string | list = \".\\n\", max_tokens: int = 48) -> record",
+        ),
         doc: "A unit that ends at the first token completing one of the delimiter strings, at an end-of-sequence token, or after max_tokens tokens.",
         func: sentence_fn,
     },
     Native {
-        signature: "prompt(model: model, text: string, unit: record = none) -> text",
+        decl: Decl::Legacy("prompt(model: model, text: string, unit: record = none) -> text"),
         doc: "Tokenize a string once and cut its token ids into units (the model's unit unless `unit:` is given). The result is token ids end to end: slicing and measuring it never re-tokenizes.",
         func: prompt_fn,
     },
     Native {
-        signature: "decode(model: model, text: text) -> string",
+        decl: Decl::Legacy("decode(model: model, text: text) -> string"),
         doc: "The text of a text's token ids.",
         func: decode_fn,
     },
     Native {
-        signature: "token_ids(model: model, text: text) -> list",
+        decl: Decl::Legacy("token_ids(model: model, text: text) -> list"),
         doc: "The token ids of a text (without the beginning-of-sequence token the model adds).",
         func: token_ids_fn,
     },
     Native {
-        signature: "next_token_kl(p: model, q: model, given: text = []) -> number",
+        decl: Decl::Legacy("next_token_kl(p: model, q: model, given: text = []) -> number"),
         doc: "Exact KL divergence between the next-token distributions of two neural models (or mixtures of them) after the prefix, summed over the whole vocabulary.",
         func: next_token_kl_fn,
     },
     Native {
-        signature: "likelihood_ratio(plus: model, minus: model, soft: bool = false) -> record",
+        decl: Decl::Legacy(
+            "likelihood_ratio(plus: model, minus: model, soft: bool = false) -> record",
+        ),
         doc: "A behavior scorer (for `expect(..., behavior:)` and `score`): B(y) = sign(log P_plus(y) - log P_minus(y)) (appendix J), or with soft: true, tanh((log P_plus(y) - log P_minus(y)) / 2) = 2 sigmoid(d) - 1. y is scored on its own (after BOS).",
         func: likelihood_ratio_fn,
     },
     Native {
-        signature: "keywords(words: string | list, regex: bool = false, ignore_case: bool = true, hit: number = -1, miss: number = 1) -> record",
+        decl: Decl::Legacy(
+            "keywords(words: string | list, regex: bool = false, ignore_case: bool = true, hit: number = -1, miss: number = 1) -> record",
+        ),
         doc: "A behavior scorer: `hit` when the decoded text contains one of the words (or matches one of the regular expressions), else `miss`.",
         func: keywords_fn,
     },
     Native {
-        signature: "score(scorer: record, text: text) -> number",
+        decl: Decl::Legacy("score(scorer: record, text: text) -> number"),
         doc: "Apply a behavior scorer (likelihood_ratio, keywords or labels) to a text.",
         func: score_fn,
     },
     Native {
-        signature: "model_info(model: model) -> record",
+        decl: Decl::Legacy("model_info(model: model) -> record"),
         doc: "A neural model's identity: architecture, format, parameters, dtype, device, vocabulary size, context length, unit, and the sha256 of its weight files.",
         func: model_info_fn,
     },

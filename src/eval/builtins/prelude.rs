@@ -2,229 +2,222 @@
 
 use std::rc::Rc;
 
+use crate::builtin;
 use crate::error::{BebError, BebResult};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Native, as_estimate, as_text, iterate};
+use crate::eval::natives::{Arg, Args, Decl, Native, NumberOrList, as_estimate, as_text, iterate};
 use crate::eval::ops;
 use crate::eval::value::{RangeValue, Table, Value};
 use crate::format;
+use crate::syntax::ast::Span;
 
 pub const NATIVES: &[Native] = &[
+    Log::NATIVE,
+    Log1p::NATIVE,
+    Exp::NATIVE,
+    Expm1::NATIVE,
+    Sqrt::NATIVE,
+    Abs::NATIVE,
+    Floor::NATIVE,
+    Ceil::NATIVE,
     Native {
-        signature: "log(x: number | list) -> number | list",
-        doc: "Natural logarithm; log(0) is -inf.",
-        func: log,
-    },
-    Native {
-        signature: "log1p(x: number | list) -> number | list",
-        doc: "log(1 + x), accurate for tiny x (e.g. log1p(-1e-300)).",
-        func: log1p,
-    },
-    Native {
-        signature: "exp(x: number | list) -> number | list",
-        doc: "e^x.",
-        func: exp,
-    },
-    Native {
-        signature: "expm1(x: number | list) -> number | list",
-        doc: "e^x - 1, accurate for tiny x.",
-        func: expm1,
-    },
-    Native {
-        signature: "sqrt(x: number | list) -> number | list",
-        doc: "Square root (negative input is an error).",
-        func: sqrt,
-    },
-    Native {
-        signature: "abs(x: number | list) -> number | list",
-        doc: "Absolute value.",
-        func: abs,
-    },
-    Native {
-        signature: "floor(x: number | list) -> number | list",
-        doc: "Largest whole number <= x.",
-        func: floor,
-    },
-    Native {
-        signature: "ceil(x: number | list) -> number | list",
-        doc: "Smallest whole number >= x.",
-        func: ceil,
-    },
-    Native {
-        signature: "round(x: number, digits: int = 0) -> number",
+        decl: Decl::Legacy("round(x: number, digits: int = 0) -> number"),
         doc: "Round half away from zero to `digits` decimals.",
         func: round,
     },
     Native {
-        signature: "logsumexp(xs: list) -> number",
+        decl: Decl::Legacy("logsumexp(xs: list) -> number"),
         doc: "log(sum(exp(x))) without overflow or underflow.",
         func: logsumexp,
     },
     Native {
-        signature: "min(*xs: number | list) -> number",
+        decl: Decl::Legacy("min(*xs: number | list) -> number"),
         doc: "Smallest of the arguments, or of one list.",
         func: min,
     },
     Native {
-        signature: "max(*xs: number | list) -> number",
+        decl: Decl::Legacy("max(*xs: number | list) -> number"),
         doc: "Largest of the arguments, or of one list.",
         func: max,
     },
     Native {
-        signature: "sum(xs: list) -> number",
+        decl: Decl::Legacy("sum(xs: list) -> number"),
         doc: "Sum of a list of numbers (exact: compensated summation).",
         func: sum,
     },
     Native {
-        signature: "mean(xs: list) -> number",
+        decl: Decl::Legacy("mean(xs: list) -> number"),
         doc: "Arithmetic mean of a list of numbers.",
         func: mean,
     },
     Native {
-        signature: "len(x: list | string | text | table | range) -> int",
+        decl: Decl::Legacy("len(x: list | string | text | table | range) -> int"),
         doc: "Number of elements (units for a text, rows for a table).",
         func: len,
     },
     Native {
-        signature: "range(start: int, end: int = none) -> range",
+        decl: Decl::Legacy("range(start: int, end: int = none) -> range"),
         doc: "range(n) is 0..n; range(a, b) is a..b.",
         func: range,
     },
     Native {
-        signature: "map(xs: list, f: function) -> list",
+        decl: Decl::Legacy("map(xs: list, f: function) -> list"),
         doc: "Apply f to every element.",
         func: map,
     },
     Native {
-        signature: "filter(xs: list, keep: function) -> list",
+        decl: Decl::Legacy("filter(xs: list, keep: function) -> list"),
         doc: "The elements for which keep(x) is true.",
         func: filter,
     },
     Native {
-        signature: "all(xs: list, test: function = none) -> bool",
+        decl: Decl::Legacy("all(xs: list, test: function = none) -> bool"),
         doc: "Whether every element (or test(element)) is true.",
         func: all,
     },
     Native {
-        signature: "any(xs: list, test: function = none) -> bool",
+        decl: Decl::Legacy("any(xs: list, test: function = none) -> bool"),
         doc: "Whether some element (or test(element)) is true.",
         func: any,
     },
     Native {
-        signature: "first(xs: list, test: function = none) -> any",
+        decl: Decl::Legacy("first(xs: list, test: function = none) -> any"),
         doc: "The first element (passing test, if given); none if there is none.",
         func: first,
     },
     Native {
-        signature: "zip(*lists: list) -> list",
+        decl: Decl::Legacy("zip(*lists: list) -> list"),
         doc: "Lists of corresponding elements: zip([1, 2], [3, 4]) is [[1, 3], [2, 4]].",
         func: zip,
     },
     Native {
-        signature: "concat(*parts: list | text | string) -> list | text | string",
+        decl: Decl::Legacy("concat(*parts: list | text | string) -> list | text | string"),
         doc: "Join lists, texts or strings end to end.",
         func: concat,
     },
     Native {
-        signature: "sort(xs: list) -> list",
+        decl: Decl::Legacy("sort(xs: list) -> list"),
         doc: "Numbers or strings in ascending order.",
         func: sort,
     },
     Native {
-        signature: "reverse(xs: list) -> list",
+        decl: Decl::Legacy("reverse(xs: list) -> list"),
         doc: "The elements in reverse order.",
         func: reverse,
     },
     Native {
-        signature: "fmt(x: number | estimate, digits: int = 6) -> string",
+        decl: Decl::Legacy("fmt(x: number | estimate, digits: int = 6) -> string"),
         doc: "A number to `digits` significant digits (estimates: mean ± stderr).",
         func: fmt,
     },
     Native {
-        signature: "str(x: any) -> string",
+        decl: Decl::Legacy("str(x: any) -> string"),
         doc: "The value as it would print.",
         func: str_fn,
     },
     Native {
-        signature: "type(x: any) -> string",
+        decl: Decl::Legacy("type(x: any) -> string"),
         doc: "The name of the value's type.",
         func: type_fn,
     },
     Native {
-        signature: "table(rows: list) -> table",
+        decl: Decl::Legacy("table(rows: list) -> table"),
         doc: "A table from a list of records with the same fields.",
         func: table,
     },
     Native {
-        signature: "columns(t: table) -> list",
+        decl: Decl::Legacy("columns(t: table) -> list"),
         doc: "The column names of a table.",
         func: columns,
     },
     Native {
-        signature: "text(sentences: list | string) -> text",
+        decl: Decl::Legacy("text(sentences: list | string) -> text"),
         doc: "A text (prompt) from sentence strings.",
         func: text,
     },
     Native {
-        signature: "sample_mean(xs: list) -> estimate",
+        decl: Decl::Legacy("sample_mean(xs: list) -> estimate"),
         doc: "The mean of sampled values as an estimate: mean ± standard error (n = len(xs)).",
         func: sample_mean,
     },
     Native {
-        signature: "estimate(mean: number, stderr: number, n: int) -> estimate",
+        decl: Decl::Legacy("estimate(mean: number, stderr: number, n: int) -> estimate"),
         doc: "An estimate from its parts (e.g. read back from a saved run).",
         func: estimate,
     },
 ];
 
 /// A function of one number, applied element-wise to lists (and ranges).
-fn num_fn(args: &Args, f: impl Fn(f64) -> f64 + Copy, name: &str) -> BebResult<Value> {
-    fn apply(
-        v: &Value,
-        f: impl Fn(f64) -> f64 + Copy,
-        name: &str,
-        args: &Args,
-    ) -> BebResult<Value> {
+fn elementwise(
+    x: &Arg<NumberOrList>,
+    f: impl Fn(f64) -> f64 + Copy,
+    name: &str,
+) -> BebResult<Value> {
+    fn apply(v: &Value, f: impl Fn(f64) -> f64 + Copy, name: &str, at: Span) -> BebResult<Value> {
         match v {
             Value::Num(x) => ops::checked(f(*x), || format!("{name}({})", format::number(*x))),
-            Value::List(_) | Value::Range(_) => {
-                let items = ops::elements(v)?;
-                Ok(Value::list(
-                    items
-                        .iter()
-                        .map(|i| apply(i, f, name, args))
-                        .collect::<BebResult<_>>()?,
-                ))
-            }
-            _ => Err(args.wrong_type("x", "a number or a list of numbers")),
+            Value::List(_) | Value::Range(_) => Ok(Value::list(
+                ops::elements(v)?
+                    .iter()
+                    .map(|i| apply(i, f, name, at))
+                    .collect::<BebResult<_>>()?,
+            )),
+            other => Err(BebError::argument(format!(
+                "`x` of {name}() must be a number or a list of numbers, found {}",
+                other.type_name()
+            ))
+            .at(at)),
         }
     }
-    apply(args.value("x")?, f, name, args)
+    apply(&x.0, f, name, x.span)
 }
 
-fn log(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    num_fn(a, f64::ln, "log")
+/// Declares a builtin that applies `f` to a number or to each element of a list.
+macro_rules! elementwise {
+    ($(#[doc = $doc:literal])* $S:ident = $name:ident, $f:expr) => {
+        builtin! {
+            $(#[doc = $doc])*
+            $S = $name(x: NumberOrList) -> "number | list"
+        }
+        impl $S {
+            fn run(self, _: &mut Interp) -> BebResult<Value> {
+                elementwise(&self.x, $f, stringify!($name))
+            }
+        }
+    };
 }
-fn log1p(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    num_fn(a, f64::ln_1p, "log1p")
+
+elementwise! {
+    /// Natural logarithm; log(0) is -inf.
+    Log = log, f64::ln
 }
-fn exp(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    num_fn(a, f64::exp, "exp")
+elementwise! {
+    /// log(1 + x), accurate for tiny x (e.g. log1p(-1e-300)).
+    Log1p = log1p, f64::ln_1p
 }
-fn expm1(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    num_fn(a, f64::exp_m1, "expm1")
+elementwise! {
+    /// e^x.
+    Exp = exp, f64::exp
 }
-fn sqrt(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    num_fn(a, f64::sqrt, "sqrt")
+elementwise! {
+    /// e^x - 1, accurate for tiny x.
+    Expm1 = expm1, f64::exp_m1
 }
-fn abs(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    num_fn(a, f64::abs, "abs")
+elementwise! {
+    /// Square root (negative input is an error).
+    Sqrt = sqrt, f64::sqrt
 }
-fn floor(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    num_fn(a, f64::floor, "floor")
+elementwise! {
+    /// Absolute value.
+    Abs = abs, f64::abs
 }
-fn ceil(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    num_fn(a, f64::ceil, "ceil")
+elementwise! {
+    /// Largest whole number <= x.
+    Floor = floor, f64::floor
+}
+elementwise! {
+    /// Smallest whole number >= x.
+    Ceil = ceil, f64::ceil
 }
 
 fn round(_: &mut Interp, a: &Args) -> BebResult<Value> {

@@ -4,7 +4,7 @@
 
 use crate::error::{BebError, BebResult};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Native};
+use crate::eval::natives::{Args, Decl, Native};
 use crate::eval::value::Value;
 use crate::fit::probe::{self, ProbeMethod, ProbeOptions};
 use crate::lm::{ModelError, Unit};
@@ -12,17 +12,19 @@ use crate::stats::Estimate;
 
 pub const NATIVES: &[Native] = &[
     Native {
-        signature: "hidden_states(model: model, texts: list, layer: int = -1) -> list",
+        decl: Decl::Legacy("hidden_states(model: model, texts: list, layer: int = -1) -> list"),
         doc: "For each text (a string, tokenized once, or a text of token ids), the hidden state of its last token as a list of numbers, read after the model's BOS as when scoring. layer -1 (default) is after the final norm, what the LM head multiplies; 0 is the token embeddings; k is the output of block k. Texts run in batches of similar lengths.",
         func: hidden_states_fn,
     },
     Native {
-        signature: "probe(features: list, labels: list, method: string = \"logistic\", folds: int = 5, c: number = 1, seed: int | string = none) -> record",
+        decl: Decl::Legacy(
+            "probe(features: list, labels: list, method: string = \"logistic\", folds: int = 5, c: number = 1, seed: int | string = none) -> record",
+        ),
         doc: "Stratified k-fold cross-validation of a linear classifier of feature vectors (lists of numbers) into two labels (any two distinct values): method \"logistic\" (L2-regularised logistic regression) or \"svm\" (linear soft-margin SVM); c is the inverse regularisation strength (scikit-learn's C). Features are standardised with each training part's own mean and deviation. Returns {accuracy (mean over folds, stderr from the folds' spread, n = folds), std (the folds' standard deviation), fold_accuracy, n, folds, method, c, baseline (the larger class's share)}. Folds are drawn from the seed's stream.",
         func: probe_fn,
     },
     Native {
-        signature: "classify(plus: model, minus: model, good: list, bad: list) -> record",
+        decl: Decl::Legacy("classify(plus: model, minus: model, good: list, bad: list) -> record"),
         doc: "The likelihood-ratio classifier of the paper's table 1: each statement (a string or a text, scored on its own after BOS) is called ill-behaved when log P_minus(s) > log P_plus(s). Returns {accuracy, good_accuracy, bad_accuracy (binomial estimates: stderr sqrt(p(1 - p)/n)), n, ties, good_logratio, bad_logratio (log P_plus(s) - log P_minus(s) per statement)}.",
         func: classify_fn,
     },
@@ -173,8 +175,7 @@ fn probe_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         return Err(args.invalid("c", format!("c must be a positive number, found {c}")));
     }
     let options = ProbeOptions { method, folds, c };
-    let (root, name) = interp.stream(args)?;
-    let mut rng = crate::seed::stream_rng(root, &name);
+    let mut rng = interp.stream(args)?.rng();
     let result = probe::cross_validate(&features, &labels, &options, &mut rng)
         .map_err(|e| BebError::from(e).at(args.span("features")))?;
     Ok(Value::record(vec![

@@ -5,18 +5,20 @@ use rand::Rng;
 
 use crate::error::{BebError, BebResult};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Native};
+use crate::eval::natives::{Args, Decl, Native};
 use crate::eval::value::Value;
 
 pub const NATIVES: &[Native] = &[
     Native {
-        signature: "interval(x: estimate | number, level: number = 95) -> list",
+        decl: Decl::Legacy("interval(x: estimate | number, level: number = 95) -> list"),
         doc: "The two-sided confidence interval [low, high] of an estimate at `level` percent \
               (normal approximation); a number's interval is the number itself.",
         func: interval,
     },
     Native {
-        signature: "bootstrap(data: list, f: function, resamples: int = 1000, level: number = 95, seed: int | string = none) -> record",
+        decl: Decl::Legacy(
+            "bootstrap(data: list, f: function, resamples: int = 1000, level: number = 95, seed: int | string = none) -> record",
+        ),
         doc: "Bootstrap f(data): resample `data` with replacement `resamples` times and summarise \
               f's numeric result (a number, an estimate's mean, or a record or list of them) as \
               {value, stderr, lo, hi}: the value on the data, the bootstrap standard error and \
@@ -24,7 +26,7 @@ pub const NATIVES: &[Native] = &[
         func: bootstrap,
     },
     Native {
-        signature: "param(name: string, default: any = none) -> any",
+        decl: Decl::Legacy("param(name: string, default: any = none) -> any"),
         doc: "The value given on the command line as `--set name=...` (a study's parameters \
               arrive this way), or `default` when the run was not given one.",
         func: param,
@@ -61,7 +63,7 @@ fn interval(_: &mut Interp, a: &Args) -> BebResult<Value> {
 
 fn param(interp: &mut Interp, a: &Args) -> BebResult<Value> {
     let name = a.string("name")?;
-    Ok(match interp.params.get(&*name) {
+    Ok(match interp.context().params.get(&*name) {
         Some(v) => v.clone(),
         None => a.get("default").cloned().unwrap_or(Value::None),
     })
@@ -198,7 +200,7 @@ fn bootstrap(interp: &mut Interp, a: &Args) -> BebResult<Value> {
     if data.is_empty() {
         return Err(a.invalid("data", "cannot bootstrap an empty list"));
     }
-    let (root, stream) = interp.stream(a)?;
+    let stream = interp.stream(a)?;
     let span = a.call_span;
     let on_data = interp.call_simple(&f, vec![Value::list(data.clone())], span)?;
     let shape = shape_of(&on_data)?;
@@ -209,7 +211,7 @@ fn bootstrap(interp: &mut Interp, a: &Args) -> BebResult<Value> {
     let n = data.len();
     let mut values = Vec::with_capacity(point.len());
     for b in 0..resamples {
-        let mut rng = crate::seed::sample_rng(root, &stream, b);
+        let mut rng = stream.sample_rng(b);
         let resample: Vec<Value> = (0..n)
             .map(|_| data[rng.random_range(0..n)].clone())
             .collect();

@@ -1,6 +1,10 @@
 //! Runtime values. Containers are reference-counted so passing a curve around is cheap;
 //! values are immutable once built (a sweep builds a new table, it never edits one).
 
+pub mod access;
+pub mod format_spec;
+pub mod ops;
+
 use std::fmt;
 use std::rc::Rc;
 

@@ -9,48 +9,149 @@ use crate::eval::interp::Interp;
 use crate::eval::value::{Text, Value};
 use crate::lm::ModelRef;
 use crate::stats::Estimate;
-use crate::syntax::ast::Span;
+use crate::syntax::ast::{CallSite, Span};
+
+mod arg;
+mod domain;
+
+pub use arg::{
+    Arg, FromArg, Func, List, Mismatch, NumOrEstimate, NumberOrList, Numbers, Seed, Strings,
+};
+pub use domain::{Behavior, ModelPath, Prompts, unit_value};
 
 pub type NativeFn = fn(&mut Interp, &Args) -> BebResult<Value>;
 
 /// A builtin as declared by its module.
 pub struct Native {
-    /// e.g. `"kl(p: model, q: model, given: text = [], samples: int = none) -> number | estimate"`
-    pub signature: &'static str,
+    pub decl: Decl,
     pub doc: &'static str,
     pub func: NativeFn,
 }
 
-/// One declared parameter, parsed from the signature.
+/// How a builtin declares its parameters.
+pub enum Decl {
+    /// A signature string, e.g. `"kl(p: model, q: model, given: text = []) -> number"`;
+    /// arguments are read by name.
+    Legacy(&'static str),
+    /// Typed parameters, declared with `builtin!`.
+    Typed {
+        name: &'static str,
+        params: &'static [ParamDecl],
+        returns: &'static str,
+    },
+}
+
+/// One typed parameter: its name, its type as shown, and its default in beb syntax.
+pub struct ParamDecl {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub default: Option<&'static str>,
+    pub variadic: bool,
+}
+
+/// One declared parameter, as binding needs it.
 #[derive(Clone, Debug)]
 pub struct ParamSpec {
     pub name: String,
     pub optional: bool,
     pub variadic: bool,
+    /// The declared default (typed builtins); `none` when absent.
+    pub default: Option<Value>,
 }
 
 /// A registered builtin: the declaration plus its parsed parameter list.
 pub struct Builtin {
     pub name: String,
     pub module: &'static str,
-    pub signature: &'static str,
-    pub doc: &'static str,
+    pub signature: String,
+    pub doc: String,
     pub params: Vec<ParamSpec>,
     pub func: NativeFn,
 }
 
 impl Builtin {
     pub fn new(module: &'static str, native: &Native) -> Builtin {
-        let (name, params) = parse_signature(native.signature);
-        Builtin {
-            name,
-            module,
-            signature: native.signature,
-            doc: native.doc,
-            params,
-            func: native.func,
+        let doc = native
+            .doc
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim()
+            .to_string();
+        match &native.decl {
+            Decl::Legacy(signature) => {
+                let (name, params) = parse_signature(signature);
+                Builtin {
+                    name,
+                    module,
+                    signature: signature.to_string(),
+                    doc,
+                    params,
+                    func: native.func,
+                }
+            }
+            Decl::Typed {
+                name,
+                params,
+                returns,
+            } => {
+                let shown: Vec<String> = params
+                    .iter()
+                    .map(|p| {
+                        let star = if p.variadic { "*" } else { "" };
+                        match p.default {
+                            Some(d) => format!("{star}{}: {} = {d}", p.name, p.ty),
+                            None => format!("{star}{}: {}", p.name, p.ty),
+                        }
+                    })
+                    .collect();
+                Builtin {
+                    name: name.trim_start_matches("r#").to_string(),
+                    module,
+                    signature: format!("{name}({}) -> {returns}", shown.join(", ")),
+                    doc,
+                    params: params
+                        .iter()
+                        .map(|p| ParamSpec {
+                            name: p.name.to_string(),
+                            optional: p.default.is_some() || p.variadic,
+                            variadic: p.variadic,
+                            default: p.default.and_then(literal),
+                        })
+                        .collect(),
+                    func: native.func,
+                }
+            }
         }
     }
+}
+
+/// The value of a default written in beb syntax: a literal (numbers, strings, booleans,
+/// `none`, lists and records of literals).
+fn literal(text: &str) -> Option<Value> {
+    use crate::syntax::ast::{ExprKind, StrPart, UnaryOp};
+    fn value(e: &crate::syntax::ast::Expr) -> Option<Value> {
+        Some(match &e.node {
+            ExprKind::Number(x) => Value::Num(*x),
+            ExprKind::Bool(b) => Value::Bool(*b),
+            ExprKind::None => Value::None,
+            ExprKind::Str(parts) => match parts.as_slice() {
+                [] => Value::str(""),
+                [StrPart::Text(t)] => Value::str(t),
+                _ => return None,
+            },
+            ExprKind::Unary(UnaryOp::Neg, inner) => match value(inner)? {
+                Value::Num(x) => Value::Num(-x),
+                _ => return None,
+            },
+            ExprKind::List(items) => Value::list(items.iter().map(value).collect::<Option<_>>()?),
+            _ => return None,
+        })
+    }
+    crate::syntax::parse_expression(text, u32::MAX)
+        .ok()
+        .and_then(|e| value(&e))
 }
 
 /// `name(a: t, b: t = d, *rest: t) -> r` into the name and parameters. Types and defaults
@@ -84,6 +185,7 @@ fn parse_signature(signature: &str) -> (String, Vec<ParamSpec>) {
                     name: pname,
                     optional: piece.contains('=') || variadic,
                     variadic,
+                    default: None,
                 });
             }
             current.clear();
@@ -100,6 +202,8 @@ pub struct Args {
     values: Vec<Option<(Value, Span)>>,
     pub rest: Vec<(Value, Span)>,
     pub call_span: Span,
+    /// Where the call is written, when it is (names the call's default seed stream).
+    pub site: Option<CallSite>,
 }
 
 impl Args {
@@ -187,6 +291,7 @@ impl Args {
             values,
             rest,
             call_span,
+            site: None,
         })
     }
 
@@ -325,6 +430,118 @@ impl Args {
     }
 }
 
+/// Where a builtin is called: for diagnostics about the whole call and for naming its
+/// default seed stream.
+#[derive(Clone)]
+pub struct Call {
+    pub span: Span,
+    pub builtin: Rc<Builtin>,
+    pub site: Option<CallSite>,
+}
+
+impl Call {
+    /// A value error pointing at the whole call.
+    pub fn invalid(&self, message: impl Into<String>) -> BebError {
+        BebError::new(ErrorKind::Value, message).at(self.span)
+    }
+}
+
+impl Args {
+    /// Where this call is written.
+    pub fn call(&self) -> Call {
+        Call {
+            span: self.call_span,
+            builtin: self.builtin.clone(),
+            site: self.site.clone(),
+        }
+    }
+
+    /// The bound arguments in declaration order, for a typed builtin to convert.
+    pub fn slots(&self) -> Slots<'_> {
+        Slots {
+            args: self,
+            next: 0,
+        }
+    }
+}
+
+/// Hands out a typed builtin's arguments in declaration order (see `builtin!`).
+pub struct Slots<'a> {
+    args: &'a Args,
+    next: usize,
+}
+
+impl Slots<'_> {
+    /// The next declared parameter (`name`, as declared), converted to its type; a missing
+    /// or `none` argument takes the declared default.
+    pub fn next<T: FromArg>(&mut self, name: &'static str) -> BebResult<Arg<T>> {
+        let i = self.next;
+        self.next += 1;
+        let args = self.args;
+        let spec = args.builtin.params.get(i);
+        let given = args.values.get(i).and_then(|slot| slot.as_ref());
+        let (value, span) = match given {
+            Some((v, span)) if !matches!(v, Value::None) => (v.clone(), *span),
+            _ => (
+                spec.and_then(|p| p.default.clone()).unwrap_or(Value::None),
+                args.call_span,
+            ),
+        };
+        let converted = match value {
+            Value::None => T::absent().ok_or_else(|| wrong_type::<T>(args, name, "nothing", span)),
+            v => T::from_value(&v, name).map_err(|m| match m {
+                Mismatch::Type => wrong_type::<T>(args, name, v.type_name(), span),
+                Mismatch::Invalid(message) => BebError::new(ErrorKind::Value, message).at(span),
+            }),
+        }?;
+        Ok(Arg {
+            value: converted,
+            span,
+            name,
+        })
+    }
+
+    /// The variadic first parameter: every positional argument, converted.
+    pub fn rest<T: FromArg>(&mut self) -> BebResult<Vec<Arg<T>>> {
+        self.next += 1;
+        let args = self.args;
+        let name: &'static str = "rest";
+        args.rest
+            .iter()
+            .map(|(v, span)| {
+                T::from_value(v, name)
+                    .map(|value| Arg {
+                        value,
+                        span: *span,
+                        name,
+                    })
+                    .map_err(|m| match m {
+                        Mismatch::Type => wrong_type::<T>(args, name, v.type_name(), *span),
+                        Mismatch::Invalid(message) => {
+                            BebError::new(ErrorKind::Value, message).at(*span)
+                        }
+                    })
+            })
+            .collect()
+    }
+}
+
+fn wrong_type<T: FromArg>(args: &Args, name: &str, found: &str, span: Span) -> BebError {
+    let what = match args.builtin.params.iter().find(|p| p.variadic) {
+        Some(p) if name == "rest" => p.name.as_str(),
+        _ => name,
+    };
+    signature_error(
+        &args.builtin,
+        format!(
+            "`{what}` of {}() must be {}, found {found}",
+            args.builtin.name,
+            T::EXPECTED
+        ),
+        span,
+    )
+}
+
 fn signature_error(builtin: &Builtin, message: String, span: Span) -> BebError {
     BebError::new(ErrorKind::Argument, message)
         .at(span)
@@ -420,7 +637,7 @@ mod tests {
         Rc::new(Builtin::new(
             "test",
             &Native {
-                signature,
+                decl: Decl::Legacy(signature),
                 doc: "",
                 func: nothing,
             },

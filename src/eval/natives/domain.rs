@@ -1,0 +1,147 @@
+//! Parameter types for beb's domain: model file paths, units of text, prompts to average
+//! over, behaviors. Builtins that share a kind of argument convert it here, once, instead of
+//! calling each other's helpers.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use crate::eval::value::{Record, Text, Value};
+use crate::lm::UnitSpec;
+
+use super::{FromArg, Mismatch, as_text, to_count};
+
+/// A path to a model or data file; `$BEB_SHARED/...` reads the shared folder from the
+/// environment (default `../shared`).
+#[derive(Clone, Debug)]
+pub struct ModelPath(pub PathBuf);
+
+impl ModelPath {
+    pub fn new(path: &str) -> ModelPath {
+        ModelPath(match path.strip_prefix("$BEB_SHARED") {
+            Some(rest) => {
+                let root = std::env::var("BEB_SHARED").unwrap_or_else(|_| "../shared".into());
+                PathBuf::from(format!("{root}{rest}"))
+            }
+            None => PathBuf::from(path),
+        })
+    }
+}
+
+impl FromArg for ModelPath {
+    const TYPE: &'static str = "string";
+    const EXPECTED: &'static str = "a string";
+    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
+        match value {
+            Value::Str(s) => Ok(ModelPath::new(s)),
+            _ => Err(Mismatch::Type),
+        }
+    }
+}
+
+/// What a unit of text is for a neural model: a record made by `tokens(k)` or
+/// `sentence(until: ..., max_tokens: ...)`, validated.
+impl FromArg for UnitSpec {
+    const TYPE: &'static str = "record";
+    const EXPECTED: &'static str = "a unit";
+    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
+        let spec = unit_of(value).ok_or_else(|| {
+            Mismatch::Invalid(
+                "a unit is made by tokens(k) or sentence(until: ..., max_tokens: ...)".into(),
+            )
+        })?;
+        spec.validate()
+            .map_err(|e| Mismatch::Invalid(e.to_string()))?;
+        Ok(spec)
+    }
+}
+
+fn unit_of(value: &Value) -> Option<UnitSpec> {
+    let Value::Record(r) = value else { return None };
+    let count = |v: &Value| match v {
+        Value::Num(x) => to_count(*x),
+        _ => None,
+    };
+    match r.get("unit")? {
+        Value::Str(s) if &**s == "tokens" => Some(UnitSpec::Tokens(count(r.get("k")?)?)),
+        Value::Str(s) if &**s == "sentence" => {
+            let until = match r.get("until")? {
+                Value::List(items) => items
+                    .iter()
+                    .map(|v| match v {
+                        Value::Str(s) => Some(s.to_string()),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()?,
+                _ => return None,
+            };
+            Some(UnitSpec::Sentence {
+                until,
+                max_tokens: count(r.get("max_tokens")?)?,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A unit as scripts see it (what `tokens(k)` and `sentence(...)` return).
+pub fn unit_value(spec: &UnitSpec) -> Value {
+    match spec {
+        UnitSpec::Tokens(k) => Value::record(vec![
+            ("unit", Value::str("tokens")),
+            ("k", Value::Num(*k as f64)),
+        ]),
+        UnitSpec::Sentence { until, max_tokens } => Value::record(vec![
+            ("unit", Value::str("sentence")),
+            (
+                "until",
+                Value::list(until.iter().map(|s| Value::str(s)).collect()),
+            ),
+            ("max_tokens", Value::Num(*max_tokens as f64)),
+        ]),
+    }
+}
+
+/// The prompts a measurement is conditioned on: one text, or a list of texts to average
+/// over.
+#[derive(Clone, Debug)]
+pub struct Prompts(pub Vec<Rc<Text>>);
+
+impl FromArg for Prompts {
+    const TYPE: &'static str = "text | list";
+    const EXPECTED: &'static str = "a text";
+    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
+        match value {
+            Value::List(items)
+                if !items.is_empty() && items.iter().all(|v| matches!(v, Value::Text(_))) =>
+            {
+                Ok(Prompts(items.iter().filter_map(as_text).collect()))
+            }
+            other => as_text(other)
+                .map(|t| Prompts(vec![t]))
+                .ok_or(Mismatch::Type),
+        }
+    }
+    fn absent() -> Option<Self> {
+        Some(Prompts(vec![Rc::new(Text::default())]))
+    }
+}
+
+/// How a behavior is scored: a function of a one-unit text, or a scorer record made by
+/// `likelihood_ratio(...)`, `keywords(...)` or `labels(...)`.
+#[derive(Clone, Debug)]
+pub enum Behavior {
+    Function(Value),
+    Scorer(Rc<Record>),
+}
+
+impl FromArg for Behavior {
+    const TYPE: &'static str = "function | record";
+    const EXPECTED: &'static str = "a function or a scorer";
+    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
+        match value {
+            Value::Func(_) | Value::Native(_) => Ok(Behavior::Function(value.clone())),
+            Value::Record(r) => Ok(Behavior::Scorer(r.clone())),
+            _ => Err(Mismatch::Type),
+        }
+    }
+}
