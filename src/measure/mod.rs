@@ -11,6 +11,7 @@
 //!
 //! All probabilities stay in log space; infinite divergences come out as `+inf`, never NaN.
 
+pub mod behavior;
 mod bounds;
 mod exact;
 

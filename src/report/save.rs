@@ -121,6 +121,7 @@ pub fn to_json(value: &Value) -> BebResult<Json> {
         }
         Value::Text(t) => Json::Array(t.units.iter().map(|u| json!(u.to_string())).collect()),
         Value::Model(m) => json!(m.name()),
+        Value::Object(o) => to_json(&Value::Record(std::rc::Rc::new(Value::object_record(&**o))))?,
         Value::Func(_) | Value::Native(_) => {
             return Err(BebError::type_error("a function cannot be saved"));
         }

@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use crate::eval::value::{Record, Text, Value};
+use crate::error::{BebError, ErrorKind};
+use crate::eval::value::{HostObject, Text, Value};
 use crate::lm::UnitSpec;
+use crate::measure::behavior::{ScoreError, Scorer};
 
 use super::{FromArg, Mismatch, as_text, to_count};
 
@@ -126,22 +128,107 @@ impl FromArg for Prompts {
     }
 }
 
-/// How a behavior is scored: a function of a one-unit text, or a scorer record made by
+/// How a behavior is scored: a function of a one-unit text, or a scorer made by
 /// `likelihood_ratio(...)`, `keywords(...)` or `labels(...)`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Behavior {
     Function(Value),
-    Scorer(Rc<Record>),
+    Scorer(Rc<Scorer>),
 }
 
 impl FromArg for Behavior {
-    const TYPE: &'static str = "function | record";
+    const TYPE: &'static str = "function | scorer";
     const EXPECTED: &'static str = "a function or a scorer";
     fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
         match value {
             Value::Func(_) | Value::Native(_) => Ok(Behavior::Function(value.clone())),
-            Value::Record(r) => Ok(Behavior::Scorer(r.clone())),
-            _ => Err(Mismatch::Type),
+            other => match other.object::<ScorerValue>() {
+                Some(s) => Ok(Behavior::Scorer(s.0.clone())),
+                None => Err(Mismatch::Type),
+            },
+        }
+    }
+}
+
+/// A behavior scorer as scripts hold it.
+pub struct ScorerValue(pub Rc<Scorer>);
+
+impl ScorerValue {
+    pub fn value(scorer: Scorer) -> Value {
+        Value::Object(Rc::new(ScorerValue(Rc::new(scorer))))
+    }
+}
+
+impl HostObject for ScorerValue {
+    fn type_name(&self) -> &'static str {
+        "scorer"
+    }
+
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        let strings = |xs: &[String]| Value::list(xs.iter().map(|x| Value::str(x)).collect());
+        let kind = ("scorer", Value::str(self.0.kind()));
+        match &*self.0 {
+            Scorer::LikelihoodRatio { plus, minus, soft } => vec![
+                kind,
+                ("plus", Value::Model(plus.clone())),
+                ("minus", Value::Model(minus.clone())),
+                ("soft", Value::Bool(*soft)),
+            ],
+            Scorer::Keywords {
+                words,
+                regex,
+                ignore_case,
+                hit,
+                miss,
+                ..
+            } => vec![
+                kind,
+                ("words", strings(words)),
+                ("regex", Value::Bool(*regex)),
+                ("ignore_case", Value::Bool(*ignore_case)),
+                ("hit", Value::Num(*hit)),
+                ("miss", Value::Num(*miss)),
+            ],
+            Scorer::Labels {
+                file,
+                texts,
+                labels,
+                ..
+            } => vec![
+                kind,
+                ("file", Value::str(file)),
+                ("texts", strings(texts)),
+                (
+                    "labels",
+                    Value::list(labels.iter().map(|l| Value::Num(*l)).collect()),
+                ),
+            ],
+        }
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl FromArg for Rc<Scorer> {
+    const TYPE: &'static str = "scorer";
+    const EXPECTED: &'static str =
+        "a scorer made by likelihood_ratio(...), keywords(...) or labels(...)";
+    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
+        value
+            .object::<ScorerValue>()
+            .map(|s| s.0.clone())
+            .ok_or(Mismatch::Type)
+    }
+}
+
+impl From<ScoreError> for BebError {
+    fn from(error: ScoreError) -> BebError {
+        let e = BebError::new(ErrorKind::Value, error.message);
+        match error.help {
+            Some(help) => e.with_help(help),
+            None => e,
         }
     }
 }

@@ -17,7 +17,7 @@ mod domain;
 pub use arg::{
     Arg, FromArg, Func, List, Mismatch, NumOrEstimate, NumberOrList, Numbers, Seed, Strings,
 };
-pub use domain::{Behavior, ModelPath, Prompts, unit_value};
+pub use domain::{Behavior, ModelPath, Prompts, ScorerValue, unit_value};
 
 pub type NativeFn = fn(&mut Interp, &Args) -> BebResult<Value>;
 

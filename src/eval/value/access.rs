@@ -124,6 +124,13 @@ pub fn field(v: &Value, name: &str) -> BebResult<Value> {
             }
             _ => Err(missing(vec!["mean", "stderr", "n", "ci"])),
         },
+        Value::Object(o) => {
+            let record = Value::object_record(&**o);
+            record
+                .get(name)
+                .cloned()
+                .ok_or_else(|| missing(record.fields.iter().map(|(n, _)| &**n).collect()))
+        }
         Value::Model(m) => match name {
             "name" => Ok(Value::str(m.name())),
             _ => Err(missing(vec!["name"])),

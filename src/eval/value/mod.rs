@@ -31,6 +31,40 @@ pub enum Value {
     Estimate(Estimate),
     Model(ModelRef),
     Text(Rc<Text>),
+    /// A domain object made by a builtin (e.g. a behavior scorer).
+    Object(Rc<dyn HostObject>),
+}
+
+/// A domain object a script holds and hands to builtins but cannot take apart. It prints,
+/// and its fields read, as the record `fields` describes; builtins recover the Rust object
+/// with `as_any`.
+pub trait HostObject {
+    /// The type as error messages and `type_of` name it.
+    fn type_name(&self) -> &'static str;
+    /// What the object shows of itself, in order.
+    fn fields(&self) -> Vec<(&'static str, Value)>;
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl Value {
+    /// The object, when this value is a host object of type `T`.
+    pub fn object<T: 'static>(&self) -> Option<&T> {
+        match self {
+            Value::Object(o) => o.as_any().downcast_ref::<T>(),
+            _ => None,
+        }
+    }
+
+    /// A host object's fields as a record (how it prints and converts to JSON).
+    pub fn object_record(object: &dyn HostObject) -> Record {
+        Record {
+            fields: object
+                .fields()
+                .into_iter()
+                .map(|(n, v)| (Rc::from(n), v))
+                .collect(),
+        }
+    }
 }
 
 /// Named fields in declaration order (records print in the order they were written).
@@ -144,6 +178,7 @@ impl Value {
             Value::Estimate(_) => "estimate",
             Value::Model(_) => "model",
             Value::Text(_) => "text",
+            Value::Object(o) => o.type_name(),
         }
     }
 
@@ -199,6 +234,7 @@ impl Value {
             (Value::Func(a), Value::Func(b)) => Rc::ptr_eq(a, b),
             (Value::Native(a), Value::Native(b)) => Rc::ptr_eq(a, b),
             (Value::Model(a), Value::Model(b)) => Rc::ptr_eq(a, b),
+            (Value::Object(a), Value::Object(b)) => Rc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -252,6 +288,7 @@ impl fmt::Display for Value {
                 None => write!(f, "<model {}>", m.name()),
             },
             Value::Text(t) => f.write_str(&crate::lm::display_units(&t.units)),
+            Value::Object(o) => write!(f, "{}", Value::Record(Rc::new(Value::object_record(&**o)))),
         }
     }
 }
