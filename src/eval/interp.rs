@@ -349,7 +349,7 @@ impl Interp {
                     .collect(),
             )
         };
-        crate::eval::resolve::check_names(program, self.globals.names(), &module_names)
+        crate::eval::check::check_names(program, self.globals.names(), &module_names)
     }
 
     /// The doc comment and parameters of a user or stdlib function, for `:help`.

@@ -15,7 +15,7 @@ mod modules;
 pub mod natives;
 pub mod plotting;
 mod provenance;
-pub mod resolve;
+pub mod check;
 pub mod run_context;
 pub mod stdlib;
 mod stmt;
