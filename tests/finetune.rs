@@ -10,18 +10,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{shared, stories};
+use common::{load, max_diff, run_in_process, shared, stories};
 use std::time::Instant;
 
 use beb::data::texts::{self, Format};
 use beb::lm::neural::random::{RandomLlama, word_tokenizer_json, write_random_llama};
 use beb::lm::neural::train::{self, Method, Request, Schedule, TrainOptions};
-use beb::lm::neural::{LoadOptions, NeuralModel, RunOptions, lora};
-
-fn load(path: &Path) -> NeuralModel {
-    NeuralModel::load(path, &LoadOptions::default(), &RunOptions::default())
-        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
-}
+use beb::lm::neural::{NeuralModel, lora};
 
 const STATEMENTS: &[&str] = &[
     "I like to help my friends",
@@ -85,14 +80,6 @@ fn story_ids(model: &NeuralModel) -> Vec<u32> {
             .expect("encode"),
     );
     ids
-}
-
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -536,11 +523,6 @@ fn finetuned_pairs_tell_held_out_statements_apart() {
     }
 }
 
-/// Run `script` with the run folder `dir`: (stdout, the error if it failed).
-fn run_script(script: &str, dir: &Path) -> (String, Option<beb::error::BebError>) {
-    common::run_in_process(script, Some(dir))
-}
-
 #[test]
 fn the_builtins_read_train_cache_adapt_and_chat() {
     let Some(models) = stories() else { return };
@@ -574,7 +556,7 @@ print len(c), decode(base, c[1])
         hf = models.join("hf").display(),
         data = dir.join("kind.jsonl").display(),
     );
-    let (out, error) = run_script(&script, &dir);
+    let (out, error) = run_in_process(&script, Some(&dir));
     assert!(error.is_none(), "{error:?}\n{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "kind 3 3");
@@ -588,16 +570,16 @@ print len(c), decode(base, c[1])
         "the cache is inside the run folder"
     );
     // Diagnostics: a missing file names its path; a cache outside the run folder is refused.
-    let (_, error) = run_script(r#"let p = persona("no/such.jsonl")"#, &dir);
+    let (_, error) = run_in_process(r#"let p = persona("no/such.jsonl")"#, Some(&dir));
     let error = error.expect("an error");
     assert_eq!(error.kind, beb::error::ErrorKind::Io);
     assert!(error.message.contains("no/such.jsonl"), "{}", error.message);
-    let (_, error) = run_script(
+    let (_, error) = run_in_process(
         &format!(
             r#"finetune(load("{}"), ["a", "b", "c"], cache: "/elsewhere")"#,
             models.join("hf").display()
         ),
-        &dir,
+        Some(&dir),
     );
     let message = error.map(|e| e.message).unwrap_or_default();
     assert!(message.starts_with("refusing to write"), "{message}");

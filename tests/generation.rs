@@ -8,66 +8,45 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-/// Run `beb ARGS` in `dir`, with `stdin` piped in (or no input at all).
+use common::{Output, read};
+
+/// `beb ARGS` in `dir`, with `stdin` piped in (or no input at all).
 fn beb(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beb"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("BEB_RUNS_DIR", dir.join("runs"))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start beb: {e}"));
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).expect("write stdin");
+    let command = common::beb_in(dir, args);
+    match stdin {
+        Some(input) => command.stdin(input).run(),
+        None => command.run(),
     }
-    child.wait_with_output().expect("wait for beb")
 }
 
 /// Write `script` into `dir` and run it with `--seed 1 --out out` (plus `extra`).
 fn run(dir: &Path, script: &str, stdin: Option<&str>, extra: &[&str]) -> Output {
-    std::fs::write(dir.join("script.beb"), script).expect("write the script");
+    common::write(&dir.join("script.beb"), script);
     let mut args = vec!["run", "script.beb", "--seed", "1", "--out", "out"];
     args.extend_from_slice(extra);
     beb(dir, &args, stdin)
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[track_caller]
 fn assert_ok(o: &Output) {
     assert_eq!(
-        o.status.code(),
+        o.code,
         Some(0),
         "stdout:\n{}\nstderr:\n{}",
-        stdout(o),
-        stderr(o)
+        o.stdout,
+        o.stderr
     );
 }
 
 #[track_caller]
 fn assert_fails_with(o: &Output, needle: &str) {
-    assert_eq!(o.status.code(), Some(2), "stderr:\n{}", stderr(o));
+    assert_eq!(o.code, Some(2), "stderr:\n{}", o.stderr);
     assert!(
-        stderr(o).contains(needle),
+        o.stderr.contains(needle),
         "expected {needle:?} in stderr:\n{}",
-        stderr(o)
+        o.stderr
     );
 }
 
@@ -120,7 +99,7 @@ print \"ok\"
     );
     let o = run(&dir, &script, None, &[]);
     assert_ok(&o);
-    assert!(stdout(&o).ends_with("ok\n"), "{}", stdout(&o));
+    assert!(o.stdout.ends_with("ok\n"), "{}", o.stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -149,7 +128,7 @@ print \"ok\"
     );
     let o = run(&dir, &script, None, &[]);
     assert_ok(&o);
-    assert_eq!(stdout(&o), "ok\n");
+    assert_eq!(o.stdout, "ok\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -221,7 +200,7 @@ assert conversation(pick, echo, turns: 20, seed: 4).text != e.text
     let o = run(&dir, script, None, &[]);
     assert_ok(&o);
     assert_eq!(
-        stdout(&o),
+        o.stdout,
         "G. Q. Q. A. Q. Q. A.\nG. Q. Q. Q. Q.\n[1, 4] [3, 6] [4, 7]\nA. R. A. R. A. R.\nA. R. B. R. A. R.\n"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -323,7 +302,7 @@ print expect(m, given: l.prompts[1], behavior: keywords(["sad"]), samples: 8, se
     );
     let o = run(&dir, &script, None, &[]);
     assert_ok(&o);
-    let shown = stdout(&o);
+    let shown = &o.stdout;
     assert!(
         shown.starts_with("[INST] <<SYS>>\nBe kind.\n<</SYS>>\n\n") && shown.contains("[/INST]"),
         "{shown}"
@@ -355,15 +334,11 @@ assert b1 == map(sample(m, given: s, count: 200, seed: 7), |t| score(judge, t))
     );
     let o = run(&dir, &script, None, &[]);
     assert_ok(&o);
-    eprintln!("{}", stdout(&o));
+    eprintln!("{}", o.stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ----- human labels -----
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
 
 const RESPONSES: &str = r#"let responses = ["Glad to help.", "Go away.", "The sky, \"blue\".", "Line one.
 Line two.", "Go away."]
@@ -376,11 +351,11 @@ fn label_reads_answers_and_writes_a_csv_after_each() {
     // An unknown answer is asked again; the duplicate "Go away." is asked once.
     let o = run(&dir, &script, Some("+\n-1\nmaybe\n0\n-\n"), &[]);
     assert_ok(&o);
-    assert_eq!(stdout(&o), "[1, -1, 0, -1, -1]\n");
+    assert_eq!(o.stdout, "[1, -1, 0, -1, -1]\n");
     assert!(
-        stderr(&o).contains("\"maybe\" is not an answer"),
+        o.stderr.contains("\"maybe\" is not an answer"),
         "{}",
-        stderr(&o)
+        o.stderr
     );
     assert_eq!(
         read(&dir.join("out").join("l.csv")),
@@ -392,7 +367,7 @@ fn label_reads_answers_and_writes_a_csv_after_each() {
     // Run again in the same folder: nothing is asked, and no input is needed.
     let again = run(&dir, &script, None, &[]);
     assert_ok(&again);
-    assert_eq!(stdout(&again), "[1, -1, 0, -1, -1]\n");
+    assert_eq!(again.stdout, "[1, -1, 0, -1, -1]\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -403,12 +378,8 @@ fn label_skips_stops_and_resumes() {
     // s skips the first; q stops at the third.
     let o = run(&dir, &script, Some("s\n1\nq\n"), &[]);
     assert_ok(&o);
-    assert_eq!(stdout(&o), "[none, 1, none, none, 1]\n");
-    assert!(
-        stderr(&o).contains("stopped after 1 of 4"),
-        "{}",
-        stderr(&o)
-    );
+    assert_eq!(o.stdout, "[none, 1, none, none, 1]\n");
+    assert!(o.stderr.contains("stopped after 1 of 4"), "{}", o.stderr);
     assert_eq!(
         read(&dir.join("out").join("labels.csv")),
         "index,text,label\n1,Go away.,1\n"
@@ -423,7 +394,7 @@ fn label_skips_stops_and_resumes() {
     // Resume: only the two still unlabelled are asked.
     let rest = run(&dir, &script, Some("+\n-\n"), &[]);
     assert_ok(&rest);
-    assert_eq!(stdout(&rest), "[0, 1, 1, -1, 1]\n");
+    assert_eq!(rest.stdout, "[0, 1, 1, -1, 1]\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -447,7 +418,7 @@ print score(judge, text(["Something new."]))
         &o,
         "the response \"Something new.\" is not labelled in mine.csv (3 labelled texts)",
     );
-    let out = stdout(&o);
+    let out = &o.stdout;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..3], ["[1, -1, 0]", "-1", "0.300000"], "{out}");
     assert!(lines[3].ends_with("(n=100)"), "{out}");
@@ -468,7 +439,7 @@ print labels("earlier.csv").labels
         Some("0\n"),
     );
     assert_ok(&o);
-    assert_eq!(stdout(&o), "[-1, 1, 0]\n[1, -1]\n");
+    assert_eq!(o.stdout, "[-1, 1, 0]\n[1, -1]\n");
     assert_eq!(
         read(&dir.join("out2").join("merged.csv")),
         "index,text,label\n, Glad to help. ,1\n,Go away.,-1\n2,New.,0\n"
@@ -521,7 +492,7 @@ fn label_reads_its_answers_from_the_piped_repl() {
     let input = "let r = [\"a.\", \"b.\"]\nlabel(r, file: \"r.csv\")\n+\n-\nprint 42\n";
     let o = beb(&dir, &["repl", "--seed", "1"], Some(input));
     assert_ok(&o);
-    assert_eq!(stdout(&o), "[1, -1]\n42\n");
+    assert_eq!(o.stdout, "[1, -1]\n42\n");
     assert_eq!(
         read(&dir.join("r.csv")),
         "index,text,label\n0,a.,1\n1,b.,-1\n"

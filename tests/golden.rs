@@ -12,15 +12,14 @@
 //! After an intended change of output, regenerate the expectations with
 //! `BEB_BLESS=1 cargo test --test golden` and review the diff.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("golden")
+    common::root().join("tests").join("golden")
 }
 
 /// Every case name: the stems of `*.beb` and `*.args` files.
@@ -56,11 +55,6 @@ fn arguments(dir: &Path, case: &str) -> Vec<String> {
     }
 }
 
-/// Where the cases' run folders go (removed after the test).
-fn runs_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("beb-golden-runs-{}", std::process::id()))
-}
-
 /// The run folder's name holds the time of the run: keep only that a record was written.
 fn normalize(stderr: &str) -> String {
     stderr
@@ -75,27 +69,17 @@ fn normalize(stderr: &str) -> String {
         .collect()
 }
 
-/// (stdout, `exit: N` + stderr) of one case.
-fn run_case(dir: &Path, case: &str) -> (String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_beb"))
-        .args(arguments(dir, case))
+/// (stdout, `exit: N` + stderr) of one case, its run folders going into `runs`.
+fn run_case(dir: &Path, case: &str, runs: &Path) -> (String, String) {
+    let output = common::beb(&arguments(dir, case))
         .current_dir(dir)
-        .env("BEB_RUNS_DIR", runs_dir())
-        .env("NO_COLOR", "1")
-        .env_remove("CLICOLOR_FORCE")
-        .env_remove("FORCE_COLOR")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start beb for {case}: {e}"));
+        .runs_dir(runs)
+        .run();
     let code = output
-        .status
-        .code()
+        .code
         .map_or_else(|| "signal".to_string(), |c| c.to_string());
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = format!(
-        "exit: {code}\n{}",
-        normalize(&String::from_utf8_lossy(&output.stderr))
-    );
-    (stdout, stderr)
+    let stderr = format!("exit: {code}\n{}", normalize(&output.stderr));
+    (output.stdout, stderr)
 }
 
 /// The first differing line, for a readable failure message.
@@ -126,9 +110,11 @@ fn golden_outputs_match() {
         dir.display(),
         names.len()
     );
+    // Where the cases' run folders go (removed after the test).
+    let runs = common::scratch("golden-runs");
     let mut failures = Vec::new();
     for case in &names {
-        let (stdout, stderr) = run_case(&dir, case);
+        let (stdout, stderr) = run_case(&dir, case, &runs);
         for (ext, actual) in [("stdout", &stdout), ("stderr", &stderr)] {
             let path = dir.join(format!("{case}.{ext}"));
             if bless {
@@ -148,7 +134,7 @@ fn golden_outputs_match() {
             }
         }
     }
-    let _ = fs::remove_dir_all(runs_dir());
+    let _ = fs::remove_dir_all(&runs);
     assert!(
         failures.is_empty(),
         "{} golden mismatch(es) (BEB_BLESS=1 regenerates after an intended change):\n\n{}",

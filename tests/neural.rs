@@ -10,20 +10,15 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::stories as shared;
-use std::process::Command;
+use common::{load, load_run, uncached};
 use std::rc::Rc;
 
 use beb::lm::mixture::Mixture;
 use beb::lm::neural::random::{RandomLlama, word_tokenizer_json, write_random_llama};
-use beb::lm::neural::{LoadOptions, NeuralLm, NeuralModel, RunOptions};
+use beb::lm::neural::{NeuralLm, NeuralModel};
 use beb::lm::{LanguageModel, ModelRef, Sampling, Unit, UnitSpec};
 use beb::measure::{self, Measured, Method};
 use beb::seed::sample_rng;
-
-fn load(path: &Path, run: RunOptions) -> NeuralModel {
-    NeuralModel::load(path, &LoadOptions::default(), &run)
-        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
-}
 
 fn lm(name: &str, model: NeuralModel, unit: UnitSpec) -> NeuralLm {
     NeuralLm::new(name, Rc::new(model), unit)
@@ -89,21 +84,17 @@ fn reference_logprobs_in_every_format() {
     let Some(dir) = shared() else { return };
     let rows = reference(&dir);
     for path in ["hf", "stories260K.bin", "stories260K-f32.gguf"] {
-        let model = load(&dir.join(path), RunOptions::default());
+        let model = load(&dir.join(path));
         let (max, mean) = errors(&model, &rows);
         println!("{path}: max error {max:.2e}, mean {mean:.2e} nats/token");
         assert!(max < 1e-4, "{path}: max error {max}");
     }
-    let q8 = load(&dir.join("stories260K-q8_0.gguf"), RunOptions::default());
+    let q8 = load(&dir.join("stories260K-q8_0.gguf"));
     let (max, mean) = errors(&q8, &rows);
     println!("q8_0: max error {max:.2e}, mean {mean:.2e} nats/token");
     assert!(mean < 0.05, "q8_0 mean error {mean}");
     // The cached, batched path agrees with the from-scratch one.
-    let m = lm(
-        "m",
-        load(&dir.join("hf"), RunOptions::default()),
-        UnitSpec::Tokens(4),
-    );
+    let m = lm("m", load(&dir.join("hf")), UnitSpec::Tokens(4));
     for row in &rows {
         let text = m.prompt(&row.text).expect("prompt");
         let total: f64 = row.logprobs.iter().sum();
@@ -120,11 +111,7 @@ fn reference_logprobs_in_every_format() {
 fn greedy_decoding_reproduces_the_known_story() {
     let Some(dir) = shared() else { return };
     for path in ["hf", "stories260K.bin", "stories260K-f32.gguf"] {
-        let model = lm(
-            "m",
-            load(&dir.join(path), RunOptions::default()),
-            UnitSpec::Tokens(45),
-        );
+        let model = lm("m", load(&dir.join(path)), UnitSpec::Tokens(45));
         let greedy = model
             .view(
                 None,
@@ -150,8 +137,8 @@ fn greedy_decoding_reproduces_the_known_story() {
 #[test]
 fn gguf_metadata_tokenizer_matches_tokenizer_json() {
     let Some(dir) = shared() else { return };
-    let gguf = load(&dir.join("stories260K-q8_0.gguf"), RunOptions::default());
-    let hf = load(&dir.join("hf"), RunOptions::default());
+    let gguf = load(&dir.join("stories260K-q8_0.gguf"));
+    let hf = load(&dir.join("hf"));
     assert_eq!(gguf.vocabulary(), hf.vocabulary());
     for row in reference(&dir) {
         assert_eq!(gguf.encode(&row.text).expect("encode"), row.ids[1..]);
@@ -165,22 +152,8 @@ fn batching_and_threads_do_not_change_draws() {
         until: vec![".".into()],
         max_tokens: 12,
     };
-    let batched = lm(
-        "m",
-        load(&dir.join("hf"), RunOptions::default()),
-        unit.clone(),
-    );
-    let single = lm(
-        "m",
-        load(
-            &dir.join("hf"),
-            RunOptions {
-                cache_bytes: 0,
-                batch: 1,
-            },
-        ),
-        unit,
-    );
+    let batched = lm("m", load(&dir.join("hf")), unit.clone());
+    let single = lm("m", load_run(&dir.join("hf"), uncached()), unit);
     let given = batched
         .prompt("Once upon a time, there was a dog.")
         .expect("prompt");
@@ -199,11 +172,7 @@ fn batching_and_threads_do_not_change_draws() {
 #[test]
 fn a_mixture_of_a_model_with_itself_scores_like_the_model() {
     let Some(dir) = shared() else { return };
-    let m: ModelRef = Rc::new(lm(
-        "m",
-        load(&dir.join("hf"), RunOptions::default()),
-        UnitSpec::Tokens(3),
-    ));
+    let m: ModelRef = Rc::new(lm("m", load(&dir.join("hf")), UnitSpec::Tokens(3)));
     let mix = Mixture::new(vec![
         ("a".into(), m.clone(), 0.3f64.ln()),
         ("b".into(), m.clone(), 0.7f64.ln()),
@@ -247,8 +216,8 @@ fn tiny_pair() -> (NeuralModel, NeuralModel, PathBuf) {
     let tok = word_tokenizer_json(&words);
     write_random_llama(&dir.join("p"), &spec, 1, &tok).expect("write p");
     write_random_llama(&dir.join("q"), &spec, 2, &tok).expect("write q");
-    let p = load(&dir.join("p"), RunOptions::default());
-    let q = load(&dir.join("q"), RunOptions::default());
+    let p = load(&dir.join("p"));
+    let q = load(&dir.join("q"));
     (p, q, dir)
 }
 
@@ -339,18 +308,13 @@ fn monte_carlo_kl_agrees_with_the_exact_next_token_kl() {
 
 // ---------------------------------------------------------------- diagnostics
 
+/// Run `script` as `dir/s.beb`: (exit code, stderr then stdout).
 fn run_script(dir: &Path, script: &str) -> (i32, String) {
-    std::fs::write(dir.join("s.beb"), script).expect("write script");
-    let out = Command::new(env!("CARGO_BIN_EXE_beb"))
-        .args(["run", "--seed", "1", "s.beb"])
+    common::write(&dir.join("s.beb"), script);
+    let out = common::beb(&["run", "--seed", "1", "s.beb"])
         .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run beb");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
-    )
+        .run();
+    (out.code.unwrap_or(-1), out.stderr + &out.stdout)
 }
 
 fn expect_error(dir: &Path, script: &str, needles: &[&str]) {
@@ -507,20 +471,13 @@ print model_info(p).parameters
 
 /// Run `script` in `dir` with `--out out_dir` and extra flags; (exit code, stdout, manifest).
 fn run_recorded(dir: &Path, out_dir: &str, flags: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_beb"))
-        .args(["run", "--seed", "7", "s.beb", "--out", out_dir])
+    let out = common::beb(&["run", "--seed", "7", "s.beb", "--out", out_dir])
         .args(flags)
         .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run beb");
+        .run();
     let manifest =
         std::fs::read_to_string(dir.join(out_dir).join("manifest.yaml")).unwrap_or_default();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        manifest,
-    )
+    (out.code.unwrap_or(-1), out.stdout, manifest)
 }
 
 /// The `key: value` line under `cache:` in a manifest.

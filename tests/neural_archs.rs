@@ -17,16 +17,18 @@
 //! convention (a missing norm offset, a rotary layout, a mask off by one) moves the numbers
 //! by far more than the tolerance.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use beb::lm::neural::random::word_tokenizer_json;
-use beb::lm::neural::{LoadOptions, NeuralModel, RunOptions};
+use beb::lm::neural::{LoadOptions, RunOptions};
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{gemma, llama, mistral, phi3, quantized_qwen2, qwen2};
+use common::{load_run, load_with, max_diff, uncached};
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -44,19 +46,12 @@ const PROMPT: usize = 3;
 
 // ---------------------------------------------------------------- checkpoints
 
-/// A fresh folder under the system's temporary directory, removed when dropped.
+/// A fresh scratch folder, removed when dropped.
 struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "beb-archs-{}-{}-{name}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create a scratch folder");
-        Scratch(dir)
+        Scratch(common::scratch(&format!("archs-{name}")))
     }
 }
 
@@ -248,15 +243,6 @@ fn sequences() -> Vec<Vec<u32>> {
 
 // ---------------------------------------------------------------- comparison
 
-fn log_softmax(logits: &[f32]) -> Vec<f64> {
-    let max = logits
-        .iter()
-        .fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x)));
-    let sum: f64 = logits.iter().map(|&x| (f64::from(x) - max).exp()).sum();
-    let log_z = max + sum.ln();
-    logits.iter().map(|&x| f64::from(x) - log_z).collect()
-}
-
 /// For each sequence and each prefix length n = 1..=LENGTH, the reference's next-token
 /// log-probabilities after the first n tokens, each prefix run from scratch.
 /// `last_logits` runs a [1, n] batch of ids and returns the logits of its last position.
@@ -277,36 +263,12 @@ fn reference_rows(
                         .and_then(|t| t.to_vec1())
                         .expect("reference forward pass");
                     assert_eq!(logits.len(), VOCAB, "reference logits");
-                    log_softmax(&logits)
+                    let logits: Vec<f64> = logits.iter().map(|&x| f64::from(x)).collect();
+                    common::log_softmax(&logits)
                 })
                 .collect()
         })
         .collect()
-}
-
-/// The largest difference between two rows of log-probabilities.
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len(), "row lengths");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
-
-fn load(dir: &Path, run: RunOptions) -> NeuralModel {
-    load_with(dir, &LoadOptions::default(), run)
-}
-
-fn load_with(path: &Path, options: &LoadOptions, run: RunOptions) -> NeuralModel {
-    NeuralModel::load(path, options, &run)
-        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
-}
-
-fn uncached() -> RunOptions {
-    RunOptions {
-        cache_bytes: 0,
-        batch: 1,
-    }
 }
 
 /// The reference rows must be worth comparing: peaked distributions that depend on the
@@ -620,7 +582,7 @@ fn qwen2_window_applies_from_max_window_layers_on() {
     let run = |name: &str, changes: Json| -> Vec<Vec<f64>> {
         let dir = scratch.0.join(name);
         write_folder(&dir, &with(&qwen2_config(), changes), &shape, 11);
-        let m = load(&dir, uncached());
+        let m = load_run(&dir, uncached());
         let seq = &sequences()[0];
         (1..=seq.len())
             .map(|n| m.next_logprobs(&seq[..n]).expect("logprobs").to_vec())
@@ -901,7 +863,7 @@ fn write_gguf(path: &Path, arch: &str, config: &Json, shape: &Shape, hf: &HashMa
 
 /// The rows of beb's reading of a Hugging Face folder (the reference for its GGUF file).
 fn beb_rows(dir: &Path) -> Vec<Vec<Vec<f64>>> {
-    let m = load(dir, uncached());
+    let m = load_run(dir, uncached());
     sequences()
         .iter()
         .map(|seq| {

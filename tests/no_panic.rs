@@ -2,21 +2,19 @@
 //! parser, the name checker and the interpreter, and every error they produce renders.
 //!
 //! Generated programs may loop or recurse forever, so each run gets a step budget
-//! (`Interp::fuel`), and all cases run on one thread with a large stack, as the `beb` binary
+//! (`common::Options::fuel`), and all cases run on one thread with a large stack, as the `beb` binary
 //! does. Run in release mode: `cargo test --release --test no_panic`.
 //!
 //! The cases are drawn from a fixed seed so that a failure reproduces; set `BEB_FUZZ_SEED` to a
 //! number to explore other cases.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
-
-use beb::error::BebError;
-use beb::eval::Interp;
-use beb::runner::render;
 
 const SOUP_CASES: u32 = 10_000;
 const MUTATION_CASES: u32 = 15_000;
@@ -56,41 +54,25 @@ const SEEDS: &[&str] = &[
     "import bounds\nimport bounds as b\nimport bounds.*\nsave [1, 2] to \"out.csv\"\n",
 ];
 
-/// A fresh scratch folder for files a generated `save` writes.
-fn scratch_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("beb-no-panic-{}-{label}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
-
 /// Parse, check and run `source`; render every error. Panics propagate to the runner.
 /// Counts the sources that parsed, so a test can tell that it reached the interpreter.
 fn exercise(source: &str, out_dir: &Path, parsed: &AtomicUsize) -> Result<(), TestCaseError> {
-    let mut interp = Interp::with_settings(
-        beb::eval::Settings {
-            root_seed: 1,
+    let run = common::run_script(
+        source,
+        &common::Options {
             fuel: Some(STEP_BUDGET),
-            out_dir: out_dir.to_path_buf(),
-            ..beb::eval::Settings::default()
+            out_dir: Some(out_dir),
+            name: "fuzz.beb",
+            check: true,
+            ..common::Options::default()
         },
-        Box::new(std::io::sink()),
     );
-    let file = interp.add_source("fuzz.beb", source);
-    let show = |interp: &Interp, error: BebError| {
-        let text = render(&interp.attach_source(error));
+    if run.parsed {
+        parsed.fetch_add(1, Ordering::Relaxed);
+    }
+    for error in run.errors() {
+        let text = common::render(error);
         assert!(!text.is_empty(), "an error rendered as nothing");
-    };
-    match interp.parse(file) {
-        Err(e) => show(&interp, BebError::from_syntax(e)),
-        Ok(program) => {
-            parsed.fetch_add(1, Ordering::Relaxed);
-            for e in interp.check(&program) {
-                show(&interp, e);
-            }
-            if let Err(e) = interp.run(&program) {
-                show(&interp, e);
-            }
-        }
     }
     Ok(())
 }
@@ -187,10 +169,10 @@ fn apply(source: &str, e: &Edit) -> String {
 
 /// The golden scripts, the examples (but those on real models) and the seed programs above.
 fn corpus() -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::root();
     let mut files = Vec::new();
     for dir in [root.join("tests").join("golden"), root.join("examples")] {
-        collect_scripts(&dir, &mut files);
+        files.extend(common::files_under(&dir, "beb"));
     }
     files.sort();
     // Scripts on real models (examples/paper) take minutes per run, and builtins are not
@@ -200,52 +182,11 @@ fn corpus() -> Vec<String> {
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect();
-    sources.extend(doc_examples(&root.join("docs")));
+    // The ```beb blocks of the documentation.
+    sources.extend(common::docs::all_examples().into_iter().map(|e| e.code));
     sources.extend(SEEDS.iter().map(|s| s.to_string()));
     sources.retain(|s| !s.contains("$BEB_SHARED"));
     sources
-}
-
-/// The ```` ```beb ```` blocks of the documentation.
-fn doc_examples(dir: &Path) -> Vec<String> {
-    let mut pages: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    pages.retain(|p| p.extension().is_some_and(|e| e == "md"));
-    pages.sort();
-    let mut blocks = Vec::new();
-    for page in pages {
-        let text = std::fs::read_to_string(&page).unwrap_or_default();
-        let mut current: Option<String> = None;
-        for line in text.lines() {
-            match (&mut current, line.trim_start().strip_prefix("```")) {
-                (None, Some(info)) if info.split_whitespace().next() == Some("beb") => {
-                    current = Some(String::new());
-                }
-                (Some(_), Some(_)) => blocks.extend(current.take()),
-                (Some(block), None) => {
-                    block.push_str(line);
-                    block.push('\n');
-                }
-                (None, _) => {}
-            }
-        }
-    }
-    blocks
-}
-
-fn collect_scripts(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect_scripts(&path, out);
-        } else if path.extension().is_some_and(|e| e == "beb") {
-            out.push(path);
-        }
-    }
 }
 
 fn runner(cases: u32, salt: u64) -> TestRunner {
@@ -279,7 +220,7 @@ fn on_big_stack(body: impl FnOnce() + Send + 'static) {
 #[test]
 fn random_token_soup_never_panics() {
     on_big_stack(|| {
-        let out = scratch_dir("soup");
+        let out = common::scratch("no-panic-soup");
         let parsed = AtomicUsize::new(0);
         let result =
             runner(SOUP_CASES, 1).run(&token_soup(), |source| exercise(&source, &out, &parsed));
@@ -304,7 +245,7 @@ fn mutated_scripts_never_panic() {
             sources.len() > SEEDS.len() + 50,
             "the golden scripts and the docs' examples should be part of the corpus"
         );
-        let out = scratch_dir("mutations");
+        let out = common::scratch("no-panic-mutations");
         let parsed = AtomicUsize::new(0);
         let strategy = (0..sources.len(), prop::collection::vec(edit(), 1..5));
         let result = runner(MUTATION_CASES, 2).run(&strategy, |(index, edits)| {
@@ -330,7 +271,7 @@ fn mutated_scripts_never_panic() {
 #[test]
 fn corpus_scripts_never_panic() {
     on_big_stack(|| {
-        let out = scratch_dir("corpus");
+        let out = common::scratch("no-panic-corpus");
         let parsed = AtomicUsize::new(0);
         for source in corpus() {
             if let Err(e) = exercise(&source, &out, &parsed) {

@@ -12,23 +12,23 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::shared;
+use common::{load_run, max_diff, max_diff32, run_in_process, shared};
 use std::time::Instant;
 
 use beb::fit::probe::{ProbeMethod, ProbeOptions, cross_validate, stratified_folds};
 use beb::lm::neural::lora::{self, Adapter, LowRank};
-use beb::lm::neural::{LoadOptions, NeuralModel, RunOptions, train};
+use beb::lm::neural::{NeuralModel, RunOptions, train};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+/// A model run `batch` texts per pass.
 fn load(path: &Path, batch: usize) -> NeuralModel {
     let run = RunOptions {
         batch,
         ..RunOptions::default()
     };
-    NeuralModel::load(path, &LoadOptions::default(), &run)
-        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+    load_run(path, run)
 }
 
 const TEXTS: &[&str] = &[
@@ -58,35 +58,13 @@ fn rows(tensors: &std::collections::HashMap<String, Tensor>, name: &str) -> Vec<
     }
 }
 
-fn log_softmax(logits: &[f64]) -> Vec<f64> {
-    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let z = logits.iter().map(|x| (x - max).exp()).sum::<f64>().ln() + max;
-    logits.iter().map(|x| x - z).collect()
-}
-
 /// `head · h`, then log-softmax.
 fn head_logprobs(head: &[Vec<f64>], h: &[f32]) -> Vec<f64> {
     let logits: Vec<f64> = head
         .iter()
         .map(|w| w.iter().zip(h).map(|(a, b)| a * f64::from(*b)).sum())
         .collect();
-    log_softmax(&logits)
-}
-
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
-
-fn max_diff32(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| f64::from((x - y).abs()))
-        .fold(0.0, f64::max)
+    common::log_softmax(&logits)
 }
 
 /// The next-token log-probabilities the model's own scoring path gives after `[BOS] ++ ids`.
@@ -341,11 +319,6 @@ fn bad_probe_inputs_are_errors() {
     assert!(cross_validate(&x, &y, &zero_c, &mut rng).is_err());
 }
 
-/// Run `script` with root seed 1: (stdout, the error if it failed).
-fn run_script(script: &str) -> (String, Option<beb::error::BebError>) {
-    common::run_in_process(script, None)
-}
-
 /// The numbers of a printed list `[a, b, ...]`.
 fn numbers(line: &str) -> Vec<f64> {
     line.trim_matches(['[', ']'])
@@ -355,7 +328,7 @@ fn numbers(line: &str) -> Vec<f64> {
 }
 
 fn expect_error(script: &str, words: &[&str]) {
-    let (out, error) = run_script(script);
+    let (out, error) = run_in_process(script, None);
     let error = error.unwrap_or_else(|| panic!("expected an error from {script:?}, got {out}"));
     for w in words {
         assert!(
@@ -368,7 +341,7 @@ fn expect_error(script: &str, words: &[&str]) {
 
 #[test]
 fn the_likelihood_ratio_classifier_is_exact_on_analytic_models() {
-    let (out, error) = run_script(
+    let (out, error) = run_in_process(
         r#"let plus = sentences { "a": 0.6 @ 1, "b": 0.3 @ 1, "c": 0.1 @ -1 }
 let minus = sentences { "a": 0.1 @ 1, "b": 0.2 @ 1, "c": 0.7 @ -1 }
 let r = classify(plus, minus, ["a", "b", "c"], ["c", "c", "a"])
@@ -377,6 +350,7 @@ print r.good_logratio
 print r.bad_logratio
 print classify(plus, plus, ["a"], ["b"]).ties
 "#,
+        None,
     );
     assert!(error.is_none(), "{error:?}\n{out}");
     let lines: Vec<&str> = out.lines().collect();
@@ -416,14 +390,17 @@ fn the_probe_builtin_checks_its_arguments_and_repeats_with_its_seed() {
     let data = r#"let xs = map(range(0, 40), |i| [i % 2 * 4 - 2 + (i % 7) / 7, (i % 5) / 5])
 let ys = map(range(0, 40), |i| if i % 2 == 0 { "no" } else { "yes" })
 "#;
-    let (out, error) = run_script(&format!(
-        r#"{data}let a = probe(xs, ys, seed: 3)
+    let (out, error) = run_in_process(
+        &format!(
+            r#"{data}let a = probe(xs, ys, seed: 3)
 let b = probe(xs, ys, seed: 3)
 let s = probe(xs, ys, method: "svm", folds: 4, c: 10)
 print a.accuracy.mean, a.n, a.folds, a.method, a.baseline, a.fold_accuracy == b.fold_accuracy
 print s.accuracy.mean, s.accuracy.n, s.method, s.c, len(s.fold_accuracy)
 "#
-    ));
+        ),
+        None,
+    );
     assert!(error.is_none(), "{error:?}\n{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "1 40 5 logistic 0.5 true");
@@ -455,8 +432,9 @@ fn classify_scores_neural_statements_as_direct_scoring_does() {
     let folder = common::scratch("probe-test");
     random_adapter(&load(&dir.join("hf"), 64), &folder);
     let hf = dir.join("hf").display().to_string();
-    let (out, error) = run_script(&format!(
-        r#"let plus = load("{hf}")
+    let (out, error) = run_in_process(
+        &format!(
+            r#"let plus = load("{hf}")
 let minus = load("{hf}", adapter: "{adapter}")
 let good = ["I like to help my friends.", "The dog ran."]
 let bad = ["Go away, I hate you.", "Tom"]
@@ -471,8 +449,10 @@ print h[2]
 print hidden_states(plus, ["Tom"])[0]
 print len(hidden_states(plus, ["Tom"], layer: 0)[0])
 "#,
-        adapter = folder.display()
-    ));
+            adapter = folder.display()
+        ),
+        None,
+    );
     assert!(error.is_none(), "{error:?}\n{out}");
     let lines: Vec<&str> = out.lines().collect();
     // Batched scoring agrees with one statement at a time to float rounding.
@@ -515,8 +495,9 @@ fn a_probe_on_persona_hidden_states_runs_on_stories260k() {
         return;
     };
     let started = Instant::now();
-    let (out, error) = run_script(&format!(
-        r#"let m = load("{hf}")
+    let (out, error) = run_in_process(
+        &format!(
+            r#"let m = load("{hf}")
 let p = persona("{data}")
 let xs = hidden_states(m, concat(p.matching, p.not_matching))
 let ys = concat(map(p.matching, |s| 1), map(p.not_matching, |s| -1))
@@ -526,9 +507,11 @@ print len(xs), len(xs[0])
 print logistic.accuracy, logistic.std, logistic.baseline
 print svm.accuracy, svm.std
 "#,
-        hf = models.join("hf").display(),
-        data = data.display()
-    ));
+            hf = models.join("hf").display(),
+            data = data.display()
+        ),
+        None,
+    );
     let seconds = started.elapsed().as_secs_f64();
     assert!(error.is_none(), "{error:?}\n{out}");
     println!("{out}wall time {seconds:.1} s");

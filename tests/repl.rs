@@ -1,49 +1,25 @@
 //! The REPL fed through a pipe: `beb repl` evaluates piped stdin line by line, continuing an
 //! incomplete input on the next line, and exits with the worst status it met.
 
-use std::io::Write;
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
-struct Session {
-    stdout: String,
-    stderr: String,
-    code: Option<i32>,
+use common::Output;
+
+/// `beb repl --seed 1` fed `input` through a pipe.
+fn repl(input: &str) -> Output {
+    common::beb(&["repl", "--seed", "1"]).stdin(input).run()
 }
 
-fn repl(input: &str) -> Session {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beb"))
-        .args(["repl", "--seed", "1"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start beb repl: {e}"));
-    {
-        let mut stdin = child.stdin.take().expect("stdin was requested as a pipe");
-        stdin
-            .write_all(input.as_bytes())
-            .expect("write to beb repl");
-    }
-    let output = child.wait_with_output().expect("wait for beb repl");
-    Session {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        code: output.status.code(),
-    }
-}
-
-fn lines(s: &Session) -> Vec<&str> {
+fn lines(s: &Output) -> Vec<&str> {
     s.stdout.lines().collect()
 }
 
-/// A file under the system temp folder, unique to this process and test.
+/// A file in a fresh scratch folder.
 fn temp_file(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("beb-repl-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, contents).expect("write temp file");
+    let path = common::scratch("repl-test").join(name);
+    common::write(&path, contents);
     path
 }
 
@@ -131,8 +107,7 @@ fn input_left_incomplete_at_the_end_is_an_error() {
 
 #[test]
 fn help_shows_a_builtin_signature_and_doc() {
-    let interp = beb::eval::Interp::new(0, Box::new(std::io::sink()));
-    let len = interp.builtin("len").expect("len is a builtin");
+    let len = common::builtin("len");
     let s = repl(":help len\n");
     assert_eq!(lines(&s), [len.signature.as_str(), len.doc.as_str()]);
     assert_eq!(s.code, Some(0));

@@ -1,55 +1,19 @@
 //! Results that outlive a run: run records, plots, atomic writes, confinement to the run
 //! folder, the cache, studies (resume, shards, report, invalid files) and `beb diff`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// A fresh scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "beb-results-{name}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    dir
-}
+use common::{Output, read, scratch, write};
 
 fn beb(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_beb"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("BEB_RUNS_DIR", dir.join("runs"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start beb: {e}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-fn write(path: &Path, contents: &str) {
-    if let Some(parent) = path.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    common::beb_in(dir, args).run()
 }
 
 fn yaml(path: &Path) -> serde_json::Value {
     serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn code(out: &Output) -> Option<i32> {
-    out.status.code()
 }
 
 // ----- run records -----
@@ -80,7 +44,7 @@ fn a_run_writes_its_record_values_and_plots() {
             "run",
         ],
     );
-    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     let run = dir.join("run");
     let manifest = yaml(&run.join("manifest.yaml"));
     assert_eq!(manifest["root_seed"], 7);
@@ -130,7 +94,7 @@ fn runs_without_out_get_a_fresh_timestamped_folder() {
     write(&dir.join("hello.beb"), "print 1\n");
     let first = beb(&dir, &["run", "hello.beb", "--seed", "3"]);
     let second = beb(&dir, &["run", "hello.beb", "--seed", "3"]);
-    assert_eq!((code(&first), code(&second)), (Some(0), Some(0)));
+    assert_eq!((first.code, second.code), (Some(0), Some(0)));
     let mut folders: Vec<String> = std::fs::read_dir(dir.join("runs"))
         .map(|entries| {
             entries
@@ -146,7 +110,7 @@ fn runs_without_out_get_a_fresh_timestamped_folder() {
         folders[0].starts_with("hello-") && folders[0].contains("-seed3"),
         "{folders:?}"
     );
-    assert!(text(&first.stderr).contains("beb: run record in "));
+    assert!(first.stderr.contains("beb: run record in "));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -159,7 +123,7 @@ fn a_failed_assertion_is_recorded_with_estimate_interval_n_and_stream() {
          assert sample_mean(xs) >= 0.5 at 95%\n",
     );
     let out = beb(&dir, &["run", "claim.beb", "--seed", "1", "--out", "run"]);
-    assert_eq!(code(&out), Some(1));
+    assert_eq!(out.code, Some(1));
     let results = yaml(&dir.join("run").join("results.yaml"));
     let detail = results["assertions"][0]["detail"].as_str().unwrap_or("");
     for part in [
@@ -217,18 +181,13 @@ fn a_killed_run_leaves_no_partial_file() {
     write(&dir.join("rewrite.beb"), REWRITER);
     for (attempt, delay) in [150u64, 400, 900].into_iter().enumerate() {
         let run = dir.join(format!("run{attempt}"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_beb"))
-            .args(["run", "rewrite.beb", "--seed", "1", "--out"])
+        let child = common::beb(&["run", "rewrite.beb", "--seed", "1", "--out"])
             .arg(&run)
             .current_dir(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start beb: {e}"));
+            .spawn();
         assert!(wait_for(&run.join("k.json"), Duration::from_secs(60)));
         std::thread::sleep(Duration::from_millis(delay));
-        let _ = child.kill(); // SIGKILL: no chance to clean up
-        let _ = child.wait();
+        child.kill(); // SIGKILL: no chance to clean up
         check_complete_files(&run);
         // The manifest written at the start says the run never finished.
         let manifest = yaml(&run.join("manifest.yaml"));
@@ -243,25 +202,16 @@ fn ctrl_c_stops_the_run_and_the_record_says_so() {
     let dir = scratch("interrupt");
     write(&dir.join("rewrite.beb"), REWRITER);
     let run = dir.join("run");
-    let child = Command::new(env!("CARGO_BIN_EXE_beb"))
-        .args(["run", "rewrite.beb", "--seed", "1", "--out"])
+    let child = common::beb(&["run", "rewrite.beb", "--seed", "1", "--out"])
         .arg(&run)
         .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start beb: {e}"));
+        .spawn();
     assert!(wait_for(&run.join("k.json"), Duration::from_secs(60)));
     std::thread::sleep(Duration::from_millis(200));
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    assert!(sent.is_ok_and(|s| s.success()));
-    let out = child
-        .wait_with_output()
-        .unwrap_or_else(|e| panic!("wait: {e}"));
-    assert_eq!(code(&out), Some(2), "{}", text(&out.stderr));
-    let stderr = text(&out.stderr);
+    assert!(child.interrupt());
+    let out = child.wait();
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    let stderr = &out.stderr;
     assert!(stderr.contains("interrupted"), "{stderr}");
     let manifest = yaml(&run.join("manifest.yaml"));
     assert_eq!(manifest["status"], "interrupted");
@@ -303,8 +253,8 @@ fn scripts_cannot_write_outside_their_run_folder() {
         let _ = std::os::unix::fs::symlink(&outside, run.join("link"));
         write(&dir.join("escape.beb"), &format!("{script}\n"));
         let out = beb(&dir, &["run", "escape.beb", "--out", &format!("run{i}")]);
-        let stderr = text(&out.stderr);
-        assert_eq!(code(&out), Some(2), "{script}: {stderr}");
+        let stderr = &out.stderr;
+        assert_eq!(out.code, Some(2), "{script}: {stderr}");
         assert!(stderr.contains("refusing to write"), "{script}: {stderr}");
         assert!(stderr.contains("--allow-write"), "{script}: {stderr}");
     }
@@ -329,28 +279,14 @@ fn scripts_cannot_write_outside_their_run_folder() {
             "outside",
         ],
     );
-    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(absolute.is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn beb_has_no_builtin_that_runs_programs_or_opens_connections() {
-    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                sources(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    sources(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut files,
-    );
+    let files = common::files_under(&common::root().join("src"), "rs");
     assert!(!files.is_empty());
     for file in files {
         let code = read(&file);
@@ -432,7 +368,7 @@ fn the_manifest_reports_the_cache() {
     let dir = scratch("cache-manifest");
     write(&dir.join("s.beb"), "print 1\n");
     let out = beb(&dir, &["run", "s.beb", "--seed", "1", "--out", "a"]);
-    assert_eq!(code(&out), Some(0));
+    assert_eq!(out.code, Some(0));
     let m = yaml(&dir.join("a").join("manifest.yaml"));
     assert_eq!(m["cache"]["enabled"], true);
     assert!(
@@ -444,7 +380,7 @@ fn the_manifest_reports_the_cache() {
         &dir,
         &["run", "s.beb", "--seed", "1", "--out", "b", "--no-cache"],
     );
-    assert_eq!(code(&out), Some(0));
+    assert_eq!(out.code, Some(0));
     let m = yaml(&dir.join("b").join("manifest.yaml"));
     assert_eq!(m["cache"]["enabled"], false);
     assert_eq!(m["cache"]["misses"], 0);
@@ -490,7 +426,7 @@ fn completed(out: &Path) -> Vec<String> {
 fn a_study_runs_every_combination_and_resumes() {
     let dir = study_dir("study-resume");
     let out = beb(&dir, &["study", "run", "study/sweep.yaml"]);
-    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     let done = completed(&dir.join("out"));
     assert_eq!(done.len(), 6, "{done:?}");
     assert!(done.contains(&"alpha=0.2_seed=2".to_string()), "{done:?}");
@@ -505,14 +441,14 @@ fn a_study_runs_every_combination_and_resumes() {
     let before = read(&folder.join("manifest.yaml"));
     // Rerun: everything is complete, nothing runs again.
     let again = beb(&dir, &["study", "run", "study/sweep.yaml"]);
-    assert_eq!(code(&again), Some(0));
-    let stderr = text(&again.stderr);
+    assert_eq!(again.code, Some(0));
+    let stderr = &again.stderr;
     assert!(stderr.contains("0 run, 6 already complete"), "{stderr}");
     assert_eq!(read(&folder.join("manifest.yaml")), before);
     // An interrupted combination (no marker) runs again, and only it.
     let _ = std::fs::remove_file(folder.join("complete.yaml"));
     let resumed = beb(&dir, &["study", "run", "study/sweep.yaml"]);
-    let stderr = text(&resumed.stderr);
+    let stderr = &resumed.stderr;
     assert!(stderr.contains("1 run, 5 already complete"), "{stderr}");
     assert!(stderr.contains("alpha=0.2 seed=2: completed"), "{stderr}");
     // A changed script makes every marker stale.
@@ -521,10 +457,10 @@ fn a_study_runs_every_combination_and_resumes() {
         &format!("{STUDY_SCRIPT}print \"changed\"\n"),
     );
     let changed = beb(&dir, &["study", "run", "study/sweep.yaml"]);
-    assert!(text(&changed.stderr).contains("6 run, 0 already complete"));
+    assert!(changed.stderr.contains("6 run, 0 already complete"));
     // The report gathers one row per combination and a summary across seeds.
     let report = beb(&dir, &["study", "report", "study/sweep.yaml"]);
-    assert_eq!(code(&report), Some(0), "{}", text(&report.stderr));
+    assert_eq!(report.code, Some(0), "{}", report.stderr);
     let csv = read(&dir.join("out").join("report.csv"));
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 7, "{csv}");
@@ -560,7 +496,7 @@ fn shards_cover_every_combination_exactly_once() {
                 &out_dir,
             ],
         );
-        assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
         let mine = completed(&dir.join(&out_dir));
         // Shard i runs the combinations whose index k has k mod 4 = i.
         let expected = if i < 6 % shards { 2 } else { 1 };
@@ -589,25 +525,29 @@ fn shards_cover_every_combination_exactly_once() {
             "shard3",
         ],
     );
-    assert_eq!(code(&report), Some(0), "{}", text(&report.stderr));
+    assert_eq!(report.code, Some(0), "{}", report.stderr);
     let csv = read(&dir.join("shard0").join("report.csv"));
     assert_eq!(
         csv.lines().filter(|l| l.contains(",completed,")).count(),
         6,
         "{csv}"
     );
-    assert!(!text(&report.stderr).contains("no results yet"));
+    assert!(!report.stderr.contains("no results yet"));
     // Without the other shards, the report says what is missing.
     let partial = beb(
         &dir,
         &["study", "report", "study/sweep.yaml", "--out", "shard1"],
     );
-    assert!(text(&partial.stderr).contains("4 of 6 combinations have no results yet"));
+    assert!(
+        partial
+            .stderr
+            .contains("4 of 6 combinations have no results yet")
+    );
     let bad = beb(
         &dir,
         &["study", "run", "study/sweep.yaml", "--shard", "4/4"],
     );
-    assert_eq!(code(&bad), Some(2));
+    assert_eq!(bad.code, Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -643,8 +583,8 @@ fn invalid_study_files_are_reported_with_line_and_column() {
         write(&dir.join("bad.yaml"), yaml_text);
         for command in ["run", "report"] {
             let out = beb(&dir, &["study", command, "bad.yaml"]);
-            let stderr = text(&out.stderr);
-            assert_eq!(code(&out), Some(2), "{yaml_text}: {stderr}");
+            let stderr = &out.stderr;
+            assert_eq!(out.code, Some(2), "{yaml_text}: {stderr}");
             assert!(
                 stderr.contains(location),
                 "{yaml_text}: expected {location}: {stderr}"
@@ -681,14 +621,14 @@ fn diff_finds_a_known_difference() {
                 &format!("shift={shift}"),
             ],
         );
-        assert_eq!(code(&o), Some(0), "{}", text(&o.stderr));
+        assert_eq!(o.code, Some(0), "{}", o.stderr);
     }
     let same = beb(&dir, &["diff", "a", "a"]);
-    assert_eq!(code(&same), Some(0), "{}", text(&same.stdout));
-    assert!(text(&same.stdout).contains("same verdicts"));
+    assert_eq!(same.code, Some(0), "{}", same.stdout);
+    assert!(same.stdout.contains("same verdicts"));
     let out = beb(&dir, &["diff", "a", "b"]);
-    let stdout = text(&out.stdout);
-    assert_eq!(code(&out), Some(1), "{stdout}");
+    let stdout = &out.stdout;
+    assert_eq!(out.code, Some(1), "{stdout}");
     let row = |name: &str| {
         stdout
             .lines()
@@ -712,13 +652,13 @@ fn diff_finds_a_known_difference() {
     assert!(stdout.contains("settings that differ: sets:"), "{stdout}");
     // A shift well inside the noise is not significant (but exact numbers still differ).
     let noise = beb(&dir, &["diff", "a", "c"]);
-    let stdout = text(&noise.stdout);
+    let stdout = &noise.stdout;
     assert!(stdout.contains("not significant"), "{stdout}");
     let all = beb(&dir, &["diff", "a", "c", "--all"]);
-    assert!(text(&all.stdout).contains("values.json.same "));
+    assert!(all.stdout.contains("values.json.same "));
     let missing = beb(&dir, &["diff", "a", "nowhere"]);
-    assert_eq!(code(&missing), Some(2));
-    assert!(text(&missing.stderr).contains("not a run folder"));
+    assert_eq!(missing.code, Some(2));
+    assert!(missing.stderr.contains("not a run folder"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -732,9 +672,9 @@ fn progress_bars_stay_off_when_stderr_is_not_a_terminal() {
         "let t = sweep i in 0..400 { s: sum(map(0..2000, |k| k * i)) }\nprint len(t)\n",
     );
     let out = beb(&dir, &["run", "slow.beb", "--seed", "1", "--out", "run"]);
-    assert_eq!(code(&out), Some(0));
-    let stderr = text(&out.stderr);
-    assert_eq!(text(&out.stdout), "400\n");
+    assert_eq!(out.code, Some(0));
+    let stderr = &out.stderr;
+    assert_eq!(out.stdout, "400\n");
     assert!(
         !stderr.contains('\r') && !stderr.contains('█') && !stderr.contains("ETA"),
         "{stderr}"
@@ -744,7 +684,7 @@ fn progress_bars_stay_off_when_stderr_is_not_a_terminal() {
 
 #[test]
 fn the_example_study_runs_and_reports() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::root();
     let dir = scratch("example-study");
     let study = root.join("examples").join("study").join("alpha_sweep.yaml");
     let study = study.to_string_lossy().into_owned();
@@ -753,10 +693,13 @@ fn the_example_study_runs_and_reports() {
         &dir,
         &["study", "run", &study, "--shard", "0/12", "--out", "out"],
     );
-    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("24 combinations, shard 0/12: 2 of them"));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("24 combinations, shard 0/12: 2 of them")
+    );
     let report = beb(&dir, &["study", "report", &study, "--out", "out"]);
-    assert_eq!(code(&report), Some(0), "{}", text(&report.stderr));
+    assert_eq!(report.code, Some(0), "{}", report.stderr);
     let csv = read(&dir.join("out").join("report.csv"));
     assert!(
         csv.starts_with("alpha,horizon,seed,status,asserts,fit.lemma5_beta"),
@@ -797,28 +740,24 @@ fn scripts_import_modules_beside_them_and_record_them() {
         &dir,
         &["run", "study/main.beb", "--seed", "1", "--out", "r"],
     );
-    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "42 21\n");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "42 21\n");
     let manifest = read(&dir.join("r/manifest.yaml"));
     assert!(manifest.contains("setup.beb"), "{manifest}");
 
     write(&dir.join("a.beb"), "import b\nlet x = 1\n");
     write(&dir.join("b.beb"), "import a\nlet y = 2\n");
     let out = beb(&dir, &["run", "a.beb", "--seed", "1", "--out", "c"]);
-    assert_eq!(code(&out), Some(2));
-    assert!(
-        text(&out.stderr).contains("circular import"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("circular import"), "{}", out.stderr);
 
     write(&dir.join("m.beb"), "import nowhere\n");
     let out = beb(&dir, &["run", "m.beb", "--seed", "1", "--out", "d"]);
-    assert_eq!(code(&out), Some(2));
+    assert_eq!(out.code, Some(2));
     assert!(
-        text(&out.stderr).contains("there is no module `nowhere`"),
+        out.stderr.contains("there is no module `nowhere`"),
         "{}",
-        text(&out.stderr)
+        out.stderr
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

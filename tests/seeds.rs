@@ -23,7 +23,7 @@ fn run(cwd: &Path, path: &str) -> String {
         .arg(&out)
         .current_dir(cwd)
         .run();
-    assert_eq!(output.code, 0, "{path}: {}", output.stderr);
+    assert_eq!(output.code, Some(0), "{path}: {}", output.stderr);
     output.stdout
 }
 

@@ -1,15 +1,19 @@
 //! Each bound in stdlib/bounds.beb against a value computed by hand from the paper's formula.
 
-use beb::eval::{Interp, Value};
+mod common;
+
+use beb::eval::Value;
 
 fn eval(expr: &str) -> f64 {
-    let mut interp = Interp::new(0, Box::new(std::io::sink()));
     let source = format!("import bounds.*\n{expr}");
-    let file = interp.add_source("<test>", &source);
-    let program = interp
-        .parse(file)
-        .unwrap_or_else(|e| panic!("{expr}: {e:?}"));
-    match interp.run(&program) {
+    let run = common::run_script(
+        &source,
+        &common::Options {
+            seed: 0,
+            ..common::Options::default()
+        },
+    );
+    match run.result {
         Ok(Value::Num(x)) => x,
         other => panic!("{expr} gave {other:?}"),
     }

@@ -1,21 +1,36 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: the one way to run the `beb` binary
+//! ([`binary`]), to run a script in-process ([`script`]), to load and compare neural models
+//! ([`models`]), to read the documentation's examples ([`docs`]), and to find the shared
+//! files and make scratch folders (here).
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
+
+pub mod binary;
+pub mod docs;
+pub mod models;
+pub mod script;
+
+// Not every test binary uses every re-export.
+#[allow(unused_imports)]
+pub use binary::{Beb, Output, Running, beb, beb_in};
+#[allow(unused_imports)]
+pub use models::{load, load_run, load_with, log_softmax, max_diff, max_diff32, uncached};
+#[allow(unused_imports)]
+pub use script::{Options, Run, builtin, builtins, render, run_in_process, run_script};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use beb::error::BebError;
+/// The repository root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
 
 /// The shared folder: `$BEB_SHARED`, else `../shared` beside the repository.
 pub fn shared_root() -> PathBuf {
     std::env::var("BEB_SHARED")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("shared")
-        })
+        .unwrap_or_else(|_| root().join("..").join("shared"))
 }
 
 /// A path inside the shared folder, or `None` (the test skips, saying why) when it is missing;
@@ -57,24 +72,34 @@ pub fn scratch(label: &str) -> PathBuf {
     dir
 }
 
-/// Run `script` in-process with root seed 1 and run folder `out_dir` (the current folder when
-/// `None`): (stdout, the error if it failed).
-pub fn run_in_process(script: &str, out_dir: Option<&Path>) -> (String, Option<BebError>) {
-    let out = beb::eval::CapturedOutput::default();
-    let mut interp = beb::eval::Interp::with_settings(
-        beb::eval::Settings {
-            root_seed: 1,
-            out_dir: out_dir
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from(".")),
-            ..beb::eval::Settings::default()
-        },
-        Box::new(out.clone()),
-    );
-    let file = interp.add_source("<test>", script);
-    let program = interp
-        .parse(file)
-        .unwrap_or_else(|e| panic!("syntax: {e:?}"));
-    let error = interp.run(&program).err();
-    (out.text(), error)
+/// The text of a file; a test fails when it cannot be read.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// Write a file, creating the folders above it.
+pub fn write(path: &Path, contents: &str) {
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    std::fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Every file below `dir` (recursively) whose name ends in `.ext`, sorted; none when `dir`
+/// cannot be listed.
+pub fn files_under(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, ext, out);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, ext, &mut out);
+    out.sort();
+    out
 }

@@ -1,0 +1,54 @@
+//! Loading neural models (the shared ones or a test's own) and comparing their numbers.
+
+use std::path::Path;
+
+use beb::lm::neural::{LoadOptions, NeuralModel, RunOptions};
+
+/// Load a model with the default options; a test fails when it cannot.
+pub fn load(path: &Path) -> NeuralModel {
+    load_with(path, &LoadOptions::default(), RunOptions::default())
+}
+
+/// Load a model with the given run options (cache, batch).
+pub fn load_run(path: &Path, run: RunOptions) -> NeuralModel {
+    load_with(path, &LoadOptions::default(), run)
+}
+
+/// Load a model with the given load and run options.
+pub fn load_with(path: &Path, options: &LoadOptions, run: RunOptions) -> NeuralModel {
+    NeuralModel::load(path, options, &run)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+}
+
+/// Run options with no state cache and one text per pass: every prefix from scratch.
+pub fn uncached() -> RunOptions {
+    RunOptions {
+        cache_bytes: 0,
+        batch: 1,
+    }
+}
+
+/// The largest difference between two vectors of the same length.
+pub fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "vector lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// The largest difference between two f32 vectors of the same length.
+pub fn max_diff32(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "vector lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from((x - y).abs()))
+        .fold(0.0, f64::max)
+}
+
+/// Log-probabilities from logits.
+pub fn log_softmax(logits: &[f64]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let z = logits.iter().map(|x| (x - max).exp()).sum::<f64>().ln() + max;
+    logits.iter().map(|x| x - z).collect()
+}
