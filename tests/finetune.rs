@@ -16,10 +16,10 @@ use std::time::Instant;
 use beb::data::texts::{self, Format};
 use beb::lm::neural::random::{RandomLlama, word_tokenizer_json, write_random_llama};
 use beb::lm::neural::train::{self, Method, Request, Schedule, TrainOptions};
-use beb::lm::neural::{LoadOptions, NeuralModel, RunOptions, lora};
+use beb::lm::neural::{ComputeOptions, LoadOptions, NeuralModel, lora};
 
 fn load(path: &Path) -> NeuralModel {
-    NeuralModel::load(path, &LoadOptions::default(), &RunOptions::default())
+    NeuralModel::load(path, &LoadOptions::default(), &ComputeOptions::default())
         .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
 }
 

@@ -15,12 +15,12 @@ use std::rc::Rc;
 
 use beb::lm::mixture::Mixture;
 use beb::lm::neural::random::{RandomLlama, word_tokenizer_json, write_random_llama};
-use beb::lm::neural::{LoadOptions, NeuralLm, NeuralModel, RunOptions};
+use beb::lm::neural::{ComputeOptions, LoadOptions, NeuralLm, NeuralModel};
 use beb::lm::{LanguageModel, ModelRef, Sampling, Unit, UnitSpec};
 use beb::measure::{self, Measured, Method};
 use beb::seed::sample_rng;
 
-fn load(path: &Path, run: RunOptions) -> NeuralModel {
+fn load(path: &Path, run: ComputeOptions) -> NeuralModel {
     NeuralModel::load(path, &LoadOptions::default(), &run)
         .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
 }
@@ -89,19 +89,22 @@ fn reference_logprobs_in_every_format() {
     let Some(dir) = shared() else { return };
     let rows = reference(&dir);
     for path in ["hf", "stories260K.bin", "stories260K-f32.gguf"] {
-        let model = load(&dir.join(path), RunOptions::default());
+        let model = load(&dir.join(path), ComputeOptions::default());
         let (max, mean) = errors(&model, &rows);
         println!("{path}: max error {max:.2e}, mean {mean:.2e} nats/token");
         assert!(max < 1e-4, "{path}: max error {max}");
     }
-    let q8 = load(&dir.join("stories260K-q8_0.gguf"), RunOptions::default());
+    let q8 = load(
+        &dir.join("stories260K-q8_0.gguf"),
+        ComputeOptions::default(),
+    );
     let (max, mean) = errors(&q8, &rows);
     println!("q8_0: max error {max:.2e}, mean {mean:.2e} nats/token");
     assert!(mean < 0.05, "q8_0 mean error {mean}");
     // The cached, batched path agrees with the from-scratch one.
     let m = lm(
         "m",
-        load(&dir.join("hf"), RunOptions::default()),
+        load(&dir.join("hf"), ComputeOptions::default()),
         UnitSpec::Tokens(4),
     );
     for row in &rows {
@@ -122,7 +125,7 @@ fn greedy_decoding_reproduces_the_known_story() {
     for path in ["hf", "stories260K.bin", "stories260K-f32.gguf"] {
         let model = lm(
             "m",
-            load(&dir.join(path), RunOptions::default()),
+            load(&dir.join(path), ComputeOptions::default()),
             UnitSpec::Tokens(45),
         );
         let greedy = model
@@ -150,8 +153,11 @@ fn greedy_decoding_reproduces_the_known_story() {
 #[test]
 fn gguf_metadata_tokenizer_matches_tokenizer_json() {
     let Some(dir) = shared() else { return };
-    let gguf = load(&dir.join("stories260K-q8_0.gguf"), RunOptions::default());
-    let hf = load(&dir.join("hf"), RunOptions::default());
+    let gguf = load(
+        &dir.join("stories260K-q8_0.gguf"),
+        ComputeOptions::default(),
+    );
+    let hf = load(&dir.join("hf"), ComputeOptions::default());
     assert_eq!(gguf.vocabulary(), hf.vocabulary());
     for row in reference(&dir) {
         assert_eq!(gguf.encode(&row.text).expect("encode"), row.ids[1..]);
@@ -167,14 +173,14 @@ fn batching_and_threads_do_not_change_draws() {
     };
     let batched = lm(
         "m",
-        load(&dir.join("hf"), RunOptions::default()),
+        load(&dir.join("hf"), ComputeOptions::default()),
         unit.clone(),
     );
     let single = lm(
         "m",
         load(
             &dir.join("hf"),
-            RunOptions {
+            ComputeOptions {
                 cache_bytes: 0,
                 batch: 1,
             },
@@ -201,7 +207,7 @@ fn a_mixture_of_a_model_with_itself_scores_like_the_model() {
     let Some(dir) = shared() else { return };
     let m: ModelRef = Rc::new(lm(
         "m",
-        load(&dir.join("hf"), RunOptions::default()),
+        load(&dir.join("hf"), ComputeOptions::default()),
         UnitSpec::Tokens(3),
     ));
     let mix = Mixture::new(vec![
@@ -247,8 +253,8 @@ fn tiny_pair() -> (NeuralModel, NeuralModel, PathBuf) {
     let tok = word_tokenizer_json(&words);
     write_random_llama(&dir.join("p"), &spec, 1, &tok).expect("write p");
     write_random_llama(&dir.join("q"), &spec, 2, &tok).expect("write q");
-    let p = load(&dir.join("p"), RunOptions::default());
-    let q = load(&dir.join("q"), RunOptions::default());
+    let p = load(&dir.join("p"), ComputeOptions::default());
+    let q = load(&dir.join("q"), ComputeOptions::default());
     (p, q, dir)
 }
 

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use beb::lm::neural::random::word_tokenizer_json;
-use beb::lm::neural::{LoadOptions, NeuralModel, RunOptions};
+use beb::lm::neural::{ComputeOptions, LoadOptions, NeuralModel};
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -293,17 +293,17 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn load(dir: &Path, run: RunOptions) -> NeuralModel {
+fn load(dir: &Path, run: ComputeOptions) -> NeuralModel {
     load_with(dir, &LoadOptions::default(), run)
 }
 
-fn load_with(path: &Path, options: &LoadOptions, run: RunOptions) -> NeuralModel {
+fn load_with(path: &Path, options: &LoadOptions, run: ComputeOptions) -> NeuralModel {
     NeuralModel::load(path, options, &run)
         .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
 }
 
-fn uncached() -> RunOptions {
-    RunOptions {
+fn uncached() -> ComputeOptions {
+    ComputeOptions {
         cache_bytes: 0,
         batch: 1,
     }
@@ -336,7 +336,7 @@ fn check_informative(name: &str, rows: &[Vec<Vec<f64>>]) {
 fn compare(name: &str, path: &Path, options: &LoadOptions, reference: &[Vec<Vec<f64>>]) -> f64 {
     let seqs = sequences();
     let fresh = load_with(path, options, uncached());
-    let cached = load_with(path, options, RunOptions::default());
+    let cached = load_with(path, options, ComputeOptions::default());
     let mut worst = 0.0f64;
     let mut check = |what: &str, d: f64| {
         assert!(

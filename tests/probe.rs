@@ -17,15 +17,15 @@ use std::time::Instant;
 
 use beb::fit::probe::{ProbeMethod, ProbeOptions, cross_validate, stratified_folds};
 use beb::lm::neural::lora::{self, Adapter, LowRank};
-use beb::lm::neural::{LoadOptions, NeuralModel, RunOptions, train};
+use beb::lm::neural::{ComputeOptions, LoadOptions, NeuralModel, train};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 fn load(path: &Path, batch: usize) -> NeuralModel {
-    let run = RunOptions {
+    let run = ComputeOptions {
         batch,
-        ..RunOptions::default()
+        ..ComputeOptions::default()
     };
     NeuralModel::load(path, &LoadOptions::default(), &run)
         .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))

@@ -4,9 +4,9 @@
 //! enumerate its next-unit [`support`](LanguageModel::support) and Monte Carlo otherwise.
 
 pub mod analytic;
-pub mod cached;
 pub mod mixture;
 pub mod neural;
+pub mod run_cache;
 
 use std::cmp::Ordering;
 use std::fmt;

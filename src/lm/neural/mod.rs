@@ -7,10 +7,10 @@
 //! (log-softmax in f64 of the model's f32 logits); sampling is ancestral unless asked
 //! otherwise; every sample i uses only its own generator, so batching never changes a draw.
 
-pub mod cache;
 pub mod chat;
 pub mod load;
 pub mod lora;
+pub mod prefix_cache;
 pub mod random;
 pub mod tokenizer;
 pub mod train;
@@ -31,7 +31,7 @@ pub use units::{Sampling, UnitSpec};
 use super::{
     Detokenize, LanguageModel, ModelError, ModelRef, ModelResult, TokenRun, Unit, Vocabulary,
 };
-use cache::{PrefixCache, State};
+use prefix_cache::{PrefixCache, State};
 use tokenizer::TokenizerHandle;
 use transformer::{KvState, Transformer, log_softmax_f64};
 
@@ -44,18 +44,19 @@ const SCORE_BUDGET: usize = 1 << 24;
 /// New tokens of a prompt run in one forward pass.
 const PROMPT_CHUNK: usize = 256;
 
-/// How a model is run (beyond what is loaded).
+/// How a loaded model computes: prefix-cache budget and rows per forward pass (speed and
+/// memory; results agree to float rounding).
 #[derive(Clone, Debug)]
-pub struct RunOptions {
+pub struct ComputeOptions {
     /// Bytes of prefix states kept (0: no cache, every call starts from scratch).
     pub cache_bytes: usize,
     /// Rows per forward pass (1: one sample at a time).
     pub batch: usize,
 }
 
-impl Default for RunOptions {
-    fn default() -> RunOptions {
-        RunOptions {
+impl Default for ComputeOptions {
+    fn default() -> ComputeOptions {
+        ComputeOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             batch: DEFAULT_BATCH,
         }
@@ -102,7 +103,7 @@ impl NeuralModel {
     pub fn load(
         path: &std::path::Path,
         options: &LoadOptions,
-        run: &RunOptions,
+        compute: &ComputeOptions,
     ) -> ModelResult<NeuralModel> {
         let loaded = load::load(path, options)?;
         Ok(NeuralModel {
@@ -114,8 +115,8 @@ impl NeuralModel {
             files: loaded.files,
             parameters: loaded.parameters,
             sha256: OnceCell::new(),
-            cache: RefCell::new(PrefixCache::new(run.cache_bytes)),
-            batch: run.batch.max(1),
+            cache: RefCell::new(PrefixCache::new(compute.cache_bytes)),
+            batch: compute.batch.max(1),
             origin: None,
         })
     }

@@ -31,8 +31,8 @@ use rand_chacha::rand_core::SeedableRng;
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
-use super::cache::PrefixCache;
 use super::lora::{self, Adapter, LowRank};
+use super::prefix_cache::PrefixCache;
 use super::transformer::{KvState, Linear, Transformer};
 use super::{NeuralModel, model_err};
 use crate::lm::{ModelError, ModelResult};
