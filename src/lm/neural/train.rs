@@ -31,6 +31,7 @@ use rand_chacha::rand_core::SeedableRng;
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
+use super::chat::{self, TrainingText};
 use super::lora::{self, Adapter, LowRank};
 use super::prefix_cache::PrefixCache;
 use super::transformer::{KvState, Linear, Transformer};
@@ -892,12 +893,7 @@ pub fn finetune(
 
 /// The token ids of training texts (chat turns through their template, special tokens as
 /// ids), without BOS.
-pub fn encode_texts(
-    model: &NeuralModel,
-    texts: &[crate::data::texts::TrainingText],
-) -> ModelResult<Vec<Vec<u32>>> {
-    use super::chat;
-    use crate::data::texts::TrainingText;
+pub fn encode_texts(model: &NeuralModel, texts: &[TrainingText]) -> ModelResult<Vec<Vec<u32>>> {
     texts
         .iter()
         .map(|t| match t {
