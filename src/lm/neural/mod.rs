@@ -8,6 +8,7 @@
 //! otherwise; every sample i uses only its own generator, so batching never changes a draw.
 
 pub mod chat;
+pub mod finetune_store;
 pub mod load;
 pub mod lora;
 pub mod prefix_cache;
@@ -76,7 +77,7 @@ pub struct NeuralModel {
     cache: RefCell<PrefixCache>,
     batch: usize,
     /// How a finetuned or adapted model was derived from its base (`None` when loaded as is).
-    origin: Option<Rc<train::Origin>>,
+    origin: Option<Rc<finetune_store::Origin>>,
 }
 
 impl std::fmt::Debug for NeuralModel {
@@ -121,8 +122,32 @@ impl NeuralModel {
         })
     }
 
+    /// A model that shares this one's tokenizer and settings with a new net (a finetune, or
+    /// this model with an adapter).
+    fn derive(
+        &self,
+        net: Transformer,
+        files: Vec<PathBuf>,
+        parameters: usize,
+        origin: finetune_store::Origin,
+    ) -> NeuralModel {
+        NeuralModel {
+            net,
+            tokenizer: self.tokenizer.clone(),
+            bos: self.bos,
+            eos: self.eos.clone(),
+            format: self.format,
+            files,
+            parameters,
+            sha256: OnceCell::new(),
+            cache: RefCell::new(PrefixCache::new(self.cache.borrow().budget())),
+            batch: self.batch,
+            origin: Some(Rc::new(origin)),
+        }
+    }
+
     /// How this model was derived from a base (finetuned, or with an adapter), if it was.
-    pub fn origin(&self) -> Option<&train::Origin> {
+    pub fn origin(&self) -> Option<&finetune_store::Origin> {
         self.origin.as_deref()
     }
 
