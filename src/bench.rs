@@ -87,7 +87,7 @@ mod figure2 {
     use std::time::Instant;
 
     use crate::lm::neural::random::{RandomLlama, write_random_llama};
-    use crate::lm::neural::{LoadOptions, NeuralLm, NeuralModel, RunOptions};
+    use crate::lm::neural::{ComputeOptions, LoadOptions, NeuralLm, NeuralModel};
     use crate::lm::{ModelRef, Unit, UnitSpec};
     use crate::measure::{self, Method};
 
@@ -113,7 +113,7 @@ mod figure2 {
     fn load(
         path: &Path,
         tokenizer: &Path,
-        run: RunOptions,
+        run: ComputeOptions,
         unit: UnitSpec,
     ) -> Result<ModelRef, String> {
         let options = LoadOptions {
@@ -128,7 +128,7 @@ mod figure2 {
     fn pair(
         paths: &(PathBuf, PathBuf),
         tokenizer: &Path,
-        run: &RunOptions,
+        run: &ComputeOptions,
     ) -> Result<(ModelRef, ModelRef), String> {
         Ok((
             load(&paths.0, tokenizer, run.clone(), UnitSpec::Tokens(TOKENS))?,
@@ -173,8 +173,8 @@ mod figure2 {
         naive_cells: &[(usize, usize)],
         naive_samples: usize,
     ) -> Result<f64, String> {
-        let fast_run = RunOptions::default();
-        let naive_run = RunOptions {
+        let fast_run = ComputeOptions::default();
+        let naive_run = ComputeOptions {
             cache_bytes: 0,
             batch: 1,
         };

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use beb::lm::neural::random::word_tokenizer_json;
-use beb::lm::neural::{LoadOptions, RunOptions};
+use beb::lm::neural::{ComputeOptions, LoadOptions};
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -298,7 +298,7 @@ fn check_informative(name: &str, rows: &[Vec<Vec<f64>>]) {
 fn compare(name: &str, path: &Path, options: &LoadOptions, reference: &[Vec<Vec<f64>>]) -> f64 {
     let seqs = sequences();
     let fresh = load_with(path, options, uncached());
-    let cached = load_with(path, options, RunOptions::default());
+    let cached = load_with(path, options, ComputeOptions::default());
     let mut worst = 0.0f64;
     let mut check = |what: &str, d: f64| {
         assert!(

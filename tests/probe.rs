@@ -17,16 +17,16 @@ use std::time::Instant;
 
 use beb::fit::probe::{ProbeMethod, ProbeOptions, cross_validate, stratified_folds};
 use beb::lm::neural::lora::{self, Adapter, LowRank};
-use beb::lm::neural::{NeuralModel, RunOptions, train};
+use beb::lm::neural::{ComputeOptions, NeuralModel, train};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 /// A model run `batch` texts per pass.
 fn load(path: &Path, batch: usize) -> NeuralModel {
-    let run = RunOptions {
+    let run = ComputeOptions {
         batch,
-        ..RunOptions::default()
+        ..ComputeOptions::default()
     };
     load_run(path, run)
 }

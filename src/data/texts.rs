@@ -12,6 +12,8 @@
 //! rotated statements in a chat template as alternating user and assistant turns (`chat`).
 
 use crate::lm::neural::chat::Template;
+/// Re-exported: training texts are built here, but their type belongs to `lm`.
+pub use crate::lm::neural::chat::TrainingText;
 
 /// How a rotation of a group becomes a training text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,13 +42,6 @@ impl Format {
             Format::Chat(t) => t.name(),
         }
     }
-}
-
-/// One training text: a string, or the turns of a conversation for a chat template.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TrainingText {
-    Plain(String),
-    Turns(Template, Vec<String>),
 }
 
 /// Every cyclic rotation of every full group of `group` consecutive statements (leftovers

@@ -295,7 +295,7 @@ impl Interp {
     /// `model` as measurements in this run should call it: samples and scores of neural models
     /// (and mixtures of them) go through the cache and show progress bars.
     pub fn for_run(&self, model: crate::lm::ModelRef) -> crate::lm::ModelRef {
-        crate::lm::cached::for_run(model, &self.run.cache, &self.run.progress)
+        crate::lm::run_cache::for_run(model, &self.run.cache, &self.run.progress)
     }
 
     /// A progress bar for `total` steps of `label` (drawn only on a terminal, after half a

@@ -28,23 +28,24 @@ struct Component {
     log_weight: f64,
 }
 
+impl Component {
+    /// log a_i + log P_i(context); `-inf` where either factor is zero (the model is not asked
+    /// when a_i = 0).
+    fn log_joint(&self, context: &[Unit]) -> ModelResult<f64> {
+        if self.log_weight == f64::NEG_INFINITY {
+            Ok(f64::NEG_INFINITY)
+        } else {
+            Ok(self.log_weight + self.model.logprob(&[], context)?)
+        }
+    }
+}
+
 /// A weighted mixture of language models over a shared vocabulary.
 #[derive(Debug)]
 pub struct Mixture {
     name: String,
     components: Vec<Component>,
     vocabulary: Vocabulary,
-}
-
-/// A vocabulary in words, for mismatch messages.
-fn describe(vocabulary: &Vocabulary) -> String {
-    match vocabulary {
-        Vocabulary::Sentences => "sentences".to_string(),
-        Vocabulary::Tokenizer { name, digest } => {
-            let short: String = digest.chars().take(12).collect();
-            format!("tokenizer {name} ({short})")
-        }
-    }
 }
 
 impl Mixture {
@@ -76,10 +77,12 @@ impl Mixture {
             }
             let v = model.vocabulary();
             if v != vocabulary {
-                return Err(ModelError::VocabularyMismatch {
-                    left: format!("{first_name} uses {}", describe(&vocabulary)),
-                    right: format!("{name} uses {}", describe(&v)),
-                });
+                return Err(super::vocabulary_mismatch(
+                    &first_name,
+                    &vocabulary,
+                    name,
+                    &v,
+                ));
             }
         }
         let total = logsumexp(components.iter().map(|c| c.2));
@@ -130,13 +133,7 @@ impl Mixture {
     fn log_joint(&self, context: &[Unit]) -> ModelResult<Vec<f64>> {
         self.components
             .iter()
-            .map(|c| {
-                if c.log_weight == f64::NEG_INFINITY {
-                    Ok(f64::NEG_INFINITY)
-                } else {
-                    Ok(c.log_weight + c.model.logprob(&[], context)?)
-                }
-            })
+            .map(|c| c.log_joint(context))
             .collect()
     }
 
@@ -286,10 +283,7 @@ impl LanguageModel for Mixture {
     fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
         let mut parts: Vec<(f64, Vec<f64>)> = Vec::with_capacity(self.components.len());
         for c in &self.components {
-            if c.log_weight == f64::NEG_INFINITY {
-                continue;
-            }
-            let prefix = c.log_weight + c.model.logprob(&[], given)?;
+            let prefix = c.log_joint(given)?;
             if prefix == f64::NEG_INFINITY {
                 continue;
             }
@@ -339,12 +333,9 @@ impl LanguageModel for Mixture {
         let mut numerator = Vec::with_capacity(self.components.len());
         let mut denominator = Vec::with_capacity(self.components.len());
         for c in &self.components {
-            if c.log_weight == f64::NEG_INFINITY {
-                continue;
-            }
-            let prefix = c.log_weight + c.model.logprob(&[], given)?;
+            let prefix = c.log_joint(given)?;
             if prefix == f64::NEG_INFINITY {
-                // P_i(given) = 0: the component is out of the running, and its conditional
+                // a_i = 0 or P_i(given) = 0: the component is out of the running, and its conditional
                 // may not even be defined.
                 continue;
             }

@@ -4,9 +4,9 @@
 //! enumerate its next-unit [`support`](LanguageModel::support) and Monte Carlo otherwise.
 
 pub mod analytic;
-pub mod cached;
 pub mod mixture;
 pub mod neural;
+pub mod run_cache;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -138,6 +138,39 @@ pub enum Vocabulary {
     Sentences,
     /// Token ids of a tokenizer, identified by a digest of its vocabulary.
     Tokenizer { name: String, digest: String },
+}
+
+/// A vocabulary in words, for mismatch messages.
+fn describe_vocabulary(vocabulary: &Vocabulary) -> String {
+    match vocabulary {
+        Vocabulary::Sentences => "sentences".to_string(),
+        Vocabulary::Tokenizer { name, digest } => {
+            let short: String = digest.chars().take(12).collect();
+            format!("tokenizer {name} ({short})")
+        }
+    }
+}
+
+/// The error for two models (named as the caller knows them) that read different units.
+fn vocabulary_mismatch(left: &str, lv: &Vocabulary, right: &str, rv: &Vocabulary) -> ModelError {
+    ModelError::VocabularyMismatch {
+        left: format!("{left} uses {}", describe_vocabulary(lv)),
+        right: format!("{right} uses {}", describe_vocabulary(rv)),
+    }
+}
+
+/// An error unless the two models draw their units from one vocabulary, as models compared,
+/// mixed or continued by one another must; the message names both and their vocabularies.
+pub fn check_same_vocabulary(
+    left: &dyn LanguageModel,
+    right: &dyn LanguageModel,
+) -> ModelResult<()> {
+    let (lv, rv) = (left.vocabulary(), right.vocabulary());
+    if lv == rv {
+        Ok(())
+    } else {
+        Err(vocabulary_mismatch(left.name(), &lv, right.name(), &rv))
+    }
 }
 
 /// Why a model could not answer.

@@ -21,7 +21,7 @@ use rand::RngCore;
 
 pub use bounds::{lemma2_bound, lemma5_bound, lemma7_bound, pointwise_bound};
 
-use crate::lm::{LanguageModel, ModelError, ModelResult, Unit};
+use crate::lm::{LanguageModel, ModelError, ModelResult, Unit, check_same_vocabulary};
 use crate::seed::Stream;
 use crate::stats::Estimate;
 use exact::{Flow, Moments, WeightedMoments, enumerate, markov_moments};
@@ -106,18 +106,6 @@ pub enum MeasureError {
     Invalid(String),
 }
 
-fn same_vocabulary(p: &dyn LanguageModel, q: &dyn LanguageModel) -> Result<(), MeasureError> {
-    if p.vocabulary() == q.vocabulary() {
-        Ok(())
-    } else {
-        Err(ModelError::VocabularyMismatch {
-            left: p.name().to_string(),
-            right: q.name().to_string(),
-        }
-        .into())
-    }
-}
-
 fn positive_length(what: &str, n: usize) -> Result<(), MeasureError> {
     if n == 0 {
         Err(MeasureError::Invalid(format!(
@@ -174,7 +162,7 @@ pub fn logratio(
     text: &[Unit],
     given: &[Unit],
 ) -> Result<f64, MeasureError> {
-    same_vocabulary(p, q)?;
+    check_same_vocabulary(p, q)?;
     let lp = p.logprob(given, text)?;
     let lq = q.logprob(given, text)?;
     if lp == f64::NEG_INFINITY && lq == f64::NEG_INFINITY {
@@ -228,7 +216,7 @@ pub fn kl(
     horizon: usize,
     method: &Method,
 ) -> Result<Measured, MeasureError> {
-    same_vocabulary(p, q)?;
+    check_same_vocabulary(p, q)?;
     positive_length("a KL divergence", horizon)?;
     match method {
         Method::Exact => {
@@ -281,7 +269,7 @@ pub fn logratio_var(
     units: usize,
     method: &Method,
 ) -> Result<Measured, MeasureError> {
-    same_vocabulary(p, q)?;
+    check_same_vocabulary(p, q)?;
     positive_length("a log-ratio variance", units)?;
     match method {
         Method::Exact => {

@@ -145,6 +145,23 @@ impl Drop for Progress {
     }
 }
 
+/// How `lm` (which may not depend on this module) draws its bars.
+impl crate::lm::run_cache::ProgressSink for ProgressHub {
+    fn bar(&self, total: u64, label: &str) -> Box<dyn crate::lm::run_cache::ProgressBar> {
+        Box::new(ProgressHub::bar(self, total, label))
+    }
+}
+
+impl crate::lm::run_cache::ProgressBar for Progress {
+    fn inc(&self, steps: u64) {
+        Progress::inc(self, steps);
+    }
+
+    fn finish(&self) {
+        Progress::finish(self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

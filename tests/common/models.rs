@@ -2,27 +2,27 @@
 
 use std::path::Path;
 
-use beb::lm::neural::{LoadOptions, NeuralModel, RunOptions};
+use beb::lm::neural::{ComputeOptions, LoadOptions, NeuralModel};
 
 /// Load a model with the default options; a test fails when it cannot.
 pub fn load(path: &Path) -> NeuralModel {
-    load_with(path, &LoadOptions::default(), RunOptions::default())
+    load_with(path, &LoadOptions::default(), ComputeOptions::default())
 }
 
 /// Load a model with the given run options (cache, batch).
-pub fn load_run(path: &Path, run: RunOptions) -> NeuralModel {
+pub fn load_run(path: &Path, run: ComputeOptions) -> NeuralModel {
     load_with(path, &LoadOptions::default(), run)
 }
 
 /// Load a model with the given load and run options.
-pub fn load_with(path: &Path, options: &LoadOptions, run: RunOptions) -> NeuralModel {
+pub fn load_with(path: &Path, options: &LoadOptions, run: ComputeOptions) -> NeuralModel {
     NeuralModel::load(path, options, &run)
         .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
 }
 
 /// Run options with no state cache and one text per pass: every prefix from scratch.
-pub fn uncached() -> RunOptions {
-    RunOptions {
+pub fn uncached() -> ComputeOptions {
+    ComputeOptions {
         cache_bytes: 0,
         batch: 1,
     }

@@ -10,7 +10,7 @@ use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::interp::Interp;
 use crate::eval::natives::{Args, Decl, Native};
 use crate::eval::value::{Record, Value};
-use crate::lm::neural::{LoadOptions, NeuralLm, NeuralModel, RunOptions};
+use crate::lm::neural::{ComputeOptions, LoadOptions, NeuralLm, NeuralModel};
 use crate::lm::{ModelRef, TokenRun, Unit, UnitSpec};
 
 pub const NATIVES: &[Native] = &[
@@ -218,7 +218,7 @@ fn load_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         return Err(args.invalid("batch", "batch must be at least 1"));
     }
     let unit = unit_arg(args, "unit")?.unwrap_or_default();
-    let run = RunOptions {
+    let run = ComputeOptions {
         cache_bytes: (cache_mb * 1048576.0) as usize,
         batch,
     };

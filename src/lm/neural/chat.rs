@@ -27,6 +27,15 @@ pub enum Template {
     Plain,
 }
 
+/// One training text: a string, or the turns of a conversation for a chat template. It lives
+/// here, beside the templates it names, so that training (in `lm`) never depends on `data`,
+/// which builds these texts from statements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrainingText {
+    Plain(String),
+    Turns(Template, Vec<String>),
+}
+
 impl Template {
     pub fn parse(name: &str) -> Option<Template> {
         match name {

@@ -13,6 +13,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use serde_json::{Value as Json, json};
 
+use super::NeuralModel;
+use super::finetune_store::{Origin, read_manifest};
 use super::transformer::{Config, Layer, Linear, Transformer};
 use crate::lm::{ModelError, ModelResult};
 
@@ -235,6 +237,30 @@ fn pattern_value(config: &Json, pattern: &str, module: &str) -> Option<f64> {
             .then(|| v.as_f64())
             .flatten()
     })
+}
+
+/// `base` with the PEFT LoRA adapter in `dir` attached.
+pub fn with_adapter(base: &NeuralModel, dir: &Path) -> ModelResult<NeuralModel> {
+    let adapter = read(dir, &base.net.config, &base.net.device)?;
+    let net = apply(&base.net, &adapter)?;
+    let manifest = read_manifest(dir)?;
+    let mut files = base.files.clone();
+    files.push(dir.join(WEIGHTS_FILE));
+    let origin = Origin {
+        kind: "adapter".into(),
+        rank: Some(adapter.rank),
+        alpha: Some(adapter.alpha),
+        targets: adapter.targets.clone(),
+        folder: dir.to_path_buf(),
+        key: manifest
+            .as_ref()
+            .and_then(|m| m.get("key"))
+            .and_then(Json::as_str)
+            .map(str::to_string),
+        manifest,
+        cached: false,
+    };
+    Ok(base.derive(net, files, base.parameters + adapter.parameters(), origin))
 }
 
 /// Read a PEFT LoRA adapter folder for a model of `config`.

@@ -7,10 +7,11 @@
 //! (log-softmax in f64 of the model's f32 logits); sampling is ancestral unless asked
 //! otherwise; every sample i uses only its own generator, so batching never changes a draw.
 
-pub mod cache;
 pub mod chat;
+pub mod finetune_store;
 pub mod load;
 pub mod lora;
+pub mod prefix_cache;
 pub mod random;
 pub mod tokenizer;
 pub mod train;
@@ -31,7 +32,7 @@ pub use units::{Sampling, UnitSpec};
 use super::{
     Detokenize, LanguageModel, ModelError, ModelRef, ModelResult, TokenRun, Unit, Vocabulary,
 };
-use cache::{PrefixCache, State};
+use prefix_cache::{PrefixCache, State};
 use tokenizer::TokenizerHandle;
 use transformer::{KvState, Transformer, log_softmax_f64};
 
@@ -44,18 +45,19 @@ const SCORE_BUDGET: usize = 1 << 24;
 /// New tokens of a prompt run in one forward pass.
 const PROMPT_CHUNK: usize = 256;
 
-/// How a model is run (beyond what is loaded).
+/// How a loaded model computes: prefix-cache budget and rows per forward pass (speed and
+/// memory; results agree to float rounding).
 #[derive(Clone, Debug)]
-pub struct RunOptions {
+pub struct ComputeOptions {
     /// Bytes of prefix states kept (0: no cache, every call starts from scratch).
     pub cache_bytes: usize,
     /// Rows per forward pass (1: one sample at a time).
     pub batch: usize,
 }
 
-impl Default for RunOptions {
-    fn default() -> RunOptions {
-        RunOptions {
+impl Default for ComputeOptions {
+    fn default() -> ComputeOptions {
+        ComputeOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             batch: DEFAULT_BATCH,
         }
@@ -75,7 +77,7 @@ pub struct NeuralModel {
     cache: RefCell<PrefixCache>,
     batch: usize,
     /// How a finetuned or adapted model was derived from its base (`None` when loaded as is).
-    origin: Option<Rc<train::Origin>>,
+    origin: Option<Rc<finetune_store::Origin>>,
 }
 
 impl std::fmt::Debug for NeuralModel {
@@ -102,7 +104,7 @@ impl NeuralModel {
     pub fn load(
         path: &std::path::Path,
         options: &LoadOptions,
-        run: &RunOptions,
+        compute: &ComputeOptions,
     ) -> ModelResult<NeuralModel> {
         let loaded = load::load(path, options)?;
         Ok(NeuralModel {
@@ -114,14 +116,38 @@ impl NeuralModel {
             files: loaded.files,
             parameters: loaded.parameters,
             sha256: OnceCell::new(),
-            cache: RefCell::new(PrefixCache::new(run.cache_bytes)),
-            batch: run.batch.max(1),
+            cache: RefCell::new(PrefixCache::new(compute.cache_bytes)),
+            batch: compute.batch.max(1),
             origin: None,
         })
     }
 
+    /// A model that shares this one's tokenizer and settings with a new net (a finetune, or
+    /// this model with an adapter).
+    fn derive(
+        &self,
+        net: Transformer,
+        files: Vec<PathBuf>,
+        parameters: usize,
+        origin: finetune_store::Origin,
+    ) -> NeuralModel {
+        NeuralModel {
+            net,
+            tokenizer: self.tokenizer.clone(),
+            bos: self.bos,
+            eos: self.eos.clone(),
+            format: self.format,
+            files,
+            parameters,
+            sha256: OnceCell::new(),
+            cache: RefCell::new(PrefixCache::new(self.cache.borrow().budget())),
+            batch: self.batch,
+            origin: Some(Rc::new(origin)),
+        }
+    }
+
     /// How this model was derived from a base (finetuned, or with an adapter), if it was.
-    pub fn origin(&self) -> Option<&train::Origin> {
+    pub fn origin(&self) -> Option<&finetune_store::Origin> {
         self.origin.as_deref()
     }
 
@@ -406,64 +432,78 @@ impl NeuralModel {
             return Ok(vec![Vec::new(); rngs.len()]);
         }
         let root = self.state(ctx, true)?;
-        let decode = |ids: &[u32]| self.tokenizer.decode(ids);
         for chunk in rngs.chunks_mut(self.batch) {
-            let b = chunk.len();
-            let mut done: Vec<Vec<Vec<u32>>> = vec![Vec::new(); b];
-            let mut current: Vec<Vec<u32>> = vec![Vec::new(); b];
-            let mut active: Vec<usize> = (0..b).collect();
-            let mut dists: Vec<Rc<Vec<f64>>> = vec![root.next.clone(); b];
-            let mut kv: Option<KvState> = None;
-            let mut step = 0usize;
-            loop {
-                let mut still = Vec::with_capacity(active.len());
-                let mut last = Vec::with_capacity(active.len());
-                for (a, &r) in active.iter().enumerate() {
-                    let token = if sampling.is_ancestral() {
-                        units::draw(&dists[a], &mut chunk[r])?
-                    } else {
-                        units::draw(&sampling.transform(&dists[a]), &mut chunk[r])?
-                    };
-                    current[r].push(token);
-                    if spec.ends(&current[r], &self.eos, &decode) {
-                        done[r].push(std::mem::take(&mut current[r]));
-                    }
-                    if done[r].len() < units {
-                        still.push((a, r));
-                        last.push(token);
-                    }
-                }
-                if still.is_empty() {
-                    break;
-                }
-                step += 1;
-                self.check_length(ctx.len() + step, "sampling after this prompt")?;
-                let state = match kv.take() {
-                    None => root.kv.fan_out(active.len()).map_err(model_err)?,
-                    Some(s) => s,
-                };
-                let state = if still.len() < active.len() {
-                    let keep: Vec<u32> = still.iter().map(|&(a, _)| a as u32).collect();
-                    state.select(&keep).map_err(model_err)?
-                } else {
-                    state
-                };
-                let (logits, next_kv) = self.forward(&last, still.len(), &state)?;
-                let rows: Vec<Vec<f64>> = log_softmax_f64(&logits)
-                    .and_then(|x| x.squeeze(1))
-                    .and_then(|x| x.to_vec2())
-                    .map_err(model_err)?;
-                dists = Vec::with_capacity(rows.len());
-                for row in rows {
-                    check_row(&row, "while sampling")?;
-                    dists.push(Rc::new(row));
-                }
-                kv = Some(next_kv);
-                active = still.into_iter().map(|(_, r)| r).collect();
-            }
-            out.extend(done);
+            // A root state is always a single row without a shared part, so it fans out.
+            let start = State {
+                kv: root.kv.fan_out(chunk.len()).map_err(model_err)?,
+                next: root.next.clone(),
+                cumulative: root.cumulative,
+            };
+            out.extend(self.draw_units(ctx.len(), start, units, spec, sampling, chunk)?);
         }
         Ok(out)
+    }
+
+    /// The token-drawing loop of all sampling: `units` units per generator, every row
+    /// continuing `start` (a state of `rngs.len()` rows after `ctx_len` tokens), one token per
+    /// forward pass for the rows still drawing, each row drawn with its own generator alone.
+    fn draw_units<R: RngCore>(
+        &self,
+        ctx_len: usize,
+        start: State,
+        units: usize,
+        spec: &UnitSpec,
+        sampling: &Sampling,
+        rngs: &mut [R],
+    ) -> ModelResult<Vec<Vec<Vec<u32>>>> {
+        let decode = |ids: &[u32]| self.tokenizer.decode(ids);
+        let b = rngs.len();
+        let mut done: Vec<Vec<Vec<u32>>> = vec![Vec::new(); b];
+        let mut current: Vec<Vec<u32>> = vec![Vec::new(); b];
+        let mut active: Vec<usize> = (0..b).collect();
+        let mut dists: Vec<Rc<Vec<f64>>> = vec![start.next; b];
+        let mut kv = start.kv;
+        let mut step = 0usize;
+        loop {
+            let mut still = Vec::with_capacity(active.len());
+            let mut last = Vec::with_capacity(active.len());
+            for (a, &r) in active.iter().enumerate() {
+                let token = if sampling.is_ancestral() {
+                    units::draw(&dists[a], &mut rngs[r])?
+                } else {
+                    units::draw(&sampling.transform(&dists[a]), &mut rngs[r])?
+                };
+                current[r].push(token);
+                if spec.ends(&current[r], &self.eos, &decode) {
+                    done[r].push(std::mem::take(&mut current[r]));
+                }
+                if done[r].len() < units {
+                    still.push((a, r));
+                    last.push(token);
+                }
+            }
+            if still.is_empty() {
+                return Ok(done);
+            }
+            step += 1;
+            self.check_length(ctx_len + step, "sampling after this prompt")?;
+            if still.len() < active.len() {
+                let keep: Vec<u32> = still.iter().map(|&(a, _)| a as u32).collect();
+                kv = kv.select(&keep).map_err(model_err)?;
+            }
+            let (logits, next_kv) = self.forward(&last, still.len(), &kv)?;
+            let rows: Vec<Vec<f64>> = log_softmax_f64(&logits)
+                .and_then(|x| x.squeeze(1))
+                .and_then(|x| x.to_vec2())
+                .map_err(model_err)?;
+            dists = Vec::with_capacity(rows.len());
+            for row in rows {
+                check_row(&row, "while sampling")?;
+                dists.push(Rc::new(row));
+            }
+            kv = next_kv;
+            active = still.into_iter().map(|(_, r)| r).collect();
+        }
     }
 
     /// log P(ids[i + 1] | ids[..=i]) for every position, from one forward pass from scratch
@@ -715,31 +755,20 @@ impl LanguageModel for NeuralLm {
     fn sample_next(&self, context: &[Unit], rng: &mut dyn RngCore) -> ModelResult<Unit> {
         let ctx = self.context(context)?;
         let state = self.model.state(&ctx, true)?;
-        let decode = |ids: &[u32]| self.model.decode(ids);
-        let mut unit = Vec::new();
-        let mut dist = state.next.clone();
-        let mut kv = state.kv;
-        loop {
-            let token = if self.sampling.is_ancestral() {
-                units::draw(&dist, rng)?
-            } else {
-                units::draw(&self.sampling.transform(&dist), rng)?
-            };
-            unit.push(token);
-            if self.unit.ends(&unit, &self.model.eos, &decode) {
-                return Ok(self.run(unit));
-            }
-            self.model
-                .check_length(ctx.len() + unit.len(), "sampling after this prompt")?;
-            let (logits, next_kv) = self.model.forward(&[token], 1, &kv)?;
-            let row: Vec<f64> = log_softmax_f64(&logits)
-                .and_then(|x| x.flatten_all())
-                .and_then(|x| x.to_vec1())
-                .map_err(model_err)?;
-            check_row(&row, "while sampling")?;
-            dist = Rc::new(row);
-            kv = next_kv;
-        }
+        let mut rows = self.model.draw_units(
+            ctx.len(),
+            state,
+            1,
+            &self.unit,
+            &self.sampling,
+            std::slice::from_mut(&mut &mut *rng),
+        )?;
+        // Invariant: one generator and one unit give one row of one unit.
+        let unit = rows
+            .pop()
+            .and_then(|mut row| row.pop())
+            .ok_or_else(|| ModelError::Invalid("sampling drew no unit".into()))?;
+        Ok(self.run(unit))
     }
 
     fn behavior(&self, _unit: &Unit) -> Option<f64> {

@@ -9,18 +9,10 @@
 //! order, in batches padded on the right, the loss being the mean over the batch's real
 //! target tokens. LoRA matrices start as in PEFT: A uniform in ±1/sqrt(fan_in), B zero.
 //!
-//! Results are cached: the key is the sha256 of the base's weight digests, its tokenizer and
-//! dtype, the training texts' token ids, every hyperparameter and the seed. A folder under
-//! the cache root holds `finetune.json` (what was trained, with the loss per epoch) and the
-//! weights: `model.safetensors` (full; Hugging Face tensor names, in the base's own layout)
-//! or a PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`). The same request
-//! again loads the folder instead of training; a fresh result is also loaded from the folder,
-//! so a cached and a fresh finetune are the same model bit for bit.
+//! Results are cached by `finetune_store`: the same request again loads the stored folder
+//! instead of training.
 
-use std::cell::{OnceCell, RefCell};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{D, DType, Tensor, Var};
@@ -28,23 +20,23 @@ use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
-use serde_json::{Value as Json, json};
-use sha2::{Digest, Sha256};
+use serde_json::Value as Json;
 
-use super::cache::PrefixCache;
+use super::chat::{self, TrainingText};
+use super::finetune_store;
 use super::lora::{self, Adapter, LowRank};
 use super::transformer::{KvState, Linear, Transformer};
 use super::{NeuralModel, model_err};
 use crate::lm::{ModelError, ModelResult};
 
+// Re-exported so that callers keep one path to everything about finetunes.
+pub use super::finetune_store::{FULL_WEIGHTS, MANIFEST, Origin, cache_key};
+pub use super::lora::with_adapter;
+
 /// Bumped when training changes in a way that changes its results (part of the cache key).
 pub const TRAINING_VERSION: u32 = 1;
 /// The global gradient norm is clipped to this (the Hugging Face Trainer's default).
 pub const MAX_GRAD_NORM: f64 = 1.0;
-/// The record of a finetune in its folder.
-pub const MANIFEST: &str = "finetune.json";
-/// The weights of a full finetune in its folder.
-pub const FULL_WEIGHTS: &str = "model.safetensors";
 
 /// What is trained.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,66 +120,15 @@ pub struct Step {
     pub loss: f64,
 }
 
-/// How a model was derived from a base.
-#[derive(Clone, Debug)]
-pub struct Origin {
-    /// "full" or "lora" (finetuned by beb), or "adapter" (a PEFT adapter loaded from a folder).
-    pub kind: String,
-    pub rank: Option<usize>,
-    pub alpha: Option<f64>,
-    pub targets: Vec<String>,
-    /// The folder the weights or the adapter were read from.
-    pub folder: PathBuf,
-    /// The cache key (finetunes only).
-    pub key: Option<String>,
-    /// The record of the finetune (`finetune.json`), when there is one.
-    pub manifest: Option<Json>,
-    /// Whether this finetune was found in the cache rather than trained now.
-    pub cached: bool,
-}
-
-impl Origin {
-    /// A short description for the model's identity.
-    pub fn describe(&self) -> String {
-        let lora = match (self.rank, self.alpha) {
-            (Some(r), Some(a)) => format!("r={r}, alpha={a}, {}", self.targets.join("+")),
-            _ => String::new(),
-        };
-        match self.kind.as_str() {
-            "full" => "+ full finetune".to_string(),
-            "lora" => format!("+ LoRA finetune {lora}"),
-            _ => format!("+ LoRA adapter {lora}"),
-        }
-    }
-
-    /// Mean training loss per epoch, from the record.
-    pub fn losses(&self) -> Vec<f64> {
-        self.manifest
-            .as_ref()
-            .and_then(|m| m.get("losses"))
-            .and_then(Json::as_array)
-            .map(|a| a.iter().filter_map(Json::as_f64).collect())
-            .unwrap_or_default()
-    }
-}
-
 fn invalid(message: impl Into<String>) -> ModelError {
     ModelError::Invalid(message.into())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn dtype_name(dtype: DType) -> String {
-    format!("{dtype:?}").to_lowercase()
 }
 
 // ---------------------------------------------------------------- parameters by name
 
 /// A dense parameter of the model.
 #[derive(Clone, Debug)]
-enum Slot {
+pub(super) enum Slot {
     Embed,
     Norm,
     Head,
@@ -199,7 +140,7 @@ enum Slot {
 
 impl Slot {
     /// The Hugging Face name of the parameter.
-    fn name(&self) -> String {
+    pub(super) fn name(&self) -> String {
         let block = |t: &str| match t {
             "gate_proj" | "up_proj" | "down_proj" => "mlp",
             _ => "self_attn",
@@ -231,7 +172,7 @@ fn tied(net: &Transformer) -> bool {
 
 /// Every dense parameter of `net` (the output layer only when not tied to the embeddings);
 /// an error when some weight is quantized.
-fn slots(net: &Transformer) -> ModelResult<Vec<Slot>> {
+pub(super) fn slots(net: &Transformer) -> ModelResult<Vec<Slot>> {
     let quantized = |what: String| {
         ModelError::Unsupported(format!(
             "{what} is quantized: finetuning needs float weights (load a safetensors, llama2.c or float GGUF checkpoint)"
@@ -267,7 +208,7 @@ fn slots(net: &Transformer) -> ModelResult<Vec<Slot>> {
     Ok(out)
 }
 
-fn get(net: &Transformer, slot: &Slot) -> Option<Tensor> {
+pub(super) fn get(net: &Transformer, slot: &Slot) -> Option<Tensor> {
     match slot {
         Slot::Embed => Some(net.embed.clone()),
         Slot::Norm => Some(net.norm.clone()),
@@ -282,7 +223,7 @@ fn get(net: &Transformer, slot: &Slot) -> Option<Tensor> {
 }
 
 /// Put `value` in `slot` (keeping a tied output layer tied to the embeddings).
-fn set(net: &mut Transformer, slot: &Slot, value: Tensor) -> ModelResult<()> {
+pub(super) fn set(net: &mut Transformer, slot: &Slot, value: Tensor) -> ModelResult<()> {
     let missing = || invalid(format!("the model has no parameter {}", slot.name()));
     match slot {
         Slot::Embed => {
@@ -463,14 +404,14 @@ fn clip(
     Ok(())
 }
 
-/// The result of a training run.
-struct Trained {
-    full: Vec<(String, Tensor)>,
-    adapter: Option<Adapter>,
-    trainable: usize,
-    losses: Vec<f64>,
-    tokens: usize,
-    seconds: f64,
+/// The result of a training run (what the finetune store writes).
+pub(super) struct Trained {
+    pub full: Vec<(String, Tensor)>,
+    pub adapter: Option<Adapter>,
+    pub trainable: usize,
+    pub losses: Vec<f64>,
+    pub tokens: usize,
+    pub seconds: f64,
 }
 
 fn train(
@@ -621,239 +562,6 @@ fn train(
     Ok(trained)
 }
 
-// ---------------------------------------------------------------- keys, folders, models
-
-/// The cache key of a request on a base model.
-pub fn cache_key(base: &NeuralModel, options: &TrainOptions, texts: &[Vec<u32>]) -> String {
-    let method = match &options.method {
-        Method::Full => json!({"method": "full"}),
-        Method::Lora {
-            rank,
-            alpha,
-            targets,
-        } => json!({"method": "lora", "rank": rank, "alpha": alpha, "targets": targets}),
-    };
-    let inputs = json!({
-        "training_version": TRAINING_VERSION,
-        "base_sha256": base.sha256(),
-        "tokenizer": base.tokenizer.digest,
-        "dtype": dtype_name(base.net.dtype),
-        "bos": base.bos,
-        "method": method,
-        "epochs": options.epochs,
-        "lr": options.lr,
-        "batch": options.batch,
-        "weight_decay": options.weight_decay,
-        "schedule": options.schedule.name(),
-        "max_grad_norm": MAX_GRAD_NORM,
-        "seed": hex(&options.seed),
-        "texts": texts,
-    });
-    hex(&Sha256::digest(inputs.to_string().as_bytes()))
-}
-
-/// A model that shares `base`'s tokenizer and settings with a new net.
-fn derive(
-    base: &NeuralModel,
-    net: Transformer,
-    files: Vec<PathBuf>,
-    parameters: usize,
-    origin: Origin,
-) -> NeuralModel {
-    NeuralModel {
-        net,
-        tokenizer: base.tokenizer.clone(),
-        bos: base.bos,
-        eos: base.eos.clone(),
-        format: base.format,
-        files,
-        parameters,
-        sha256: OnceCell::new(),
-        cache: RefCell::new(PrefixCache::new(base.cache.borrow().budget())),
-        batch: base.batch,
-        origin: Some(Rc::new(origin)),
-    }
-}
-
-fn read_manifest(folder: &Path) -> ModelResult<Option<Json>> {
-    let path = folder.join(MANIFEST);
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| invalid(format!("{} is not valid JSON: {e}", path.display())))
-}
-
-/// `base` with the PEFT LoRA adapter in `dir` attached.
-pub fn with_adapter(base: &NeuralModel, dir: &Path) -> ModelResult<NeuralModel> {
-    let adapter = lora::read(dir, &base.net.config, &base.net.device)?;
-    let net = lora::apply(&base.net, &adapter)?;
-    let manifest = read_manifest(dir)?;
-    let mut files = base.files.clone();
-    files.push(dir.join(lora::WEIGHTS_FILE));
-    let origin = Origin {
-        kind: "adapter".into(),
-        rank: Some(adapter.rank),
-        alpha: Some(adapter.alpha),
-        targets: adapter.targets.clone(),
-        folder: dir.to_path_buf(),
-        key: manifest
-            .as_ref()
-            .and_then(|m| m.get("key"))
-            .and_then(Json::as_str)
-            .map(str::to_string),
-        manifest,
-        cached: false,
-    };
-    Ok(derive(
-        base,
-        net,
-        files,
-        base.parameters + adapter.parameters(),
-        origin,
-    ))
-}
-
-/// The model a finetune folder holds, on `base`.
-fn load_folder(base: &NeuralModel, folder: &Path, cached: bool) -> ModelResult<NeuralModel> {
-    let manifest = read_manifest(folder)?.ok_or_else(|| {
-        invalid(format!(
-            "{} has no {MANIFEST}: not a finetune folder",
-            folder.display()
-        ))
-    })?;
-    let key = manifest
-        .get("key")
-        .and_then(Json::as_str)
-        .map(str::to_string);
-    match manifest.get("method").and_then(Json::as_str) {
-        Some("lora") => {
-            let mut model = with_adapter(base, folder)?;
-            let origin = model.origin.as_deref().cloned().map(|mut o| {
-                o.kind = "lora".into();
-                o.cached = cached;
-                o
-            });
-            model.origin = origin.map(Rc::new);
-            Ok(model)
-        }
-        Some("full") => {
-            let path = folder.join(FULL_WEIGHTS);
-            let mut tensors =
-                candle_core::safetensors::load(&path, &base.net.device).map_err(|e| {
-                    invalid(format!(
-                        "cannot read {}: {e} (is the file complete?)",
-                        path.display()
-                    ))
-                })?;
-            let mut net = lora::merge(&base.net)?;
-            for slot in slots(&net)? {
-                let t = tensors.remove(&slot.name()).ok_or_else(|| {
-                    invalid(format!(
-                        "{} lacks the tensor `{}`",
-                        path.display(),
-                        slot.name()
-                    ))
-                })?;
-                let expected = get(&net, &slot).map(|x| x.dims().to_vec());
-                if expected.as_deref() != Some(t.dims()) {
-                    return Err(invalid(format!(
-                        "{}: tensor `{}` has shape {:?}, the model needs {:?}",
-                        path.display(),
-                        slot.name(),
-                        t.dims(),
-                        expected.unwrap_or_default()
-                    )));
-                }
-                let t = t.to_dtype(net.dtype).map_err(model_err)?;
-                set(&mut net, &slot, t)?;
-            }
-            let origin = Origin {
-                kind: "full".into(),
-                rank: None,
-                alpha: None,
-                targets: Vec::new(),
-                folder: folder.to_path_buf(),
-                key,
-                manifest: Some(manifest),
-                cached,
-            };
-            Ok(derive(base, net, vec![path], base.parameters, origin))
-        }
-        other => Err(invalid(format!(
-            "{}: unknown finetune method {other:?}",
-            folder.join(MANIFEST).display()
-        ))),
-    }
-}
-
-/// Write a trained result into `folder` (which exists and is empty).
-fn write_folder(
-    folder: &Path,
-    base: &NeuralModel,
-    request: &Request,
-    key: &str,
-    trained: &Trained,
-) -> ModelResult<()> {
-    let o = &request.options;
-    let base_name = base
-        .files
-        .first()
-        .map(|f| match base.format {
-            "safetensors" => f.parent().unwrap_or(f).display().to_string(),
-            _ => f.display().to_string(),
-        })
-        .unwrap_or_default();
-    match (&o.method, &trained.adapter) {
-        (Method::Lora { .. }, Some(adapter)) => lora::write(folder, adapter, &base_name)?,
-        _ => {
-            let tensors: HashMap<String, Tensor> = trained.full.iter().cloned().collect();
-            let path = folder.join(FULL_WEIGHTS);
-            candle_core::safetensors::save(&tensors, &path)
-                .map_err(|e| invalid(format!("cannot write {}: {e}", path.display())))?;
-        }
-    }
-    let (rank, alpha, targets) = match &o.method {
-        Method::Full => (None, None, Vec::new()),
-        Method::Lora {
-            rank,
-            alpha,
-            targets,
-        } => (Some(*rank), Some(*alpha), targets.clone()),
-    };
-    let manifest = json!({
-        "beb_version": env!("CARGO_PKG_VERSION"),
-        "training_version": TRAINING_VERSION,
-        "key": key,
-        "method": o.method.name(),
-        "rank": rank,
-        "alpha": alpha,
-        "targets": targets,
-        "epochs": o.epochs,
-        "lr": o.lr,
-        "batch": o.batch,
-        "weight_decay": o.weight_decay,
-        "schedule": o.schedule.name(),
-        "max_grad_norm": MAX_GRAD_NORM,
-        "seed": hex(&o.seed),
-        "base": {"files": base.files, "sha256": base.sha256(), "dtype": dtype_name(base.net.dtype)},
-        "data": request.data,
-        "texts": request.texts.len(),
-        "tokens_per_epoch": trained.tokens,
-        "trainable_parameters": trained.trainable,
-        "losses": trained.losses,
-        "seconds": trained.seconds,
-    });
-    let text = serde_json::to_string_pretty(&manifest)
-        .map_err(|e| invalid(format!("cannot encode {MANIFEST}: {e}")))?;
-    let path = folder.join(MANIFEST);
-    std::fs::write(&path, text + "\n")
-        .map_err(|e| invalid(format!("cannot write {}: {e}", path.display())))
-}
-
 /// Finetune `base` as `request` says, or load the result from the cache when the same
 /// request was trained before. `on_step` sees every optimizer step and stops the run by
 /// returning false.
@@ -863,41 +571,16 @@ pub fn finetune(
     on_step: &mut dyn FnMut(&Step) -> bool,
 ) -> ModelResult<NeuralModel> {
     let key = cache_key(base, &request.options, &request.texts);
-    let folder = request.cache_root.join(&key);
-    if folder.join(MANIFEST).is_file() {
-        return load_folder(base, &folder, true);
+    if let Some(model) = finetune_store::lookup(base, &request.cache_root, &key)? {
+        return Ok(model);
     }
     let trained = train(base, request, on_step)?;
-    let io =
-        |what: &Path, e: std::io::Error| invalid(format!("cannot write {}: {e}", what.display()));
-    std::fs::create_dir_all(&request.cache_root).map_err(|e| io(&request.cache_root, e))?;
-    let temp = request
-        .cache_root
-        .join(format!(".{key}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&temp);
-    std::fs::create_dir_all(&temp).map_err(|e| io(&temp, e))?;
-    if let Err(e) = write_folder(&temp, base, request, &key, &trained) {
-        let _ = std::fs::remove_dir_all(&temp);
-        return Err(e);
-    }
-    if let Err(e) = std::fs::rename(&temp, &folder) {
-        let _ = std::fs::remove_dir_all(&temp);
-        // Another process may have finished the same finetune first: use its result.
-        if !folder.join(MANIFEST).is_file() {
-            return Err(io(&folder, e));
-        }
-    }
-    load_folder(base, &folder, false)
+    finetune_store::store(base, request, &key, &trained)
 }
 
 /// The token ids of training texts (chat turns through their template, special tokens as
 /// ids), without BOS.
-pub fn encode_texts(
-    model: &NeuralModel,
-    texts: &[crate::data::texts::TrainingText],
-) -> ModelResult<Vec<Vec<u32>>> {
-    use super::chat;
-    use crate::data::texts::TrainingText;
+pub fn encode_texts(model: &NeuralModel, texts: &[TrainingText]) -> ModelResult<Vec<Vec<u32>>> {
     texts
         .iter()
         .map(|t| match t {

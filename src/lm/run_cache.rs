@@ -21,14 +21,26 @@ use rand_chacha::ChaCha20Rng;
 use super::{LanguageModel, ModelError, ModelRef, ModelResult, Unit, Vocabulary};
 use crate::cache::{Cache, CacheKey, Cacheable};
 use crate::lm::neural::NeuralLm;
-use crate::report::progress::ProgressHub;
+
+/// Where a run's long calls report their progress: `lm` draws nothing itself (the report
+/// layer implements this), so models stay free of terminal concerns.
+pub trait ProgressSink {
+    /// A bar for `total` steps of work called `label`.
+    fn bar(&self, total: u64, label: &str) -> Box<dyn ProgressBar>;
+}
+
+/// One bar of a [`ProgressSink`]; dropping it without `finish` also clears it.
+pub trait ProgressBar {
+    fn inc(&self, steps: u64);
+    fn finish(&self);
+}
 
 /// `inner` with its expensive calls cached and metered.
 pub struct Cached {
     inner: ModelRef,
     identity: String,
     cache: Rc<Cache>,
-    progress: ProgressHub,
+    progress: Rc<dyn ProgressSink>,
 }
 
 impl std::fmt::Debug for Cached {
@@ -38,7 +50,19 @@ impl std::fmt::Debug for Cached {
 }
 
 /// `model` wrapped for a run, or `model` itself when it has no identity to key a cache by.
-pub fn for_run(model: ModelRef, cache: &Rc<Cache>, progress: &ProgressHub) -> ModelRef {
+pub fn for_run<P: ProgressSink + Clone + 'static>(
+    model: ModelRef,
+    cache: &Rc<Cache>,
+    progress: &P,
+) -> ModelRef {
+    wrap(
+        model,
+        cache,
+        &(Rc::new(progress.clone()) as Rc<dyn ProgressSink>),
+    )
+}
+
+fn wrap(model: ModelRef, cache: &Rc<Cache>, progress: &Rc<dyn ProgressSink>) -> ModelRef {
     let Some(identity) = model.cache_identity() else {
         return model;
     };
@@ -217,7 +241,7 @@ impl LanguageModel for Cached {
         Ok(self
             .inner
             .view(unit, sampling)?
-            .map(|m| for_run(m, &self.cache, &self.progress)))
+            .map(|m| wrap(m, &self.cache, &self.progress)))
     }
 
     fn sample_many(

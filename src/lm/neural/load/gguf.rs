@@ -1,0 +1,224 @@
+//! GGUF files (llama, qwen2): quantized weights stay quantized; the tokenizer comes from the
+//! file's metadata unless one is given.
+
+use std::path::Path;
+
+use candle_core::quantized::{QMatMul, gguf_file};
+use candle_core::{DType, Tensor};
+
+use super::{
+    BOS_NAMES, EOS_NAMES, GGUF_ARCHITECTURES, LoadOptions, Loaded, candle_err, invalid, token_named,
+};
+use crate::lm::neural::tokenizer::{self, TokenizerHandle};
+use crate::lm::neural::transformer::{Activation, Config, Layer, Linear, Rope, Transformer};
+use crate::lm::{ModelError, ModelResult};
+
+fn gguf_number(content: &gguf_file::Content, key: &str) -> Option<f64> {
+    use gguf_file::Value as V;
+    match content.metadata.get(key)? {
+        V::U8(x) => Some(f64::from(*x)),
+        V::I8(x) => Some(f64::from(*x)),
+        V::U16(x) => Some(f64::from(*x)),
+        V::I16(x) => Some(f64::from(*x)),
+        V::U32(x) => Some(f64::from(*x)),
+        V::I32(x) => Some(f64::from(*x)),
+        V::U64(x) => Some(*x as f64),
+        V::I64(x) => Some(*x as f64),
+        V::F32(x) => Some(f64::from(*x)),
+        V::F64(x) => Some(*x),
+        _ => None,
+    }
+}
+
+pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| invalid(format!("cannot open {}: {e}", path.display())))?;
+    // Safety: read-only mapping of a model file (see hf::load).
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .map_err(|e| invalid(format!("cannot map {}: {e}", path.display())))?;
+    let mut reader = std::io::Cursor::new(&map[..]);
+    let content = gguf_file::Content::read(&mut reader).map_err(|e| {
+        invalid(format!(
+            "{} is not a readable GGUF file: {e} (is the file complete?)",
+            path.display()
+        ))
+    })?;
+    let file_size = map.len() as u64;
+    for (name, info) in &content.tensor_infos {
+        let elems = info.shape.elem_count() as u64;
+        let bytes =
+            elems / info.ggml_dtype.block_size() as u64 * info.ggml_dtype.type_size() as u64;
+        let end = content.tensor_data_offset + info.offset + bytes;
+        if end > file_size {
+            return Err(invalid(format!(
+                "{} is truncated: tensor `{name}` ends at byte {end} but the file has {file_size} bytes",
+                path.display()
+            )));
+        }
+    }
+    let arch = content
+        .metadata
+        .get("general.architecture")
+        .and_then(|v| v.to_string().ok().cloned())
+        .unwrap_or_default();
+    if !GGUF_ARCHITECTURES.contains(&arch.as_str()) {
+        return Err(ModelError::Unsupported(format!(
+            "GGUF architecture {arch:?} of {} is not supported; supported: {}",
+            path.display(),
+            GGUF_ARCHITECTURES.join(", ")
+        )));
+    }
+    let need = |key: &str| -> ModelResult<usize> {
+        gguf_number(&content, &format!("{arch}.{key}"))
+            .map(|x| x as usize)
+            .ok_or_else(|| invalid(format!("{} lacks `{arch}.{key}`", path.display())))
+    };
+    let hidden = need("embedding_length")?;
+    let heads = need("attention.head_count")?;
+    let kv_heads = need("attention.head_count_kv").unwrap_or(heads);
+    let device = &options.device;
+    let dtype = options.dtype;
+    let mut parameters = 0usize;
+    let mut qtensor = |name: &str| -> ModelResult<candle_core::quantized::QTensor> {
+        let t = content.tensor(&mut reader, name, device).map_err(|e| {
+            invalid(format!(
+                "cannot read tensor `{name}` of {}: {e}",
+                path.display()
+            ))
+        })?;
+        parameters += t.shape().elem_count();
+        Ok(t)
+    };
+    let dense = |t: candle_core::quantized::QTensor| -> ModelResult<Tensor> {
+        t.dequantize(device)
+            .and_then(|x| x.to_dtype(dtype))
+            .map_err(candle_err(path, "cannot dequantize weights of"))
+    };
+    let qlinear =
+        |t: candle_core::quantized::QTensor, bias: Option<Tensor>| -> ModelResult<Linear> {
+            QMatMul::from_qtensor(t)
+                .and_then(|q| Linear::quantized(q, bias, dtype))
+                .map_err(candle_err(path, "cannot set up weights of"))
+        };
+    let embed_q = qtensor("token_embd.weight")?;
+    let vocab = embed_q.shape().dims().first().copied().unwrap_or(0);
+    let qkv_bias = arch == "qwen2";
+    let layers_n = need("block_count")?;
+    let mut layers = Vec::with_capacity(layers_n);
+    for i in 0..layers_n {
+        let p = format!("blk.{i}");
+        let mut lin = |name: &str, bias: bool| -> ModelResult<Linear> {
+            let w = qtensor(&format!("{p}.{name}.weight"))?;
+            let b = if bias {
+                Some(dense(qtensor(&format!("{p}.{name}.bias"))?)?)
+            } else {
+                None
+            };
+            qlinear(w, b)
+        };
+        let q = lin("attn_q", qkv_bias)?;
+        let k = lin("attn_k", qkv_bias)?;
+        let v = lin("attn_v", qkv_bias)?;
+        let o = lin("attn_output", false)?;
+        let gate = lin("ffn_gate", false)?;
+        let up = lin("ffn_up", false)?;
+        let down = lin("ffn_down", false)?;
+        layers.push(Layer {
+            attn_norm: dense(qtensor(&format!("{p}.attn_norm.weight"))?)?,
+            q,
+            k,
+            v,
+            o,
+            mlp_norm: dense(qtensor(&format!("{p}.ffn_norm.weight"))?)?,
+            gate,
+            up,
+            down,
+        });
+    }
+    let final_norm = dense(qtensor("output_norm.weight")?)?;
+    let head = if content.tensor_infos.contains_key("output.weight") {
+        let w = qtensor("output.weight")?;
+        qlinear(w, None)?
+    } else {
+        let again = content
+            .tensor(&mut reader, "token_embd.weight", device)
+            .map_err(candle_err(path, "cannot read weights of"))?;
+        qlinear(again, None)?
+    };
+    let embed = dense(embed_q)?;
+    let intermediate = need("feed_forward_length")?;
+    let head_dim = gguf_number(&content, &format!("{arch}.rope.dimension_count"))
+        .map(|x| x as usize)
+        .unwrap_or(hidden / heads.max(1));
+    // llama 3 rope scaling: llama.cpp's converter stores one divisor per frequency.
+    let rope_freq_factors = if content.tensor_infos.contains_key("rope_freqs.weight") {
+        let factors: Vec<f64> = content
+            .tensor(&mut reader, "rope_freqs.weight", device)
+            .and_then(|t| t.dequantize(device))
+            .and_then(|t| t.to_dtype(DType::F64))
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .map_err(candle_err(path, "cannot read `rope_freqs.weight` of"))?;
+        if factors.len() != head_dim / 2 {
+            return Err(invalid(format!(
+                "{}: `rope_freqs.weight` has {} factors for a head dimension of {head_dim}",
+                path.display(),
+                factors.len()
+            )));
+        }
+        Some(factors)
+    } else {
+        None
+    };
+    let cfg = Config {
+        hidden,
+        intermediate,
+        layers: layers_n,
+        heads,
+        kv_heads,
+        head_dim,
+        vocab,
+        context: need("context_length")?,
+        rms_eps: gguf_number(
+            &content,
+            &format!("{arch}.attention.layer_norm_rms_epsilon"),
+        )
+        .unwrap_or(1e-5),
+        rope_theta: gguf_number(&content, &format!("{arch}.rope.freq_base")).unwrap_or(10_000.0),
+        rope: if arch == "qwen2" {
+            Rope::Half
+        } else {
+            Rope::Interleaved
+        },
+        rope_freq_factors,
+        activation: Activation::Silu,
+        embed_scale: None,
+        sliding_window: None,
+        sliding_layers: Vec::new(),
+        arch: arch.clone(),
+    };
+    cfg.validate().map_err(invalid)?;
+    let tokenizer = match &options.tokenizer {
+        Some(t) => TokenizerHandle::from_file(t)?,
+        None => tokenizer::from_gguf(&content, &path.display().to_string())?,
+    };
+    let bos = gguf_number(&content, "tokenizer.ggml.bos_token_id")
+        .map(|x| x as u32)
+        .or_else(|| token_named(&tokenizer, BOS_NAMES));
+    let eos: Vec<u32> = gguf_number(&content, "tokenizer.ggml.eos_token_id")
+        .map(|x| x as u32)
+        .or_else(|| token_named(&tokenizer, EOS_NAMES))
+        .into_iter()
+        .collect();
+    let net = Transformer::new(cfg, embed, layers, final_norm, head, device.clone(), dtype)
+        .map_err(candle_err(path, "cannot set up"))?;
+    Ok(Loaded {
+        net,
+        tokenizer,
+        bos,
+        eos,
+        format: "gguf",
+        files: vec![path.to_path_buf()],
+        parameters,
+    })
+}
