@@ -13,7 +13,7 @@ use serde_json::Value as Json;
 
 use crate::eval::value::Value;
 use crate::format;
-use crate::stats::Estimate;
+use crate::stats::{Estimate, Z95};
 
 /// One number, estimate or text of a saved value.
 #[derive(Clone, Debug, PartialEq)]
@@ -132,9 +132,6 @@ pub fn read_run(folder: &Path) -> Result<RunFiles, String> {
         .unwrap_or(Json::Null);
     Ok(RunFiles { results, manifest })
 }
-
-/// The 97.5% normal quantile.
-const Z95: f64 = 1.959_963_984_540_054;
 
 /// How two leaves compare.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,10 +9,8 @@ use crate::eval::interp::{Eval, Interp, field};
 use crate::eval::ops;
 use crate::eval::value::Value;
 use crate::report::plot::{Figure, Format, Legend, Line, Point, Series};
+use crate::stats::Z95;
 use crate::syntax::ast::{Expr, ExprKind};
-
-/// The 97.5% normal quantile: error bars span a 95% interval.
-const Z95: f64 = 1.959_963_984_540_054;
 
 /// The options `with {...}` accepts, for errors and suggestions.
 const OPTIONS: [&str; 13] = [
