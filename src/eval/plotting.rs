@@ -107,7 +107,7 @@ impl Interp {
         let rendered = crate::report::plot::render(&figure, format)
             .map_err(|e| BebError::value(format!("cannot draw {name:?}: {e}")).at(path.span))?;
         let (target, shown) =
-            crate::report::confine::resolve(&name, &self.out_dir, &self.allow_write)
+            crate::report::confine::confined_path(&name, &self.out_dir, &self.allow_write)
                 .map_err(|e| e.at(path.span))?;
         crate::report::save::write_atomic(&target, &rendered.bytes).map_err(|e| e.at(path.span))?;
         if rendered.dropped > 0 {

@@ -33,7 +33,7 @@ pub fn save(value: &Value, name: &str, dir: &Path, allowed: &[PathBuf]) -> BebRe
                 .with_help("use .csv, .json or .yaml"));
         }
     };
-    let (path, shown) = crate::report::confine::resolve(name, dir, allowed)?;
+    let (path, shown) = crate::report::confine::confined_path(name, dir, allowed)?;
     write_atomic(&path, contents.as_bytes())?;
     Ok(shown)
 }

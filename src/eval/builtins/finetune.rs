@@ -83,7 +83,7 @@ fn cache_root(interp: &Interp, args: &Args) -> BebResult<PathBuf> {
         let folder = args.string("cache")?;
         let probe = format!("{}/{}", folder.trim_end_matches('/'), train::MANIFEST);
         let (path, _) =
-            crate::report::confine::resolve(&probe, &interp.out_dir, &interp.allow_write)
+            crate::report::confine::confined_path(&probe, &interp.out_dir, &interp.allow_write)
                 .map_err(|e| e.at(args.span("cache")))?;
         return Ok(path
             .parent()

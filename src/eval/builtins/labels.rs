@@ -271,7 +271,7 @@ fn label_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         Some(_) => args.string("file")?.to_string(),
     };
     let (path, shown_path) =
-        crate::report::confine::resolve(&name, &interp.out_dir, &interp.allow_write)
+        crate::report::confine::confined_path(&name, &interp.out_dir, &interp.allow_write)
             .map_err(|e| e.at(args.span("file")))?;
     let mut book = Book::default();
     let existed = path.is_file();
