@@ -3,6 +3,7 @@
 pub mod builtins;
 pub mod capture;
 pub mod env;
+mod errors;
 pub mod interp;
 pub mod natives;
 pub mod ops;
