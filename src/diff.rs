@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 
 use crate::eval::value::Value;
 use crate::format;
+use crate::record::{RunFiles, read_run};
 use crate::stats::{Estimate, Z95};
 
 /// One number, estimate or text of a saved value.
@@ -107,30 +108,6 @@ pub fn leaves(prefix: &str, j: &Json, lists: bool, out: &mut Vec<(String, Leaf)>
             }
         }
     }
-}
-
-/// A run folder's record: results.yaml (required) and manifest.yaml (if present).
-pub struct RunFiles {
-    pub results: Json,
-    pub manifest: Json,
-}
-
-pub fn read_run(folder: &Path) -> Result<RunFiles, String> {
-    let results_path = folder.join("results.yaml");
-    let text = std::fs::read_to_string(&results_path).map_err(|e| {
-        format!(
-            "{} is not a run folder: cannot read {} ({e})",
-            folder.display(),
-            results_path.display()
-        )
-    })?;
-    let results =
-        crate::yaml::to_json(&text).map_err(|e| format!("{}:{e}", results_path.display()))?;
-    let manifest = std::fs::read_to_string(folder.join("manifest.yaml"))
-        .ok()
-        .and_then(|t| crate::yaml::to_json(&t).ok())
-        .unwrap_or(Json::Null);
-    Ok(RunFiles { results, manifest })
 }
 
 /// How two leaves compare.

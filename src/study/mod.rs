@@ -19,10 +19,10 @@ use std::time::Instant;
 use serde_json::{Value as Json, json};
 
 use crate::cli::RunFlags;
-use crate::diff::{Leaf, leaves, read_run};
+use crate::diff::{Leaf, leaves};
 use crate::error::{BebError, ErrorKind};
 use crate::eval::value::{Table, Value};
-use crate::record::Status;
+use crate::record::{Status, read_run};
 use crate::report::progress::ProgressHub;
 use crate::report::save::write_atomic;
 use crate::runner::{CacheChoice, RunOptions, interrupt_flag, render, render_with};
