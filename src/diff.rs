@@ -120,11 +120,12 @@ pub struct Comparison {
     pub difference: String,
     /// The 95% interval of the difference (estimates).
     pub interval: String,
-    pub verdict: Verdict,
+    pub change: Change,
 }
 
+/// What happened to a value between run A and run B.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Change {
     Equal,
     Differs,
     Significant,
@@ -133,21 +134,21 @@ pub enum Verdict {
     OnlyInB,
 }
 
-impl Verdict {
+impl Change {
     pub fn label(self) -> &'static str {
         match self {
-            Verdict::Equal => "equal",
-            Verdict::Differs => "differs",
-            Verdict::Significant => "significant",
-            Verdict::NotSignificant => "not significant",
-            Verdict::OnlyInA => "only in A",
-            Verdict::OnlyInB => "only in B",
+            Change::Equal => "equal",
+            Change::Differs => "differs",
+            Change::Significant => "significant",
+            Change::NotSignificant => "not significant",
+            Change::OnlyInA => "only in A",
+            Change::OnlyInB => "only in B",
         }
     }
 
     /// Whether this counts as a difference for the exit status.
     pub fn is_difference(self) -> bool {
-        !matches!(self, Verdict::Equal | Verdict::NotSignificant)
+        !matches!(self, Change::Equal | Change::NotSignificant)
     }
 }
 
@@ -171,7 +172,7 @@ pub fn compare(path: &str, a: &Leaf, b: &Leaf) -> Comparison {
         b: Some(b.clone()),
         difference: String::new(),
         interval: String::new(),
-        verdict: Verdict::Equal,
+        change: Change::Equal,
     };
     let sampled = matches!(a, Leaf::Est(_)) || matches!(b, Leaf::Est(_));
     match (as_estimate(a), as_estimate(b)) {
@@ -184,10 +185,10 @@ pub fn compare(path: &str, a: &Leaf, b: &Leaf) -> Comparison {
             }
             if !d.is_finite() || !se.is_finite() || se == 0.0 {
                 c.difference = format::significant(d, 4);
-                c.verdict = if d == 0.0 {
-                    Verdict::Equal
+                c.change = if d == 0.0 {
+                    Change::Equal
                 } else {
-                    Verdict::Significant
+                    Change::Significant
                 };
                 return c;
             }
@@ -198,10 +199,10 @@ pub fn compare(path: &str, a: &Leaf, b: &Leaf) -> Comparison {
                 format::significant(lo, 3),
                 format::significant(hi, 3)
             );
-            c.verdict = if lo > 0.0 || hi < 0.0 {
-                Verdict::Significant
+            c.change = if lo > 0.0 || hi < 0.0 {
+                Change::Significant
             } else {
-                Verdict::NotSignificant
+                Change::NotSignificant
             };
         }
         (Some(x), Some(y)) => {
@@ -210,11 +211,11 @@ pub fn compare(path: &str, a: &Leaf, b: &Leaf) -> Comparison {
                 return c;
             }
             c.difference = format::significant(y.mean - x.mean, 6);
-            c.verdict = Verdict::Differs;
+            c.change = Change::Differs;
         }
         _ => {
             if a != b {
-                c.verdict = Verdict::Differs;
+                c.change = Change::Differs;
             }
         }
     }
@@ -233,7 +234,7 @@ pub fn compare_all(a: &[(String, Leaf)], b: &[(String, Leaf)]) -> Vec<Comparison
                 b: None,
                 difference: String::new(),
                 interval: String::new(),
-                verdict: Verdict::OnlyInA,
+                change: Change::OnlyInA,
             }),
         }
     }
@@ -245,7 +246,7 @@ pub fn compare_all(a: &[(String, Leaf)], b: &[(String, Leaf)]) -> Vec<Comparison
                 b: Some(lb.clone()),
                 difference: String::new(),
                 interval: String::new(),
-                verdict: Verdict::OnlyInB,
+                change: Change::OnlyInB,
             });
         }
     }
@@ -331,7 +332,7 @@ pub fn report(a: &Path, ra: &RunFiles, b: &Path, rb: &RunFiles, all: bool) -> (S
     let comparisons = compare_all(&saved_leaves(&ra.results), &saved_leaves(&rb.results));
     let shown: Vec<&Comparison> = comparisons
         .iter()
-        .filter(|c| all || c.verdict != Verdict::Equal)
+        .filter(|c| all || c.change != Change::Equal)
         .collect();
     if !shown.is_empty() {
         let columns = ["value", "A", "B", "B - A", "95% interval", "verdict"];
@@ -345,7 +346,7 @@ pub fn report(a: &Path, ra: &RunFiles, b: &Path, rb: &RunFiles, all: bool) -> (S
                     show(&c.b),
                     c.difference.clone(),
                     c.interval.clone(),
-                    c.verdict.label().to_string(),
+                    c.change.label().to_string(),
                 ]
             })
             .collect();
@@ -353,14 +354,14 @@ pub fn report(a: &Path, ra: &RunFiles, b: &Path, rb: &RunFiles, all: bool) -> (S
         text += &crate::report::table::layout(&columns, &rows, &right);
         text += "\n\n";
     }
-    let count = |v: Verdict| comparisons.iter().filter(|c| c.verdict == v).count();
-    let mut parts = vec![format!("{} equal", count(Verdict::Equal))];
+    let count = |v: Change| comparisons.iter().filter(|c| c.change == v).count();
+    let mut parts = vec![format!("{} equal", count(Change::Equal))];
     for (v, what) in [
-        (Verdict::Differs, "differ"),
-        (Verdict::Significant, "differ significantly (95%)"),
-        (Verdict::NotSignificant, "differ within noise"),
-        (Verdict::OnlyInA, "only in A"),
-        (Verdict::OnlyInB, "only in B"),
+        (Change::Differs, "differ"),
+        (Change::Significant, "differ significantly (95%)"),
+        (Change::NotSignificant, "differ within noise"),
+        (Change::OnlyInA, "only in A"),
+        (Change::OnlyInB, "only in B"),
     ] {
         let n = count(v);
         if n > 0 {
@@ -399,7 +400,7 @@ pub fn report(a: &Path, ra: &RunFiles, b: &Path, rb: &RunFiles, all: bool) -> (S
             format!("{changed} differ")
         }
     );
-    let differs = changed > 0 || comparisons.iter().any(|c| c.verdict.is_difference());
+    let differs = changed > 0 || comparisons.iter().any(|c| c.change.is_difference());
     (text, differs)
 }
 
@@ -418,19 +419,16 @@ mod tests {
     #[test]
     fn estimate_differences_are_tested_against_their_noise() {
         let c = compare("x", &est(1.0, 0.1), &est(1.1, 0.1));
-        assert_eq!(c.verdict, Verdict::NotSignificant);
+        assert_eq!(c.change, Change::NotSignificant);
         let c = compare("x", &est(1.0, 0.1), &est(2.0, 0.1));
-        assert_eq!(c.verdict, Verdict::Significant);
+        assert_eq!(c.change, Change::Significant);
         assert!(c.interval.starts_with('['), "{}", c.interval);
         let c = compare("x", &Leaf::Num(1.0), &Leaf::Num(1.0));
-        assert_eq!(c.verdict, Verdict::Equal);
+        assert_eq!(c.change, Change::Equal);
         let c = compare("x", &Leaf::Num(1.0), &Leaf::Num(1.5));
-        assert_eq!(
-            (c.verdict, c.difference.as_str()),
-            (Verdict::Differs, "0.5")
-        );
+        assert_eq!((c.change, c.difference.as_str()), (Change::Differs, "0.5"));
         let c = compare("x", &Leaf::Text("a".into()), &Leaf::Text("b".into()));
-        assert_eq!(c.verdict, Verdict::Differs);
+        assert_eq!(c.change, Change::Differs);
     }
 
     #[test]
@@ -454,10 +452,7 @@ mod tests {
         assert!(matches!(out[0].1, Leaf::Est(_)));
         assert_eq!(out[3].1, Leaf::Num(f64::INFINITY));
         let only = compare_all(&out[..2], &out[1..3]);
-        let verdicts: Vec<Verdict> = only.iter().map(|c| c.verdict).collect();
-        assert_eq!(
-            verdicts,
-            [Verdict::OnlyInA, Verdict::Equal, Verdict::OnlyInB]
-        );
+        let changes: Vec<Change> = only.iter().map(|c| c.change).collect();
+        assert_eq!(changes, [Change::OnlyInA, Change::Equal, Change::OnlyInB]);
     }
 }
