@@ -18,7 +18,6 @@ use std::time::Instant;
 
 use serde_json::{Value as Json, json};
 
-use crate::cli::RunFlags;
 use crate::diff::{Leaf, leaves};
 use crate::error::{BebError, ErrorKind};
 use crate::eval::value::{Table, Value};
@@ -69,8 +68,11 @@ fn completed(folder: &Path, fingerprint: &str) -> Option<Json> {
     (marker.get("fingerprint").and_then(Json::as_str) == Some(fingerprint)).then_some(marker)
 }
 
-/// `beb study run STUDY.yaml [--shard i/N]`.
-pub fn run(path: &Path, shard: Option<&str>, out: Option<PathBuf>, flags: &RunFlags) -> i32 {
+/// `beb study run STUDY.yaml [--shard i/N]`. `options` are the runner's: `out` is the study's
+/// output folder (default: the study file's `out`), which holds a run folder per combination;
+/// `allow_write` and `cache` apply to every combination; the seeds and `--set` values come from
+/// the study file, so `seed` is not used and `sets` must be empty.
+pub fn run(path: &Path, shard: Option<&str>, options: &RunOptions) -> i32 {
     let (study, _) = match load(path) {
         Ok(s) => s,
         Err(text) => {
@@ -85,17 +87,17 @@ pub fn run(path: &Path, shard: Option<&str>, out: Option<PathBuf>, flags: &RunFl
             return 2;
         }
     };
-    if !flags.sets.is_empty() {
+    if !options.sets.is_empty() {
         eprintln!(
             "beb: a study takes its values from the study file: put fixed values under `sets:` \
              (so that finished combinations are recognised when the study resumes)"
         );
         return 2;
     }
-    let out = out.unwrap_or_else(|| study.out.clone());
-    let cache = match flags.cache_choice() {
+    let out = options.out.clone().unwrap_or_else(|| study.out.clone());
+    let cache = match &options.cache {
         CacheChoice::Default => CacheChoice::At(out.join(".cache")),
-        other => other,
+        other => other.clone(),
     };
     let all = study.combinations();
     let mine: Vec<&Combination> = all
@@ -144,11 +146,11 @@ pub fn run(path: &Path, shard: Option<&str>, out: Option<PathBuf>, flags: &RunFl
         }
         let _ = std::fs::remove_file(folder.join(MARKER));
         let sets = combo.sets(&study.sets);
-        let options = RunOptions {
+        let combo_options = RunOptions {
             seed: Some(combo.seed),
             sets,
             out: Some(folder.clone()),
-            allow_write: flags.allow_write.clone(),
+            allow_write: options.allow_write.clone(),
             cache: cache.clone(),
         };
         let started = Instant::now();
@@ -156,7 +158,7 @@ pub fn run(path: &Path, shard: Option<&str>, out: Option<PathBuf>, flags: &RunFl
         let mut diagnostics = String::new();
         let outcome = crate::runner::execute(
             &combo.script,
-            &options,
+            &combo_options,
             Box::new(captured.clone()),
             interrupt.clone(),
             hub.clone(),
