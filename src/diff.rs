@@ -11,9 +11,9 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use crate::eval::value::Value;
 use crate::format;
 use crate::record::{RunFiles, read_run};
+use crate::report::table::Cell;
 use crate::stats::{Estimate, Z95};
 
 /// One number, estimate or text of a saved value.
@@ -37,14 +37,14 @@ impl Leaf {
         }
     }
 
-    /// The leaf as a beb value (for tables).
-    pub fn to_value(&self) -> Value {
+    /// The leaf as a table cell.
+    pub fn to_cell(&self) -> Cell {
         match self {
-            Leaf::Num(x) => Value::Num(*x),
-            Leaf::Est(e) => Value::Estimate(*e),
-            Leaf::Text(s) => Value::str(s),
-            Leaf::Bool(b) => Value::Bool(*b),
-            Leaf::Null => Value::None,
+            Leaf::Num(x) => Cell::Num(*x),
+            Leaf::Est(e) => Cell::Estimate(*e),
+            Leaf::Text(s) => Cell::Text(s.clone()),
+            Leaf::Bool(b) => Cell::Other(b.to_string()),
+            Leaf::Null => Cell::Empty,
         }
     }
 }

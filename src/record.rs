@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::cache::Cache;
 use crate::error::{BebError, ErrorKind};
 use crate::eval::Interp;
-use crate::report::save::{to_json, write_atomic};
+use crate::eval::export::to_json;
+use crate::report::save::write_atomic;
 
 /// How a run ended, as the manifest records it.
 #[derive(Clone, Debug, PartialEq, Eq)]

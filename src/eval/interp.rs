@@ -470,7 +470,7 @@ impl Interp {
                         .into());
                     }
                 };
-                let written = crate::report::save::save(&v, &p, &self.out_dir, &self.allow_write)
+                let written = crate::eval::export::save(&v, &p, &self.out_dir, &self.allow_write)
                     .map_err(|e| e.at(path.span))?;
                 self.saved.push((written, v));
             }

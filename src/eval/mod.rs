@@ -4,6 +4,7 @@ pub mod builtins;
 pub mod capture;
 pub mod env;
 mod errors;
+pub mod export;
 pub mod interp;
 pub mod natives;
 pub mod ops;
