@@ -11,9 +11,10 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use crate::eval::value::Value;
 use crate::format;
-use crate::stats::Estimate;
+use crate::record::{RunFiles, read_run};
+use crate::report::table::Cell;
+use crate::stats::{Estimate, Z95};
 
 /// One number, estimate or text of a saved value.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,14 +37,14 @@ impl Leaf {
         }
     }
 
-    /// The leaf as a beb value (for tables).
-    pub fn to_value(&self) -> Value {
+    /// The leaf as a table cell.
+    pub fn to_cell(&self) -> Cell {
         match self {
-            Leaf::Num(x) => Value::Num(*x),
-            Leaf::Est(e) => Value::Estimate(*e),
-            Leaf::Text(s) => Value::str(s),
-            Leaf::Bool(b) => Value::Bool(*b),
-            Leaf::Null => Value::None,
+            Leaf::Num(x) => Cell::Num(*x),
+            Leaf::Est(e) => Cell::Estimate(*e),
+            Leaf::Text(s) => Cell::Text(s.clone()),
+            Leaf::Bool(b) => Cell::Other(b.to_string()),
+            Leaf::Null => Cell::Empty,
         }
     }
 }
@@ -109,33 +110,6 @@ pub fn leaves(prefix: &str, j: &Json, lists: bool, out: &mut Vec<(String, Leaf)>
     }
 }
 
-/// A run folder's record: results.yaml (required) and manifest.yaml (if present).
-pub struct RunFiles {
-    pub results: Json,
-    pub manifest: Json,
-}
-
-pub fn read_run(folder: &Path) -> Result<RunFiles, String> {
-    let results_path = folder.join("results.yaml");
-    let text = std::fs::read_to_string(&results_path).map_err(|e| {
-        format!(
-            "{} is not a run folder: cannot read {} ({e})",
-            folder.display(),
-            results_path.display()
-        )
-    })?;
-    let results =
-        crate::yaml::to_json(&text).map_err(|e| format!("{}:{e}", results_path.display()))?;
-    let manifest = std::fs::read_to_string(folder.join("manifest.yaml"))
-        .ok()
-        .and_then(|t| crate::yaml::to_json(&t).ok())
-        .unwrap_or(Json::Null);
-    Ok(RunFiles { results, manifest })
-}
-
-/// The 97.5% normal quantile.
-const Z95: f64 = 1.959_963_984_540_054;
-
 /// How two leaves compare.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Comparison {
@@ -146,11 +120,12 @@ pub struct Comparison {
     pub difference: String,
     /// The 95% interval of the difference (estimates).
     pub interval: String,
-    pub verdict: Verdict,
+    pub change: Change,
 }
 
+/// What happened to a value between run A and run B.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Change {
     Equal,
     Differs,
     Significant,
@@ -159,21 +134,21 @@ pub enum Verdict {
     OnlyInB,
 }
 
-impl Verdict {
+impl Change {
     pub fn label(self) -> &'static str {
         match self {
-            Verdict::Equal => "equal",
-            Verdict::Differs => "differs",
-            Verdict::Significant => "significant",
-            Verdict::NotSignificant => "not significant",
-            Verdict::OnlyInA => "only in A",
-            Verdict::OnlyInB => "only in B",
+            Change::Equal => "equal",
+            Change::Differs => "differs",
+            Change::Significant => "significant",
+            Change::NotSignificant => "not significant",
+            Change::OnlyInA => "only in A",
+            Change::OnlyInB => "only in B",
         }
     }
 
     /// Whether this counts as a difference for the exit status.
     pub fn is_difference(self) -> bool {
-        !matches!(self, Verdict::Equal | Verdict::NotSignificant)
+        !matches!(self, Change::Equal | Change::NotSignificant)
     }
 }
 
@@ -197,7 +172,7 @@ pub fn compare(path: &str, a: &Leaf, b: &Leaf) -> Comparison {
         b: Some(b.clone()),
         difference: String::new(),
         interval: String::new(),
-        verdict: Verdict::Equal,
+        change: Change::Equal,
     };
     let sampled = matches!(a, Leaf::Est(_)) || matches!(b, Leaf::Est(_));
     match (as_estimate(a), as_estimate(b)) {
@@ -210,10 +185,10 @@ pub fn compare(path: &str, a: &Leaf, b: &Leaf) -> Comparison {
             }
             if !d.is_finite() || !se.is_finite() || se == 0.0 {
                 c.difference = format::significant(d, 4);
-                c.verdict = if d == 0.0 {
-                    Verdict::Equal
+                c.change = if d == 0.0 {
+                    Change::Equal
                 } else {
-                    Verdict::Significant
+                    Change::Significant
                 };
                 return c;
             }
@@ -224,10 +199,10 @@ pub fn compare(path: &str, a: &Leaf, b: &Leaf) -> Comparison {
                 format::significant(lo, 3),
                 format::significant(hi, 3)
             );
-            c.verdict = if lo > 0.0 || hi < 0.0 {
-                Verdict::Significant
+            c.change = if lo > 0.0 || hi < 0.0 {
+                Change::Significant
             } else {
-                Verdict::NotSignificant
+                Change::NotSignificant
             };
         }
         (Some(x), Some(y)) => {
@@ -236,11 +211,11 @@ pub fn compare(path: &str, a: &Leaf, b: &Leaf) -> Comparison {
                 return c;
             }
             c.difference = format::significant(y.mean - x.mean, 6);
-            c.verdict = Verdict::Differs;
+            c.change = Change::Differs;
         }
         _ => {
             if a != b {
-                c.verdict = Verdict::Differs;
+                c.change = Change::Differs;
             }
         }
     }
@@ -259,7 +234,7 @@ pub fn compare_all(a: &[(String, Leaf)], b: &[(String, Leaf)]) -> Vec<Comparison
                 b: None,
                 difference: String::new(),
                 interval: String::new(),
-                verdict: Verdict::OnlyInA,
+                change: Change::OnlyInA,
             }),
         }
     }
@@ -271,7 +246,7 @@ pub fn compare_all(a: &[(String, Leaf)], b: &[(String, Leaf)]) -> Vec<Comparison
                 b: Some(lb.clone()),
                 difference: String::new(),
                 interval: String::new(),
-                verdict: Verdict::OnlyInB,
+                change: Change::OnlyInB,
             });
         }
     }
@@ -357,7 +332,7 @@ pub fn report(a: &Path, ra: &RunFiles, b: &Path, rb: &RunFiles, all: bool) -> (S
     let comparisons = compare_all(&saved_leaves(&ra.results), &saved_leaves(&rb.results));
     let shown: Vec<&Comparison> = comparisons
         .iter()
-        .filter(|c| all || c.verdict != Verdict::Equal)
+        .filter(|c| all || c.change != Change::Equal)
         .collect();
     if !shown.is_empty() {
         let columns = ["value", "A", "B", "B - A", "95% interval", "verdict"];
@@ -371,7 +346,7 @@ pub fn report(a: &Path, ra: &RunFiles, b: &Path, rb: &RunFiles, all: bool) -> (S
                     show(&c.b),
                     c.difference.clone(),
                     c.interval.clone(),
-                    c.verdict.label().to_string(),
+                    c.change.label().to_string(),
                 ]
             })
             .collect();
@@ -379,14 +354,14 @@ pub fn report(a: &Path, ra: &RunFiles, b: &Path, rb: &RunFiles, all: bool) -> (S
         text += &crate::report::table::layout(&columns, &rows, &right);
         text += "\n\n";
     }
-    let count = |v: Verdict| comparisons.iter().filter(|c| c.verdict == v).count();
-    let mut parts = vec![format!("{} equal", count(Verdict::Equal))];
+    let count = |v: Change| comparisons.iter().filter(|c| c.change == v).count();
+    let mut parts = vec![format!("{} equal", count(Change::Equal))];
     for (v, what) in [
-        (Verdict::Differs, "differ"),
-        (Verdict::Significant, "differ significantly (95%)"),
-        (Verdict::NotSignificant, "differ within noise"),
-        (Verdict::OnlyInA, "only in A"),
-        (Verdict::OnlyInB, "only in B"),
+        (Change::Differs, "differ"),
+        (Change::Significant, "differ significantly (95%)"),
+        (Change::NotSignificant, "differ within noise"),
+        (Change::OnlyInA, "only in A"),
+        (Change::OnlyInB, "only in B"),
     ] {
         let n = count(v);
         if n > 0 {
@@ -425,7 +400,7 @@ pub fn report(a: &Path, ra: &RunFiles, b: &Path, rb: &RunFiles, all: bool) -> (S
             format!("{changed} differ")
         }
     );
-    let differs = changed > 0 || comparisons.iter().any(|c| c.verdict.is_difference());
+    let differs = changed > 0 || comparisons.iter().any(|c| c.change.is_difference());
     (text, differs)
 }
 
@@ -444,19 +419,16 @@ mod tests {
     #[test]
     fn estimate_differences_are_tested_against_their_noise() {
         let c = compare("x", &est(1.0, 0.1), &est(1.1, 0.1));
-        assert_eq!(c.verdict, Verdict::NotSignificant);
+        assert_eq!(c.change, Change::NotSignificant);
         let c = compare("x", &est(1.0, 0.1), &est(2.0, 0.1));
-        assert_eq!(c.verdict, Verdict::Significant);
+        assert_eq!(c.change, Change::Significant);
         assert!(c.interval.starts_with('['), "{}", c.interval);
         let c = compare("x", &Leaf::Num(1.0), &Leaf::Num(1.0));
-        assert_eq!(c.verdict, Verdict::Equal);
+        assert_eq!(c.change, Change::Equal);
         let c = compare("x", &Leaf::Num(1.0), &Leaf::Num(1.5));
-        assert_eq!(
-            (c.verdict, c.difference.as_str()),
-            (Verdict::Differs, "0.5")
-        );
+        assert_eq!((c.change, c.difference.as_str()), (Change::Differs, "0.5"));
         let c = compare("x", &Leaf::Text("a".into()), &Leaf::Text("b".into()));
-        assert_eq!(c.verdict, Verdict::Differs);
+        assert_eq!(c.change, Change::Differs);
     }
 
     #[test]
@@ -480,10 +452,7 @@ mod tests {
         assert!(matches!(out[0].1, Leaf::Est(_)));
         assert_eq!(out[3].1, Leaf::Num(f64::INFINITY));
         let only = compare_all(&out[..2], &out[1..3]);
-        let verdicts: Vec<Verdict> = only.iter().map(|c| c.verdict).collect();
-        assert_eq!(
-            verdicts,
-            [Verdict::OnlyInA, Verdict::Equal, Verdict::OnlyInB]
-        );
+        let changes: Vec<Change> = only.iter().map(|c| c.change).collect();
+        assert_eq!(changes, [Change::OnlyInA, Change::Equal, Change::OnlyInB]);
     }
 }

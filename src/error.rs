@@ -172,9 +172,3 @@ impl Diagnostic for BebError {
         Some(Box::new(std::iter::once(primary).chain(notes)))
     }
 }
-
-impl From<crate::lm::ModelError> for BebError {
-    fn from(error: crate::lm::ModelError) -> BebError {
-        BebError::new(ErrorKind::Model, error.to_string())
-    }
-}

@@ -39,7 +39,7 @@ fn main() {
                     shard,
                     out,
                     flags,
-                } => study::run(&study, shard.as_deref(), out, &flags),
+                } => study::run(&study, shard.as_deref(), &flags.options(None, out)),
                 StudyCommand::Report { study, out, from } => study::report(&study, out, &from),
             },
             Some(Command::Diff { run_a, run_b, all }) => diff::run(&run_a, &run_b, all),

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::cache::Cache;
 use crate::error::{BebError, ErrorKind};
 use crate::eval::RunContext;
-use crate::report::save::{to_json, write_atomic};
+use crate::eval::export::to_json;
+use crate::report::save::write_atomic;
 
 /// How a run ended, as the manifest records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +168,31 @@ fn remove_stale_temporaries(folder: &Path, depth: usize) {
             _ => {}
         }
     }
+}
+
+/// A run folder read back: results.yaml (required) and manifest.yaml (if present).
+pub struct RunFiles {
+    pub results: Json,
+    pub manifest: Json,
+}
+
+/// Read a run folder back (for `beb diff` and `beb study report`).
+pub fn read_run(folder: &Path) -> Result<RunFiles, String> {
+    let results_path = folder.join("results.yaml");
+    let text = std::fs::read_to_string(&results_path).map_err(|e| {
+        format!(
+            "{} is not a run folder: cannot read {} ({e})",
+            folder.display(),
+            results_path.display()
+        )
+    })?;
+    let results =
+        crate::yaml::to_json(&text).map_err(|e| format!("{}:{e}", results_path.display()))?;
+    let manifest = std::fs::read_to_string(folder.join("manifest.yaml"))
+        .ok()
+        .and_then(|t| crate::yaml::to_json(&t).ok())
+        .unwrap_or(Json::Null);
+    Ok(RunFiles { results, manifest })
 }
 
 impl RunRecord {

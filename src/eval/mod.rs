@@ -10,6 +10,8 @@ mod call;
 pub mod capture;
 pub mod check;
 pub mod env;
+mod errors;
+pub mod export;
 mod expr;
 pub mod interp;
 mod modules;

@@ -10,10 +10,8 @@ use crate::eval::ops;
 use crate::eval::value::Value;
 use crate::eval::value::access::field;
 use crate::report::plot::{Figure, Format, Legend, Line, Point, Series};
+use crate::stats::Z95;
 use crate::syntax::ast::{Expr, ExprKind};
-
-/// The 97.5% normal quantile: error bars span a 95% interval.
-const Z95: f64 = 1.959_963_984_540_054;
 
 /// The options `with {...}` accepts, for errors and suggestions.
 const OPTIONS: [&str; 13] = [
@@ -110,7 +108,7 @@ impl Interp {
         let rendered = crate::report::plot::render(&figure, format)
             .map_err(|e| BebError::value(format!("cannot draw {name:?}: {e}")).at(path.span))?;
         let (target, shown) =
-            crate::report::confine::resolve(&name, &self.run.out_dir, &self.run.allow_write)
+            crate::report::confine::confined_path(&name, &self.run.out_dir, &self.run.allow_write)
                 .map_err(|e| e.at(path.span))?;
         crate::report::save::write_atomic(&target, &rendered.bytes).map_err(|e| e.at(path.span))?;
         if rendered.dropped > 0 {

@@ -87,7 +87,7 @@ impl Interp {
                     }
                 };
                 let written =
-                    crate::report::save::save(&v, &p, &self.run.out_dir, &self.run.allow_write)
+                    crate::eval::export::save(&v, &p, &self.run.out_dir, &self.run.allow_write)
                         .map_err(|e| e.at(path.span))?;
                 self.run.saved.push((written, v));
             }

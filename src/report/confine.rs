@@ -57,7 +57,7 @@ fn physical(path: &Path) -> PathBuf {
 /// The file `name` (as a script wrote it) resolved for writing from the run folder `root`.
 /// Returns the path to write and how to show it in the run record (relative to `root` when
 /// inside it).
-pub fn resolve(name: &str, root: &Path, allowed: &[PathBuf]) -> BebResult<(PathBuf, String)> {
+pub fn confined_path(name: &str, root: &Path, allowed: &[PathBuf]) -> BebResult<(PathBuf, String)> {
     let refuse = |why: String| {
         BebError::new(ErrorKind::Io, format!("refusing to write {name:?}: {why}")).with_help(
             "scripts write only inside their run folder; to let this script write elsewhere, run \
@@ -128,12 +128,12 @@ mod tests {
     #[test]
     fn relative_paths_stay_inside() {
         let root = scratch("inside");
-        let ok = resolve("sub/a.csv", &root, &[]).map(|(_, shown)| shown);
+        let ok = confined_path("sub/a.csv", &root, &[]).map(|(_, shown)| shown);
         assert_eq!(ok.ok().as_deref(), Some("sub/a.csv"));
-        let ok = resolve("sub/../b.csv", &root, &[]).map(|(_, shown)| shown);
+        let ok = confined_path("sub/../b.csv", &root, &[]).map(|(_, shown)| shown);
         assert_eq!(ok.ok().as_deref(), Some("b.csv"));
         for bad in ["../x.csv", "a/../../x.csv", "/tmp/x.csv"] {
-            let e = resolve(bad, &root, &[]).err();
+            let e = confined_path(bad, &root, &[]).err();
             assert!(
                 e.as_ref()
                     .is_some_and(|e| e.message.starts_with("refusing to write")),
@@ -149,17 +149,17 @@ mod tests {
         let root = scratch("links");
         let outside = scratch("links-outside");
         let _ = std::os::unix::fs::symlink(&outside, root.join("escape"));
-        let e = resolve("escape/x.csv", &root, &[]).err();
+        let e = confined_path("escape/x.csv", &root, &[]).err();
         assert!(
             e.as_ref()
                 .is_some_and(|e| e.message.contains("symbolic link")),
             "{e:?}"
         );
         // Allowed explicitly, it is fine.
-        assert!(resolve("escape/x.csv", &root, std::slice::from_ref(&outside)).is_ok());
+        assert!(confined_path("escape/x.csv", &root, std::slice::from_ref(&outside)).is_ok());
         let absolute = outside.join("y.csv");
         let name = absolute.to_string_lossy().into_owned();
-        assert!(resolve(&name, &root, std::slice::from_ref(&outside)).is_ok());
+        assert!(confined_path(&name, &root, std::slice::from_ref(&outside)).is_ok());
         let _ = std::fs::remove_dir_all(&root);
         let _ = std::fs::remove_dir_all(&outside);
     }

@@ -62,6 +62,9 @@ fn check_level(level: f64) -> Result<(), StatsError> {
     }
 }
 
+/// The 97.5% standard normal quantile: `mean ± Z95 · stderr` is a two-sided 95% interval.
+pub const Z95: f64 = 1.959_963_984_540_054;
+
 /// The standard normal quantile.
 fn z_quantile(p: f64) -> f64 {
     Normal::standard().inverse_cdf(p)

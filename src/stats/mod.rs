@@ -7,4 +7,4 @@ pub mod hypothesis;
 pub mod logspace;
 
 pub use estimate::Estimate;
-pub use hypothesis::{Direction, StatsError, Verdict, holm, one_sided};
+pub use hypothesis::{Direction, StatsError, Verdict, Z95, holm, one_sided};

@@ -12,19 +12,17 @@
 pub mod spec;
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value as Json, json};
 
-use crate::cli::RunFlags;
-use crate::diff::{Leaf, leaves, read_run};
+use crate::diff::{Leaf, leaves};
 use crate::error::{BebError, ErrorKind};
-use crate::eval::value::{Table, Value};
-use crate::record::Status;
+use crate::record::{Status, read_run};
 use crate::report::progress::ProgressHub;
-use crate::report::save::write_atomic;
+use crate::report::save::{to_csv, write_atomic};
+use crate::report::table::{Cell, Grid, render_report};
 use crate::runner::{CacheChoice, RunOptions, interrupt_flag, render, render_with};
 use crate::stats::Estimate;
 use crate::syntax::Span;
@@ -69,8 +67,11 @@ fn completed(folder: &Path, fingerprint: &str) -> Option<Json> {
     (marker.get("fingerprint").and_then(Json::as_str) == Some(fingerprint)).then_some(marker)
 }
 
-/// `beb study run STUDY.yaml [--shard i/N]`.
-pub fn run(path: &Path, shard: Option<&str>, out: Option<PathBuf>, flags: &RunFlags) -> i32 {
+/// `beb study run STUDY.yaml [--shard i/N]`. `options` are the runner's: `out` is the study's
+/// output folder (default: the study file's `out`), which holds a run folder per combination;
+/// `allow_write` and `cache` apply to every combination; the seeds and `--set` values come from
+/// the study file, so `seed` is not used and `sets` must be empty.
+pub fn run(path: &Path, shard: Option<&str>, options: &RunOptions) -> i32 {
     let (study, _) = match load(path) {
         Ok(s) => s,
         Err(text) => {
@@ -85,17 +86,17 @@ pub fn run(path: &Path, shard: Option<&str>, out: Option<PathBuf>, flags: &RunFl
             return 2;
         }
     };
-    if !flags.sets.is_empty() {
+    if !options.sets.is_empty() {
         eprintln!(
             "beb: a study takes its values from the study file: put fixed values under `sets:` \
              (so that finished combinations are recognised when the study resumes)"
         );
         return 2;
     }
-    let out = out.unwrap_or_else(|| study.out.clone());
-    let cache = match flags.cache_choice() {
+    let out = options.out.clone().unwrap_or_else(|| study.out.clone());
+    let cache = match &options.cache {
         CacheChoice::Default => CacheChoice::At(out.join(".cache")),
-        other => other,
+        other => other.clone(),
     };
     let all = study.combinations();
     let mine: Vec<&Combination> = all
@@ -144,11 +145,11 @@ pub fn run(path: &Path, shard: Option<&str>, out: Option<PathBuf>, flags: &RunFl
         }
         let _ = std::fs::remove_file(folder.join(MARKER));
         let sets = combo.sets(&study.sets);
-        let options = RunOptions {
+        let combo_options = RunOptions {
             seed: Some(combo.seed),
             sets,
             out: Some(folder.clone()),
-            allow_write: flags.allow_write.clone(),
+            allow_write: options.allow_write.clone(),
             cache: cache.clone(),
         };
         let started = Instant::now();
@@ -156,7 +157,7 @@ pub fn run(path: &Path, shard: Option<&str>, out: Option<PathBuf>, flags: &RunFl
         let mut diagnostics = String::new();
         let outcome = crate::runner::execute(
             &combo.script,
-            &options,
+            &combo_options,
             Box::new(captured.clone()),
             interrupt.clone(),
             hub.clone(),
@@ -365,43 +366,41 @@ pub fn report(path: &Path, out: Option<PathBuf>, from: &[PathBuf]) -> i32 {
     columns.extend(["seed".into(), "status".into(), "asserts".into()]);
     let fixed = columns.len();
     columns.extend(value_columns.iter().cloned());
-    let param_value = |c: &Combination, i: usize| -> Value {
+    let param_value = |c: &Combination, i: usize| -> Cell {
         match &c.params[i].1 {
-            spec::ParamValue::Num(x) => Value::Num(*x),
-            other => Value::str(&other.to_string()),
+            spec::ParamValue::Num(x) => Cell::Num(*x),
+            other => Cell::Text(other.to_string()),
         }
     };
-    let table_rows: Vec<Vec<Value>> = rows
+    let table_rows: Vec<Vec<Cell>> = rows
         .iter()
         .map(|r| {
             let mut cells = Vec::with_capacity(columns.len());
             if several_scripts {
-                cells.push(Value::str(&r.combo.script_name()));
+                cells.push(Cell::Text(r.combo.script_name()));
             }
             cells.extend((0..study.grid.len()).map(|i| param_value(r.combo, i)));
-            cells.push(Value::Num(r.combo.seed as f64));
-            cells.push(Value::str(&r.status));
-            cells.push(Value::str(&r.asserts));
+            cells.push(Cell::Num(r.combo.seed as f64));
+            cells.push(Cell::Text(r.status.clone()));
+            cells.push(Cell::Text(r.asserts.clone()));
             for name in &value_columns {
                 cells.push(
                     r.values
                         .iter()
                         .find(|(n, _)| n == name)
-                        .map_or(Value::None, |(_, l)| l.to_value()),
+                        .map_or(Cell::Empty, |(_, l)| l.to_cell()),
                 );
             }
             cells
         })
         .collect();
-    let table = Table {
-        columns: columns.iter().map(|c| Rc::from(c.as_str())).collect(),
+    let table = Grid {
+        columns,
         rows: table_rows,
     };
-    println!("{}", crate::report::table::render_report(&table));
+    println!("{}", render_report(&table));
     let mut code = 0;
-    match crate::report::save::to_csv(&Value::Table(Rc::new(table.clone())))
-        .and_then(|csv| write_atomic(&out.join("report.csv"), csv.as_bytes()))
-    {
+    match write_atomic(&out.join("report.csv"), to_csv(&table).as_bytes()) {
         Ok(()) => eprintln!("beb: wrote {}", out.join("report.csv").display()),
         Err(e) => {
             eprintln!("beb: {}", e.message);
@@ -411,10 +410,8 @@ pub fn report(path: &Path, out: Option<PathBuf>, from: &[PathBuf]) -> i32 {
     if study.seeds.len() > 1 {
         let summary = across_seeds(&table, fixed, several_scripts, study.grid.len());
         println!("\nmean over seeds (± standard error across seeds):");
-        println!("{}", crate::report::table::render_report(&summary));
-        match crate::report::save::to_csv(&Value::Table(Rc::new(summary)))
-            .and_then(|csv| write_atomic(&out.join("summary.csv"), csv.as_bytes()))
-        {
+        println!("{}", render_report(&summary));
+        match write_atomic(&out.join("summary.csv"), to_csv(&summary).as_bytes()) {
             Ok(()) => eprintln!("beb: wrote {}", out.join("summary.csv").display()),
             Err(e) => {
                 eprintln!("beb: {}", e.message);
@@ -434,18 +431,15 @@ pub fn report(path: &Path, out: Option<PathBuf>, from: &[PathBuf]) -> i32 {
 
 /// Group the report's rows by script and parameters: each numeric column becomes the mean
 /// over seeds with its standard error across seeds (n = number of seeds with a value).
-fn across_seeds(table: &Table, fixed: usize, several_scripts: bool, params: usize) -> Table {
+fn across_seeds(table: &Grid, fixed: usize, several_scripts: bool, params: usize) -> Grid {
     let keys = usize::from(several_scripts) + params;
-    let mut columns: Vec<Rc<str>> = table.columns[..keys].to_vec();
-    columns.push(Rc::from("seeds"));
+    let mut columns: Vec<String> = table.columns[..keys].to_vec();
+    columns.push("seeds".into());
     columns.extend(table.columns[fixed..].iter().cloned());
-    let mut groups: Vec<(Vec<Value>, Vec<&Vec<Value>>)> = Vec::new();
+    let mut groups: Vec<(Vec<Cell>, Vec<&Vec<Cell>>)> = Vec::new();
     for row in &table.rows {
         let key = row[..keys].to_vec();
-        match groups
-            .iter_mut()
-            .find(|(k, _)| k.iter().zip(&key).all(|(a, b)| a.equals(b)))
-        {
+        match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, members)) => members.push(row),
             None => groups.push((key, vec![row])),
         }
@@ -454,25 +448,25 @@ fn across_seeds(table: &Table, fixed: usize, several_scripts: bool, params: usiz
         .into_iter()
         .map(|(key, members)| {
             let mut cells = key;
-            cells.push(Value::Num(members.len() as f64));
+            cells.push(Cell::Num(members.len() as f64));
             for c in fixed..table.columns.len() {
                 let xs: Vec<f64> = members
                     .iter()
                     .filter_map(|r| match &r[c] {
-                        Value::Num(x) => Some(*x),
-                        Value::Estimate(e) => Some(e.mean),
+                        Cell::Num(x) => Some(*x),
+                        Cell::Estimate(e) => Some(e.mean),
                         _ => None,
                     })
                     .collect();
                 cells.push(match xs.len() {
-                    0 => Value::None,
-                    1 => Value::Num(xs[0]),
-                    _ if xs.iter().all(|x| *x == xs[0]) => Value::Num(xs[0]),
-                    _ => Value::Estimate(Estimate::from_samples(&xs)),
+                    0 => Cell::Empty,
+                    1 => Cell::Num(xs[0]),
+                    _ if xs.iter().all(|x| *x == xs[0]) => Cell::Num(xs[0]),
+                    _ => Cell::Estimate(Estimate::from_samples(&xs)),
                 });
             }
             cells
         })
         .collect();
-    Table { columns, rows }
+    Grid { columns, rows }
 }

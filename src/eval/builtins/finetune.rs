@@ -86,7 +86,7 @@ fn cache_root(interp: &Interp, args: &Args) -> BebResult<PathBuf> {
     if args.get("cache").is_some() {
         let folder = args.string("cache")?;
         let probe = format!("{}/{}", folder.trim_end_matches('/'), train::MANIFEST);
-        let (path, _) = crate::report::confine::resolve(
+        let (path, _) = crate::report::confine::confined_path(
             &probe,
             &interp.context().out_dir,
             &interp.context().allow_write,

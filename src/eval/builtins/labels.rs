@@ -269,7 +269,7 @@ fn label_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         None => "labels.csv".to_string(),
         Some(_) => args.string("file")?.to_string(),
     };
-    let (path, shown_path) = crate::report::confine::resolve(
+    let (path, shown_path) = crate::report::confine::confined_path(
         &name,
         &interp.context().out_dir,
         &interp.context().allow_write,

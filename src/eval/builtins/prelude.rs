@@ -520,7 +520,7 @@ fn fmt(_: &mut Interp, a: &Args) -> BebResult<Value> {
     let digits = a.opt_count("digits")?.unwrap_or(6).clamp(1, 17);
     match a.value("x")? {
         Value::Num(x) => Ok(Value::str(&format::significant(*x, digits))),
-        Value::Estimate(_) => Ok(Value::str(&crate::report::table::cell(a.value("x")?))),
+        Value::Estimate(_) => Ok(Value::str(&crate::eval::export::cell(a.value("x")?))),
         _ => Err(a.wrong_type("x", "a number or an estimate")),
     }
 }

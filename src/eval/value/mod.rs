@@ -281,7 +281,7 @@ impl fmt::Display for Value {
                 None => f.write_str("<lambda>"),
             },
             Value::Native(b) => write!(f, "<builtin {}>", b.signature),
-            Value::Table(t) => f.write_str(&crate::report::table::render(t)),
+            Value::Table(t) => f.write_str(&crate::eval::export::render_table(t)),
             Value::Estimate(e) => write!(f, "{e}"),
             Value::Model(m) => match m.describe() {
                 Some(identity) => write!(f, "<model {}: {identity}>", m.name()),
