@@ -106,8 +106,9 @@ impl Builtin {
                         }
                     })
                     .collect();
+                let name = name.trim_start_matches("r#");
                 Builtin {
-                    name: name.trim_start_matches("r#").to_string(),
+                    name: name.to_string(),
                     module,
                     signature: format!("{name}({}) -> {returns}", shown.join(", ")),
                     doc,
@@ -480,12 +481,12 @@ impl Slots<'_> {
         let args = self.args;
         let spec = args.builtin.params.get(i);
         let given = args.values.get(i).and_then(|slot| slot.as_ref());
+        // A given `none` means "not given" but keeps its span for diagnostics.
+        let default = || spec.and_then(|p| p.default.clone()).unwrap_or(Value::None);
         let (value, span) = match given {
-            Some((v, span)) if !matches!(v, Value::None) => (v.clone(), *span),
-            _ => (
-                spec.and_then(|p| p.default.clone()).unwrap_or(Value::None),
-                args.call_span,
-            ),
+            Some((Value::None, span)) => (default(), *span),
+            Some((v, span)) => (v.clone(), *span),
+            None => (default(), args.call_span),
         };
         let converted = match value {
             Value::None => T::absent().ok_or_else(|| wrong_type::<T>(args, name, "nothing", span)),
