@@ -13,6 +13,9 @@ pub struct ScoreError {
     pub message: String,
     /// What to do about it, when there is something to do.
     pub help: Option<String>,
+    /// Whether a model failed (e.g. the text does not fit its context window), rather than
+    /// the text being one the scorer cannot score: reported as a model error.
+    pub model: bool,
 }
 
 impl ScoreError {
@@ -20,6 +23,7 @@ impl ScoreError {
         ScoreError {
             message: message.into(),
             help: None,
+            model: false,
         }
     }
 }
@@ -114,7 +118,10 @@ impl Scorer {
         match self {
             Scorer::LikelihoodRatio { plus, minus, soft } => {
                 let text = std::slice::from_ref(unit);
-                let model = |e: crate::lm::ModelError| ScoreError::new(e.to_string());
+                let model = |e: crate::lm::ModelError| ScoreError {
+                    model: true,
+                    ..ScoreError::new(e.to_string())
+                };
                 let d = plus.logprob(&[], text).map_err(model)?
                     - minus.logprob(&[], text).map_err(model)?;
                 if d.is_nan() {
@@ -159,6 +166,7 @@ impl Scorer {
                         help: Some(format!(
                             "label it with label([...], file: ...) and add it to {file}"
                         )),
+                        model: false,
                     })
             }
         }

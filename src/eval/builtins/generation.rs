@@ -58,7 +58,7 @@ impl Judge {
         let span = args.span("by");
         match args.get("by") {
             None => Ok(Judge::Own(model.clone())),
-            Some(record @ Value::Record(_)) => {
+            Some(record @ (Value::Record(_) | Value::Object(_))) => {
                 Ok(Judge::Scorer(scorer(record).map_err(|e| e.at(span))?))
             }
             Some(f @ (Value::Func(_) | Value::Native(_))) => Ok(Judge::Function(f.clone(), span)),

@@ -10,27 +10,15 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
+use crate::builtin;
 use crate::error::{BebError, BebResult, ErrorKind};
-use crate::eval::builtins::neural::{Scorer, resolve};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Decl, Native};
-use crate::eval::value::{Record, Value};
-use crate::lm::{Unit, display_units};
+use crate::eval::natives::{Arg, FromArg, List, Mismatch, ModelPath, Native, ScorerValue};
+use crate::eval::value::Value;
+use crate::lm::display_units;
+use crate::measure::behavior::{Scorer, excerpt, label_key};
 
-pub const NATIVES: &[Native] = &[
-    Native {
-        decl: Decl::Legacy(
-            "label(responses: list, file: string = \"labels.csv\", from: string | list = none) -> list",
-        ),
-        doc: "Ask a person to label each response (a text, shown decoded, or a string): + or 1 for +1, 0 for 0, - or -1 for -1, s to skip, q to stop; one answer a line, read from the terminal, or from standard input when it is not one. The answers go to a CSV file (index, text, label) in the run folder, rewritten atomically after each answer; responses already labelled there, or in the `from:` files, are not asked again. Returns the labels in order (none where skipped).",
-        func: label_fn,
-    },
-    Native {
-        decl: Decl::Legacy("labels(path: string) -> record"),
-        doc: "A behavior scorer (for score, expect(..., behavior:) and sample(..., by:)) from a CSV file of labels with columns text and label, as label(...) writes: a response scores its label; a response not in the file is an error naming it. A relative path is looked up in the run folder first, then in the current folder.",
-        func: labels_fn,
-    },
-];
+pub const NATIVES: &[Native] = &[Label::NATIVE, Labels::NATIVE];
 
 /// Labelled texts keyed by their trimmed text, in the order first seen.
 #[derive(Default)]
@@ -46,24 +34,20 @@ struct Row {
     label: f64,
 }
 
-/// Responses match labels by their text without surrounding whitespace (a decoded response
-/// often starts with a space that a spreadsheet would drop).
-fn key(text: &str) -> &str {
-    text.trim()
-}
-
 impl Book {
     fn get(&self, text: &str) -> Option<f64> {
-        self.position.get(key(text)).map(|&i| self.rows[i].label)
+        self.position
+            .get(label_key(text))
+            .map(|&i| self.rows[i].label)
     }
 
     /// Add a row unless its text is already labelled; whether it was added.
     fn add(&mut self, row: Row) -> bool {
-        if self.position.contains_key(key(&row.text)) {
+        if self.position.contains_key(label_key(&row.text)) {
             return false;
         }
         self.position
-            .insert(key(&row.text).to_string(), self.rows.len());
+            .insert(label_key(&row.text).to_string(), self.rows.len());
         self.rows.push(row);
         true
     }
@@ -160,7 +144,7 @@ fn read_rows(path: &Path) -> BebResult<Vec<Row>> {
 /// A file to read: `$BEB_SHARED/...` resolved; a relative path in the run folder when it is
 /// there (a file this run labelled), else from the current folder.
 fn input_path(interp: &Interp, name: &str) -> PathBuf {
-    let path = resolve(name);
+    let path = ModelPath::new(name).0;
     if path.is_relative() {
         let in_run = interp.context().out_dir.join(&path);
         if in_run.is_file() {
@@ -178,17 +162,14 @@ fn note_input(interp: &mut Interp, path: &Path) {
 }
 
 /// A response as the person sees it, and as its label is keyed.
-fn shown(args: &Args, i: usize, v: &Value) -> BebResult<String> {
+fn shown(responses: &Arg<List>, i: usize, v: &Value) -> BebResult<String> {
     match v {
         Value::Text(t) => Ok(display_units(&t.units)),
         Value::Str(s) => Ok(s.to_string()),
-        other => Err(args.invalid(
-            "responses",
-            format!(
-                "response {i} is a {}; responses are texts or strings",
-                other.type_name()
-            ),
-        )),
+        other => Err(responses.invalid(format!(
+            "response {i} is a {}; responses are texts or strings",
+            other.type_name()
+        ))),
     }
 }
 
@@ -243,224 +224,201 @@ fn store(interp: &mut Interp, book: &Book, path: &Path, shown_path: &str) -> Beb
     Ok(())
 }
 
-fn from_files(args: &Args) -> BebResult<Vec<String>> {
-    match args.get("from") {
-        None => Ok(Vec::new()),
-        Some(Value::Str(s)) => Ok(vec![s.to_string()]),
-        Some(Value::List(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::Str(s) => Ok(s.to_string()),
-                _ => Err(args.wrong_type("from", "a file name or a list of them")),
-            })
-            .collect(),
-        Some(_) => Err(args.wrong_type("from", "a file name or a list of them")),
+/// The `from:` files of label(...): a file name or a list of them.
+#[derive(Clone, Debug)]
+pub struct Files(pub Vec<String>);
+
+impl FromArg for Files {
+    const TYPE: &'static str = "string | list";
+    const EXPECTED: &'static str = "a file name or a list of them";
+    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
+        match value {
+            Value::Str(s) => Ok(Files(vec![s.to_string()])),
+            Value::List(items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Str(s) => Some(s.to_string()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Files)
+                .ok_or(Mismatch::Type),
+            _ => Err(Mismatch::Type),
+        }
     }
 }
 
-fn label_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let responses = args.list("responses")?;
-    let texts = responses
-        .iter()
-        .enumerate()
-        .map(|(i, v)| shown(args, i, v))
-        .collect::<BebResult<Vec<_>>>()?;
-    let name = match args.get("file") {
-        None => "labels.csv".to_string(),
-        Some(_) => args.string("file")?.to_string(),
-    };
-    let (path, shown_path) = crate::report::confine::confined_path(
-        &name,
-        &interp.context().out_dir,
-        &interp.context().allow_write,
-    )
-    .map_err(|e| e.at(args.span("file")))?;
-    let mut book = Book::default();
-    let existed = path.is_file();
-    if existed {
-        for row in read_rows(&path).map_err(|e| e.at(args.span("file")))? {
-            book.add(row);
+builtin! {
+    /// Ask a person to label each response (a text, shown decoded, or a string): + or 1 for +1,
+    /// 0 for 0, - or -1 for -1, s to skip, q to stop; one answer a line, read from the
+    /// terminal, or from standard input when it is not one. The answers go to a CSV file
+    /// (index, text, label) in the run folder, rewritten atomically after each answer;
+    /// responses already labelled there, or in the `from:` files, are not asked again. Returns
+    /// the labels in order (none where skipped).
+    Label = label(responses: List, file: Rc<str> = "labels.csv", from: Option<Files> = none) -> "list"
+}
+
+impl Label {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        let texts = self
+            .responses
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, v)| shown(&self.responses, i, v))
+            .collect::<BebResult<Vec<_>>>()?;
+        let name = &*self.file;
+        let (path, shown_path) = crate::report::confine::confined_path(
+            name,
+            &interp.context().out_dir,
+            &interp.context().allow_write,
+        )
+        .map_err(|e| e.at(self.file.span))?;
+        let mut book = Book::default();
+        let existed = path.is_file();
+        if existed {
+            for row in read_rows(&path).map_err(|e| e.at(self.file.span))? {
+                book.add(row);
+            }
         }
-    }
-    let mut changed = !existed;
-    for source in from_files(args)? {
-        let source_path = input_path(interp, &source);
-        for row in read_rows(&source_path).map_err(|e| e.at(args.span("from")))? {
-            changed |= book.add(row);
+        let mut changed = !existed;
+        for source in self.from.iter().flat_map(|f| &f.0) {
+            let source_path = input_path(interp, source);
+            for row in read_rows(&source_path).map_err(|e| e.at(self.from.span))? {
+                changed |= book.add(row);
+            }
+            note_input(interp, &source_path);
         }
-        note_input(interp, &source_path);
-    }
-    // Each text is asked once, at its first occurrence.
-    let mut pending: Vec<usize> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (i, text) in texts.iter().enumerate() {
-        if book.get(text).is_none() && seen.insert(key(text)) {
-            pending.push(i);
+        // Each text is asked once, at its first occurrence.
+        let mut pending: Vec<usize> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, text) in texts.iter().enumerate() {
+            if book.get(text).is_none() && seen.insert(label_key(text)) {
+                pending.push(i);
+            }
         }
-    }
-    if changed {
-        store(interp, &book, &path, &shown_path).map_err(|e| e.at(args.span("file")))?;
-    }
-    if !pending.is_empty() {
-        say(
-            interp,
-            &format!(
-                "label: {} response(s) to label into {shown_path} ({} known); answer {KEYS}\n",
-                pending.len(),
-                texts.len() - pending.len()
-            ),
-        );
-    }
-    let mut answered = 0;
-    'responses: for (k, &i) in pending.iter().enumerate() {
-        let indented = texts[i].replace('\n', "\n    ");
-        say(
-            interp,
-            &format!(
-                "\n[{}/{}] response {i}:\n    {indented}\nlabel ({KEYS}): ",
-                k + 1,
-                pending.len()
-            ),
-        );
-        let answer = loop {
-            let Some(line) = read_line()? else {
-                say(interp, "\n");
-                return Err(BebError::new(
+        if changed {
+            store(interp, &book, &path, &shown_path).map_err(|e| e.at(self.file.span))?;
+        }
+        if !pending.is_empty() {
+            say(
+                interp,
+                &format!(
+                    "label: {} response(s) to label into {shown_path} ({} known); answer {KEYS}\n",
+                    pending.len(),
+                    texts.len() - pending.len()
+                ),
+            );
+        }
+        let mut answered = 0;
+        'responses: for (k, &i) in pending.iter().enumerate() {
+            let indented = texts[i].replace('\n', "\n    ");
+            say(
+                interp,
+                &format!(
+                    "\n[{}/{}] response {i}:\n    {indented}\nlabel ({KEYS}): ",
+                    k + 1,
+                    pending.len()
+                ),
+            );
+            let answer = loop {
+                let Some(line) = read_line()? else {
+                    say(interp, "\n");
+                    return Err(BebError::new(
                     ErrorKind::Io,
                     format!(
                         "the input ended after {answered} of {} responses to label; the answers so far are in {shown_path}",
                         pending.len()
                     ),
                 )
-                .at(args.call_span)
+                .at(self.call.span)
                 .with_help("run again with the same file to go on: labelled responses are not asked again"));
-            };
-            if interp
-                .interrupt
-                .swap(false, std::sync::atomic::Ordering::SeqCst)
-            {
-                return Err(BebError::new(ErrorKind::Interrupted, "interrupted"));
-            }
-            match parse_answer(&line) {
-                Some(answer) => break answer,
-                None => say(
-                    interp,
-                    &format!("{:?} is not an answer; {KEYS}: ", line.trim()),
-                ),
-            }
-        };
-        match answer {
-            Answer::Label(label) => {
-                book.add(Row {
-                    index: i.to_string(),
-                    text: texts[i].clone(),
-                    label,
-                });
-                answered += 1;
-                store(interp, &book, &path, &shown_path).map_err(|e| e.at(args.span("file")))?;
-            }
-            Answer::Skip => {}
-            Answer::Stop => {
-                say(
-                    interp,
-                    &format!(
-                        "label: stopped after {answered} of {}; the answers are in {shown_path}\n",
-                        pending.len()
+                };
+                if interp
+                    .interrupt
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Err(BebError::new(ErrorKind::Interrupted, "interrupted"));
+                }
+                match parse_answer(&line) {
+                    Some(answer) => break answer,
+                    None => say(
+                        interp,
+                        &format!("{:?} is not an answer; {KEYS}: ", line.trim()),
                     ),
-                );
-                break 'responses;
+                }
+            };
+            match answer {
+                Answer::Label(label) => {
+                    book.add(Row {
+                        index: i.to_string(),
+                        text: texts[i].clone(),
+                        label,
+                    });
+                    answered += 1;
+                    store(interp, &book, &path, &shown_path).map_err(|e| e.at(self.file.span))?;
+                }
+                Answer::Skip => {}
+                Answer::Stop => {
+                    say(
+                        interp,
+                        &format!(
+                            "label: stopped after {answered} of {}; the answers are in {shown_path}\n",
+                            pending.len()
+                        ),
+                    );
+                    break 'responses;
+                }
             }
         }
+        Ok(Value::list(
+            texts
+                .iter()
+                .map(|t| book.get(t).map(Value::Num).unwrap_or(Value::None))
+                .collect(),
+        ))
     }
-    Ok(Value::list(
-        texts
-            .iter()
-            .map(|t| book.get(t).map(Value::Num).unwrap_or(Value::None))
-            .collect(),
-    ))
 }
 
-fn labels_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let name = args.string("path")?;
-    let path = input_path(interp, &name);
-    let rows = read_rows(&path).map_err(|e| e.at(args.span("path")))?;
-    let mut book = Book::default();
-    for row in rows {
-        if let Some(earlier) = book.get(&row.text)
-            && earlier != row.label
-        {
-            return Err(args.invalid(
-                "path",
-                format!(
+builtin! {
+    /// A behavior scorer (for score, expect(..., behavior:) and sample(..., by:)) from a CSV
+    /// file of labels with columns text and label, as label(...) writes: a response scores its
+    /// label; a response not in the file is an error naming it. A relative path is looked up in
+    /// the run folder first, then in the current folder.
+    Labels = labels(path: Rc<str>) -> "scorer"
+}
+
+impl Labels {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        let name = &*self.path;
+        let path = input_path(interp, name);
+        let rows = read_rows(&path).map_err(|e| e.at(self.path.span))?;
+        let mut book = Book::default();
+        for row in rows {
+            if let Some(earlier) = book.get(&row.text)
+                && earlier != row.label
+            {
+                return Err(self.path.invalid(format!(
                     "{}: {:?} is labelled both {} and {}",
                     path.display(),
                     excerpt(&row.text),
                     crate::format::number(earlier),
                     crate::format::number(row.label)
-                ),
-            ));
+                )));
+            }
+            book.add(row);
         }
-        book.add(row);
+        if book.rows.is_empty() {
+            return Err(self
+                .path
+                .invalid(format!("{} has no labels", path.display())));
+        }
+        note_input(interp, &path);
+        let (texts, labels) = book.rows.into_iter().map(|r| (r.text, r.label)).unzip();
+        Ok(ScorerValue::value(Scorer::labels(
+            name.to_string(),
+            texts,
+            labels,
+        )))
     }
-    if book.rows.is_empty() {
-        return Err(args.invalid("path", format!("{} has no labels", path.display())));
-    }
-    note_input(interp, &path);
-    Ok(Value::record(vec![
-        ("scorer", Value::str("labels")),
-        ("file", Value::str(&name)),
-        (
-            "texts",
-            Value::list(book.rows.iter().map(|r| Value::str(&r.text)).collect()),
-        ),
-        (
-            "labels",
-            Value::list(book.rows.iter().map(|r| Value::Num(r.label)).collect()),
-        ),
-    ]))
-}
-
-/// A long text shortened for a diagnostic.
-fn excerpt(text: &str) -> String {
-    const MAX: usize = 80;
-    let text = text.trim();
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        format!("{}…", text.chars().take(MAX).collect::<String>())
-    }
-}
-
-/// The scorer of a record made by `labels(...)`: a unit scores the label of its text.
-pub fn scorer_of(record: &Record) -> BebResult<Scorer> {
-    let malformed = || BebError::type_error("a labels scorer is made by labels(path)");
-    let (Some(Value::List(texts)), Some(Value::List(labels))) =
-        (record.get("texts"), record.get("labels"))
-    else {
-        return Err(malformed());
-    };
-    let file: Rc<str> = match record.get("file") {
-        Some(Value::Str(s)) => s.clone(),
-        _ => return Err(malformed()),
-    };
-    let mut table = HashMap::with_capacity(texts.len());
-    for (t, l) in texts.iter().zip(labels.iter()) {
-        let (Value::Str(t), Value::Num(l)) = (t, l) else {
-            return Err(malformed());
-        };
-        table.insert(key(t).to_string(), *l);
-    }
-    Ok(Box::new(move |unit: &Unit| {
-        let text = unit.to_string();
-        table.get(key(&text)).copied().ok_or_else(|| {
-            BebError::value(format!(
-                "the response {:?} is not labelled in {file} ({} labelled texts)",
-                excerpt(&text),
-                table.len()
-            ))
-            .with_help(format!(
-                "label it with label([...], file: ...) and add it to {file}"
-            ))
-        })
-    }))
 }

@@ -609,7 +609,7 @@ fn expect_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
         let how = method_for(&plan, i, prompts.len());
         let value = match &behavior {
             None => measure::expect_scores(model.as_ref(), &prompt.units, &how)?,
-            Some(record @ Value::Record(_)) => {
+            Some(record @ (Value::Record(_) | Value::Object(_))) => {
                 let mut score =
                     crate::eval::builtins::neural::scorer(record).map_err(|e| e.at(span))?;
                 measure::expect(model.as_ref(), &prompt.units, &mut score, &how)?
