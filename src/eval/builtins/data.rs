@@ -1,115 +1,189 @@
 //! Datasets: persona statement files, plain text and JSONL lists of statements, seeded
 //! train/held-out splits, and the training texts a finetune builds from statements.
 
+use std::rc::Rc;
+
+use crate::builtin;
 use crate::data::{self, texts};
-use crate::error::BebResult;
-use crate::eval::builtins::neural::resolve;
+use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Decl, Native};
+use crate::eval::natives::{Arg, Args, Call, FromArg, List, Mismatch, ModelPath, Native, Seed};
 use crate::eval::value::Value;
 use crate::lm::neural::chat;
 
 pub const NATIVES: &[Native] = &[
-    Native {
-        decl: Decl::Legacy("persona(path: string) -> record"),
-        doc: "Read a persona file of Anthropic's model-written evaluations (one JSON object per line with `statement` and `answer_matching_behavior`): {behavior, matching, not_matching}, the statements that show the file's behavior (answer_matching_behavior is \" Yes\") and those that do not, each in file order. The side read from that field, never from row order. A path starting with $BEB_SHARED reads the shared folder.",
-        func: persona_fn,
-    },
-    Native {
-        decl: Decl::Legacy("lines(path: string) -> list"),
-        doc: "The non-blank lines of a text file (one statement per line), trailing whitespace removed.",
-        func: lines_fn,
-    },
-    Native {
-        decl: Decl::Legacy("jsonl(path: string, field: string = \"text\") -> list"),
-        doc: "The string field `field` of every row of a JSONL file (one JSON object per line; blank lines skipped).",
-        func: jsonl_fn,
-    },
-    Native {
-        decl: Decl::Legacy(
-            "split(xs: list, held_out: number = 0.2, seed: int | string = none) -> record",
-        ),
-        doc: "Split a list into {train, held_out}: round(held_out * len) elements chosen uniformly at random from the seed's stream are held out; both parts keep the list's order.",
-        func: split_fn,
-    },
-    Native {
-        decl: Decl::Legacy(
-            "training_texts(statements: list, format: string = \"lines\", separator: string = \".\\n\", group: int = 3) -> list",
-        ),
-        doc: "The training texts finetune builds from statements (the paper's appendix J): groups of `group` consecutive statements, each group in all its cyclic rotations (leftovers after the last full group dropped). format \"lines\": each statement followed by the separator; \"inst\": [INST]a.[/INST]b.[INST]c.[/INST]; \"llama2\", \"chatml\", \"plain\": the statements as alternating user and assistant turns of that chat template (shown here as strings, <s> and </s> standing for the special tokens).",
-        func: training_texts_fn,
-    },
+    Persona::NATIVE,
+    Lines::NATIVE,
+    Jsonl::NATIVE,
+    Split::NATIVE,
+    TrainingTexts::NATIVE,
 ];
 
+/// A list argument (ranges, table rows and texts count as lists) that remembers the kind of
+/// value it was given as, for messages about its elements ("must be a list of strings,
+/// found range").
+#[derive(Clone, Debug)]
+pub struct Elements {
+    pub items: Vec<Value>,
+    /// The type name of the value given.
+    pub given: &'static str,
+}
+
+impl FromArg for Elements {
+    const TYPE: &'static str = "list";
+    const EXPECTED: &'static str = "a list";
+    fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
+        let List(items) = List::from_value(value, name)?;
+        Ok(Elements {
+            items,
+            given: value.type_name(),
+        })
+    }
+}
+
+/// An argument error about `arg`, worded as the binder words a wrong type ("`x` of f() must
+/// be {expected}, found {found}"), quoting the signature.
+pub fn wrong_type<T>(call: &Call, arg: &Arg<T>, expected: &str, found: &str) -> BebError {
+    BebError::new(
+        ErrorKind::Argument,
+        format!(
+            "`{}` of {}() must be {expected}, found {found}",
+            arg.name, call.builtin.name
+        ),
+    )
+    .at(arg.span)
+    .with_help(format!("signature: {}", call.builtin.signature))
+}
+
+builtin! {
+    /// Read a persona file of Anthropic's model-written evaluations (one JSON object per line with `statement` and `answer_matching_behavior`): {behavior, matching, not_matching}, the statements that show the file's behavior (answer_matching_behavior is " Yes") and those that do not, each in file order. The side read from that field, never from row order. A path starting with $BEB_SHARED reads the shared folder.
+    Persona = persona(path: ModelPath) -> "record"
+}
+
+builtin! {
+    /// The non-blank lines of a text file (one statement per line), trailing whitespace removed.
+    Lines = lines(path: ModelPath) -> "list"
+}
+
+builtin! {
+    /// The string field `field` of every row of a JSONL file (one JSON object per line; blank lines skipped).
+    Jsonl = jsonl(path: ModelPath, field: Rc<str> = "text") -> "list"
+}
+
+builtin! {
+    /// Split a list into {train, held_out}: round(held_out * len) elements chosen uniformly at random from the seed's stream are held out; both parts keep the list's order.
+    Split = split(xs: List, held_out: f64 = 0.2, seed: Option<Seed> = none) -> "record"
+}
+
+builtin! {
+    /// The training texts finetune builds from statements (the paper's appendix J): groups of `group` consecutive statements, each group in all its cyclic rotations (leftovers after the last full group dropped). format "lines": each statement followed by the separator; "inst": [INST]a.[/INST]b.[INST]c.[/INST]; "llama2", "chatml", "plain": the statements as alternating user and assistant turns of that chat template (shown here as strings, <s> and </s> standing for the special tokens).
+    TrainingTexts = training_texts(statements: Elements, format: Rc<str> = "lines", separator: Rc<str> = ".\n", group: usize = 3) -> "list"
+}
+
 /// The data file a builtin reads, recorded in the run's manifest.
-fn path_arg(interp: &mut Interp, args: &Args) -> BebResult<std::path::PathBuf> {
-    let path = resolve(&args.string("path")?);
-    interp.note_input(&path);
-    Ok(path)
+fn note_path(interp: &mut Interp, path: &Arg<ModelPath>) -> std::path::PathBuf {
+    interp.note_input(&path.0);
+    path.0.clone()
 }
 
 fn strings(items: Vec<String>) -> Value {
     Value::list(items.iter().map(|s| Value::str(s)).collect())
 }
 
-fn persona_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let path = path_arg(interp, args)?;
-    let p = data::read_persona(&path)
-        .map_err(|e| crate::error::BebError::from(e).at(args.span("path")))?;
-    Ok(Value::record(vec![
-        ("behavior", Value::str(&p.behavior)),
-        ("matching", strings(p.matching)),
-        ("not_matching", strings(p.not_matching)),
-    ]))
-}
-
-fn lines_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let path = path_arg(interp, args)?;
-    let lines = data::read_lines(&path)
-        .map_err(|e| crate::error::BebError::from(e).at(args.span("path")))?;
-    Ok(strings(lines))
-}
-
-fn jsonl_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let path = path_arg(interp, args)?;
-    let field = match args.get("field") {
-        None => "text".to_string(),
-        Some(_) => args.string("field")?.to_string(),
-    };
-    let items = data::read_jsonl_field(&path, &field)
-        .map_err(|e| crate::error::BebError::from(e).at(args.span("path")))?;
-    Ok(strings(items))
-}
-
-fn split_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let xs = args.list("xs")?;
-    let held_out = args.opt_num("held_out")?.unwrap_or(0.2);
-    if !(0.0..=1.0).contains(&held_out) {
-        return Err(args.invalid(
-            "held_out",
-            format!("held_out is a fraction in [0, 1], found {held_out}"),
-        ));
+impl Persona {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        let path = note_path(interp, &self.path);
+        let p = data::read_persona(&path).map_err(|e| BebError::from(e).at(self.path.span))?;
+        Ok(Value::record(vec![
+            ("behavior", Value::str(&p.behavior)),
+            ("matching", strings(p.matching)),
+            ("not_matching", strings(p.not_matching)),
+        ]))
     }
-    let mut rng = interp.stream(args)?.rng();
-    let (train, test) = data::split(&xs, held_out, &mut rng);
-    Ok(Value::record(vec![
-        ("train", Value::list(train)),
-        ("held_out", Value::list(test)),
-    ]))
 }
 
-/// A list of strings argument.
-pub fn string_list(args: &Args, name: &str) -> BebResult<Vec<String>> {
-    args.list(name)?
+impl Lines {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        let path = note_path(interp, &self.path);
+        let lines = data::read_lines(&path).map_err(|e| BebError::from(e).at(self.path.span))?;
+        Ok(strings(lines))
+    }
+}
+
+impl Jsonl {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        let path = note_path(interp, &self.path);
+        let items = data::read_jsonl_field(&path, &self.field)
+            .map_err(|e| BebError::from(e).at(self.path.span))?;
+        Ok(strings(items))
+    }
+}
+
+impl Split {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        let held_out = *self.held_out;
+        if !(0.0..=1.0).contains(&held_out) {
+            return Err(self.held_out.invalid(format!(
+                "held_out is a fraction in [0, 1], found {held_out}"
+            )));
+        }
+        let mut rng = interp.seed_stream(&self.call, self.seed.as_ref()).rng();
+        let (train, test) = data::split(&self.xs.0, held_out, &mut rng);
+        Ok(Value::record(vec![
+            ("train", Value::list(train)),
+            ("held_out", Value::list(test)),
+        ]))
+    }
+}
+
+/// The strings of a list argument; any other element is a wrong type (`wrong` makes the
+/// error).
+fn strings_in(items: Vec<Value>, wrong: impl Fn() -> BebError) -> BebResult<Vec<String>> {
+    items
         .into_iter()
         .map(|v| match v {
             Value::Str(s) => Ok(s.to_string()),
-            _ => Err(args.wrong_type(name, "a list of strings")),
+            _ => Err(wrong()),
         })
         .collect()
 }
 
+/// A list of strings argument of `call`.
+pub fn string_list_of(call: &Call, list: &Arg<Elements>) -> BebResult<Vec<String>> {
+    strings_in(list.items.clone(), || {
+        wrong_type(call, list, "a list of strings", list.given)
+    })
+}
+
+/// A list of strings argument.
+// legacy: remove when finetune.rs is typed
+pub fn string_list(args: &Args, name: &str) -> BebResult<Vec<String>> {
+    strings_in(args.list(name)?, || {
+        args.wrong_type(name, "a list of strings")
+    })
+}
+
+/// The `format:`, `separator:` and `group:` arguments of training texts, checked.
+pub fn training_options(
+    format: &Arg<Rc<str>>,
+    separator: &Arg<Rc<str>>,
+    group: &Arg<usize>,
+) -> BebResult<(texts::Format, String, usize)> {
+    let parsed = texts::Format::parse(format).ok_or_else(|| {
+        format.invalid(format!(
+            "format {:?} is not one of lines, inst, {}",
+            format.value,
+            chat::TEMPLATES.join(", ")
+        ))
+    })?;
+    if **group == 0 {
+        return Err(group.invalid("group must be at least 1"));
+    }
+    Ok((parsed, separator.to_string(), **group))
+}
+
 /// The `format:`, `separator:` and `group:` arguments of training texts.
+// legacy: remove when finetune.rs is typed
 pub fn text_options(args: &Args) -> BebResult<(texts::Format, String, usize)> {
     let format = match args.get("format") {
         None => texts::Format::Lines,
@@ -137,19 +211,22 @@ pub fn text_options(args: &Args) -> BebResult<(texts::Format, String, usize)> {
     Ok((format, separator, group))
 }
 
-fn training_texts_fn(_: &mut Interp, args: &Args) -> BebResult<Value> {
-    let statements = string_list(args, "statements")?;
-    let (format, separator, group) = text_options(args)?;
-    let mut out = Vec::new();
-    for t in texts::build(&statements, group, &format, &separator) {
-        out.push(match t {
-            texts::TrainingText::Plain(s) => s,
-            texts::TrainingText::Turns(template, turns) => {
-                let pieces = chat::render(template, None, &turns)
-                    .map_err(|e| crate::error::BebError::from(e).at(args.span("statements")))?;
-                chat::to_string(&pieces)
-            }
-        });
+impl TrainingTexts {
+    fn run(self, _: &mut Interp) -> BebResult<Value> {
+        let statements = string_list_of(&self.call, &self.statements)?;
+        let (format, separator, group) =
+            training_options(&self.format, &self.separator, &self.group)?;
+        let mut out = Vec::new();
+        for t in texts::build(&statements, group, &format, &separator) {
+            out.push(match t {
+                texts::TrainingText::Plain(s) => s,
+                texts::TrainingText::Turns(template, turns) => {
+                    let pieces = chat::render(template, None, &turns)
+                        .map_err(|e| BebError::from(e).at(self.statements.span))?;
+                    chat::to_string(&pieces)
+                }
+            });
+        }
+        Ok(strings(out))
     }
-    Ok(strings(out))
 }

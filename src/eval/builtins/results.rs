@@ -1,72 +1,106 @@
 //! Builtins for results and studies: confidence intervals, bootstrap intervals for fitted
 //! parameters (or any statistic), and `param`, the study parameters a script reads.
 
+use std::rc::Rc;
+
 use rand::Rng;
 
+use super::data::wrong_type;
+use crate::builtin;
 use crate::error::{BebError, BebResult};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Decl, Native};
+use crate::eval::natives::{Arg, FromArg, Func, List, Mismatch, Native, Seed};
 use crate::eval::value::Value;
 
-pub const NATIVES: &[Native] = &[
-    Native {
-        decl: Decl::Legacy("interval(x: estimate | number, level: number = 95) -> list"),
-        doc: "The two-sided confidence interval [low, high] of an estimate at `level` percent \
-              (normal approximation); a number's interval is the number itself.",
-        func: interval,
-    },
-    Native {
-        decl: Decl::Legacy(
-            "bootstrap(data: list, f: function, resamples: int = 1000, level: number = 95, seed: int | string = none) -> record",
-        ),
-        doc: "Bootstrap f(data): resample `data` with replacement `resamples` times and summarise \
-              f's numeric result (a number, an estimate's mean, or a record or list of them) as \
-              {value, stderr, lo, hi}: the value on the data, the bootstrap standard error and \
-              the percentile interval at `level` percent.",
-        func: bootstrap,
-    },
-    Native {
-        decl: Decl::Legacy("param(name: string, default: any = none) -> any"),
-        doc: "The value given on the command line as `--set name=...` (a study's parameters \
-              arrive this way), or `default` when the run was not given one.",
-        func: param,
-    },
-];
+pub const NATIVES: &[Native] = &[Interval::NATIVE, Bootstrap::NATIVE, Param::NATIVE];
 
-fn level_of(a: &Args) -> BebResult<f64> {
-    let level = a.opt_num("level")?.unwrap_or(95.0);
-    if level > 0.0 && level < 100.0 {
-        Ok(level / 100.0)
-    } else {
-        Err(a.invalid(
-            "level",
-            format!("a confidence level is a percentage between 0 and 100, found {level}"),
-        ))
+/// What `interval` takes: a number or an estimate.
+#[derive(Clone, Copy, Debug)]
+pub enum EstimateOrNumber {
+    Num(f64),
+    Estimate(crate::stats::Estimate),
+    /// `none` written for the (required) argument, refused with "must be given".
+    Nothing,
+}
+
+impl FromArg for EstimateOrNumber {
+    const TYPE: &'static str = "estimate | number";
+    const EXPECTED: &'static str = "an estimate or a number";
+    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
+        match value {
+            Value::Num(x) => Ok(EstimateOrNumber::Num(*x)),
+            Value::Estimate(e) => Ok(EstimateOrNumber::Estimate(*e)),
+            _ => Err(Mismatch::Type),
+        }
+    }
+    // Binding already refuses a required argument that is not written, so this is reached
+    // only for an explicit `none`.
+    fn absent() -> Option<Self> {
+        Some(EstimateOrNumber::Nothing)
     }
 }
 
-fn interval(_: &mut Interp, a: &Args) -> BebResult<Value> {
-    let level = level_of(a)?;
-    let (lo, hi) = match a.value("x")? {
-        Value::Num(x) => (*x, *x),
-        Value::Estimate(e) => {
-            let (lo, hi) = e.interval(level);
-            if lo.is_nan() || hi.is_nan() {
-                return Err(a.invalid("x", "this estimate has no standard error (n < 2)"));
-            }
-            (lo, hi)
-        }
-        _ => return Err(a.wrong_type("x", "an estimate or a number")),
-    };
-    Ok(Value::list(vec![Value::Num(lo), Value::Num(hi)]))
+builtin! {
+    /// The two-sided confidence interval [low, high] of an estimate at `level` percent
+    /// (normal approximation); a number's interval is the number itself.
+    Interval = interval(x: EstimateOrNumber, level: f64 = 95) -> "list"
 }
 
-fn param(interp: &mut Interp, a: &Args) -> BebResult<Value> {
-    let name = a.string("name")?;
-    Ok(match interp.context().params.get(&*name) {
-        Some(v) => v.clone(),
-        None => a.get("default").cloned().unwrap_or(Value::None),
-    })
+builtin! {
+    /// Bootstrap f(data): resample `data` with replacement `resamples` times and summarise
+    /// f's numeric result (a number, an estimate's mean, or a record or list of them) as
+    /// {value, stderr, lo, hi}: the value on the data, the bootstrap standard error and
+    /// the percentile interval at `level` percent.
+    Bootstrap = bootstrap(data: List, f: Func, resamples: usize = 1000, level: f64 = 95, seed: Option<Seed> = none) -> "record"
+}
+
+builtin! {
+    /// The value given on the command line as `--set name=...` (a study's parameters
+    /// arrive this way), or `default` when the run was not given one.
+    Param = param(name: Rc<str>, default: Option<Value> = none) -> "any"
+}
+
+/// A confidence level given in percent, as a fraction.
+fn level_of(level: &Arg<f64>) -> BebResult<f64> {
+    let percent = **level;
+    if percent > 0.0 && percent < 100.0 {
+        Ok(percent / 100.0)
+    } else {
+        Err(level.invalid(format!(
+            "a confidence level is a percentage between 0 and 100, found {percent}"
+        )))
+    }
+}
+
+impl Interval {
+    fn run(self, _: &mut Interp) -> BebResult<Value> {
+        let level = level_of(&self.level)?;
+        let (lo, hi) = match *self.x {
+            EstimateOrNumber::Num(x) => (x, x),
+            EstimateOrNumber::Estimate(e) => {
+                let (lo, hi) = e.interval(level);
+                if lo.is_nan() || hi.is_nan() {
+                    return Err(self
+                        .x
+                        .invalid("this estimate has no standard error (n < 2)"));
+                }
+                (lo, hi)
+            }
+            EstimateOrNumber::Nothing => {
+                return Err(wrong_type(&self.call, &self.x, "given", "nothing"));
+            }
+        };
+        Ok(Value::list(vec![Value::Num(lo), Value::Num(hi)]))
+    }
+}
+
+impl Param {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        Ok(match interp.context().params.get(&**self.name) {
+            Some(v) => v.clone(),
+            None => self.default.value.unwrap_or(Value::None),
+        })
+    }
 }
 
 /// The shape of a statistic's value: numbers at the leaves of records and lists.
@@ -186,52 +220,53 @@ fn rebuild(
 /// The most resamples a bootstrap may ask for.
 const MAX_RESAMPLES: usize = 10_000_000;
 
-fn bootstrap(interp: &mut Interp, a: &Args) -> BebResult<Value> {
-    let data = a.list("data")?;
-    let f = a.callable("f")?;
-    let resamples = a.opt_count("resamples")?.unwrap_or(1000);
-    if !(2..=MAX_RESAMPLES).contains(&resamples) {
-        return Err(a.invalid(
-            "resamples",
-            format!("`resamples` must be between 2 and {MAX_RESAMPLES}, found {resamples}"),
-        ));
-    }
-    let level = level_of(a)?;
-    if data.is_empty() {
-        return Err(a.invalid("data", "cannot bootstrap an empty list"));
-    }
-    let stream = interp.stream(a)?;
-    let span = a.call_span;
-    let on_data = interp.call_simple(&f, vec![Value::list(data.clone())], span)?;
-    let shape = shape_of(&on_data)?;
-    let mut point = Vec::new();
-    leaves(&on_data, &shape, &mut point)?;
-    let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); point.len()];
-    let bar = interp.progress(resamples as u64, "bootstrap");
-    let n = data.len();
-    let mut values = Vec::with_capacity(point.len());
-    for b in 0..resamples {
-        let mut rng = stream.sample_rng(b);
-        let resample: Vec<Value> = (0..n)
-            .map(|_| data[rng.random_range(0..n)].clone())
-            .collect();
-        let v = interp.call_simple(&f, vec![Value::list(resample)], span)?;
-        values.clear();
-        leaves(&v, &shape, &mut values)?;
-        for (column, x) in columns.iter_mut().zip(&values) {
-            column.push(*x);
+impl Bootstrap {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        let resamples = *self.resamples;
+        if !(2..=MAX_RESAMPLES).contains(&resamples) {
+            return Err(self.resamples.invalid(format!(
+                "`resamples` must be between 2 and {MAX_RESAMPLES}, found {resamples}"
+            )));
         }
-        bar.inc(1);
+        let level = level_of(&self.level)?;
+        let data = &self.data.0;
+        if data.is_empty() {
+            return Err(self.data.invalid("cannot bootstrap an empty list"));
+        }
+        let stream = interp.seed_stream(&self.call, self.seed.as_ref());
+        let span = self.call.span;
+        let f = &self.f.0;
+        let on_data = interp.call_simple(f, vec![Value::list(data.clone())], span)?;
+        let shape = shape_of(&on_data)?;
+        let mut point = Vec::new();
+        leaves(&on_data, &shape, &mut point)?;
+        let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); point.len()];
+        let bar = interp.progress(resamples as u64, "bootstrap");
+        let n = data.len();
+        let mut values = Vec::with_capacity(point.len());
+        for b in 0..resamples {
+            let mut rng = stream.sample_rng(b);
+            let resample: Vec<Value> = (0..n)
+                .map(|_| data[rng.random_range(0..n)].clone())
+                .collect();
+            let v = interp.call_simple(f, vec![Value::list(resample)], span)?;
+            values.clear();
+            leaves(&v, &shape, &mut values)?;
+            for (column, x) in columns.iter_mut().zip(&values) {
+                column.push(*x);
+            }
+            bar.inc(1);
+        }
+        bar.finish();
+        let mut at = 0;
+        Ok(rebuild(
+            &shape,
+            &point,
+            &mut columns.into_iter(),
+            &mut at,
+            level,
+        ))
     }
-    bar.finish();
-    let mut at = 0;
-    Ok(rebuild(
-        &shape,
-        &point,
-        &mut columns.into_iter(),
-        &mut at,
-        level,
-    ))
 }
 
 #[cfg(test)]
