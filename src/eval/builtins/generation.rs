@@ -4,32 +4,37 @@
 
 use std::rc::Rc;
 
+use crate::builtin;
 use crate::error::{BebError, BebResult, ErrorKind};
-use crate::eval::builtins::models::{sampling_arg, viewed};
-use crate::eval::builtins::neural::{as_one_unit, scorer};
+use crate::eval::builtins::neural::as_one_unit;
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Args, Decl, Native};
-use crate::eval::value::{Table, Value};
+use crate::eval::natives::{Arg, Behavior, FromArg, Mismatch, Native, Seed};
+use crate::eval::value::{Table, Text, Value};
 use crate::lm::neural::{NeuralModel, chat};
 use crate::lm::{Detokenize, ModelError, ModelRef, TokenRun, Unit};
+use crate::measure::behavior::Scorer;
 use crate::measure::{self, MeasureError};
 use crate::seed::Stream;
 use crate::syntax::ast::Span;
 
-pub const NATIVES: &[Native] = &[Native {
-    decl: Decl::Legacy(
-        "conversation(user: model, assistant: model, turns: int, user_sentences: int = 1, reply_sentences: int = 1, given: text = [], user_context: string = \"all\", template: string = none, system: string = none, seed: int | string = none) -> record",
-    ),
-    doc: "A conversation of `turns` turns after `given` (sec. 3.2, Theorem 3): each turn the user model says `user_sentences` units, conditioned on the whole conversation so far (user_context: \"all\") or on its own earlier turns only (\"own\"), then the assistant replies with `reply_sentences` units conditioned on everything so far. Returns {text, user_text, prompts, user_prompts, turns}: the whole conversation, the user's turns alone, for each turn t the conversation up to the user's turn t (what the assistant answered) and the same user text without the replies, and a table of the turns with their unit positions in `text`. Texts stay token ids end to end. template: \"llama2\", \"chatml\" or \"plain\" wraps the turns of neural models in that chat format (`system:` is its system prompt).",
-    func: conversation_fn,
-}];
+pub const NATIVES: &[Native] = &[Conversation::NATIVE];
 
 // ----- best-of-n -----
 
-/// Whether a `sample(...)` call asks for best-of-n (so `sample` hands it over to
-/// [`best_of_sample`]); `by:` alone counts, so that it is refused rather than ignored.
-pub fn best_of_requested(args: &Args) -> bool {
-    args.get("best_of").is_some() || args.get("by").is_some()
+/// A `sample(..., best_of: n)` call, as `sample` hands it over.
+pub struct BestOf<'a> {
+    /// The model, seen through `unit:` and the sampling arguments.
+    pub model: ModelRef,
+    pub given: &'a [Unit],
+    pub sentences: usize,
+    /// How many texts to draw.
+    pub draws: usize,
+    /// n: how many candidates each draw chooses among (at least 1).
+    pub candidates: usize,
+    /// What judges the candidates (`by:`); none: the model's own scores.
+    pub by: Arg<Option<Behavior>>,
+    /// The call's stream.
+    pub stream: &'a Stream,
 }
 
 /// The stream of candidate `j` of every draw: candidate 0 is the plain draw (so best_of: 1 is
@@ -47,25 +52,18 @@ fn candidate_stream(stream: &Stream, j: usize) -> Stream {
 enum Judge {
     /// The model's own behavior scores, averaged over a candidate's units.
     Own(ModelRef),
-    /// A scorer record (likelihood_ratio, keywords, labels), applied to the whole candidate.
-    Scorer(crate::eval::builtins::neural::Scorer),
+    /// A scorer (likelihood_ratio, keywords, labels), applied to the whole candidate.
+    Scorer(Rc<Scorer>, Span),
     /// A beb function of a text returning a number.
     Function(Value, Span),
 }
 
 impl Judge {
-    fn new(args: &Args, model: &ModelRef) -> BebResult<Judge> {
-        let span = args.span("by");
-        match args.get("by") {
-            None => Ok(Judge::Own(model.clone())),
-            Some(record @ (Value::Record(_) | Value::Object(_))) => {
-                Ok(Judge::Scorer(scorer(record).map_err(|e| e.at(span))?))
-            }
-            Some(f @ (Value::Func(_) | Value::Native(_))) => Ok(Judge::Function(f.clone(), span)),
-            Some(_) => Err(args.wrong_type(
-                "by",
-                "a function of a text or a scorer (likelihood_ratio, keywords, labels)",
-            )),
+    fn new(by: Arg<Option<Behavior>>, model: &ModelRef) -> Judge {
+        match by.value {
+            None => Judge::Own(model.clone()),
+            Some(Behavior::Scorer(scorer)) => Judge::Scorer(scorer, by.span),
+            Some(Behavior::Function(f)) => Judge::Function(f, by.span),
         }
     }
 
@@ -94,7 +92,9 @@ impl Judge {
                 }
                 Ok(total / text.len() as f64)
             }
-            Judge::Scorer(f) => f(&as_one_unit(text)),
+            Judge::Scorer(scorer, span) => scorer
+                .score(&as_one_unit(text))
+                .map_err(|e| BebError::from(e).at(*span)),
             Judge::Function(f, span) => {
                 match interp.call_simple(f, vec![Value::text(text.to_vec())], *span)? {
                     Value::Num(x) => Ok(x),
@@ -111,36 +111,21 @@ impl Judge {
 }
 
 /// `sample(..., best_of: n, by: behavior)`: each draw keeps the highest-scoring of n
-/// candidates (ties: the lowest candidate index), the best-of-n sampling of Theorem 4.
-pub fn best_of_sample(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let Some(n) = args.opt_count("best_of")? else {
-        return Err(args.invalid(
-            "by",
-            "`by:` chooses among candidates: give `best_of: n` too",
-        ));
-    };
-    if n == 0 {
-        return Err(args.invalid("best_of", "best_of must be at least 1"));
-    }
-    let sampling = sampling_arg(args)?;
-    let model = viewed(args, "model", args.model("model")?, sampling.as_ref())?;
-    let sentences = args.opt_count("sentences")?.unwrap_or(1);
-    let given = args.opt_text("given")?;
-    let count = args.opt_count("count")?;
-    let draws = count.unwrap_or(1);
-    let mut judge = Judge::new(args, &model)?;
-    let stream = interp.stream(args)?;
+/// candidates (ties: the lowest candidate index), the best-of-n sampling of Theorem 4. One
+/// text per draw.
+pub fn best_of(interp: &mut Interp, request: BestOf<'_>) -> BebResult<Vec<Value>> {
+    let mut judge = Judge::new(request.by, &request.model);
     // Through the run's cache (and its progress bars), as plain sampling is.
-    let model = interp.for_run(model);
-    let mut best: Vec<Option<(f64, Vec<Unit>)>> = vec![None; draws];
+    let model = interp.for_run(request.model);
+    let mut best: Vec<Option<(f64, Vec<Unit>)>> = vec![None; request.draws];
     // Candidate j of every draw at once, so neural models sample them in batches.
-    for j in 0..n {
+    for j in 0..request.candidates {
         let texts = measure::sample_texts(
             model.as_ref(),
-            &given.units,
-            sentences,
-            draws,
-            &candidate_stream(&stream, j),
+            request.given,
+            request.sentences,
+            request.draws,
+            &candidate_stream(request.stream, j),
         )?;
         for (slot, text) in best.iter_mut().zip(texts) {
             let score = judge.score(interp, &text)?;
@@ -149,30 +134,40 @@ pub fn best_of_sample(interp: &mut Interp, args: &Args) -> BebResult<Value> {
             }
         }
     }
-    let mut values: Vec<Value> = best
+    Ok(best
         .into_iter()
         .map(|slot| {
             slot.map(|(_, text)| Value::text(text))
                 .unwrap_or(Value::None)
         })
-        .collect();
-    match count {
-        Some(_) => Ok(Value::list(values)),
-        // Invariant: without count exactly one draw was made.
-        None => Ok(values.pop().unwrap_or(Value::None)),
-    }
+        .collect())
 }
 
 // ----- conversations -----
 
 /// What the user model is conditioned on.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum UserContext {
+pub enum UserContext {
     /// The whole conversation so far, replies included.
     All,
     /// The user's own earlier turns only (its text is then one draw of the user model, the
     /// prompt-only comparison of Theorem 3).
     Own,
+}
+
+impl FromArg for UserContext {
+    const TYPE: &'static str = "string";
+    const EXPECTED: &'static str = "\"all\" or \"own\"";
+    fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
+        match value {
+            Value::Str(s) if &**s == "all" => Ok(UserContext::All),
+            Value::Str(s) if &**s == "own" => Ok(UserContext::Own),
+            Value::Str(s) => Err(Mismatch::Invalid(format!(
+                "{name} {s:?} is not \"all\" or \"own\""
+            ))),
+            _ => Err(Mismatch::Type),
+        }
+    }
 }
 
 /// The pieces of a chat template around the turns, as token-id units: what goes before the
@@ -283,153 +278,159 @@ fn one_draw(
     Ok(texts.pop().unwrap_or_default())
 }
 
-fn positive(args: &Args, name: &str, default: usize) -> BebResult<usize> {
-    let n = args.opt_count(name)?.unwrap_or(default);
-    if n == 0 {
-        return Err(args.invalid(name, format!("`{name}` must be at least 1")));
+/// A count that must be at least 1.
+fn positive(n: &Arg<usize>) -> BebResult<usize> {
+    if n.value == 0 {
+        return Err(n.invalid(format!("`{}` must be at least 1", n.name)));
     }
-    Ok(n)
+    Ok(n.value)
 }
 
-fn conversation_fn(interp: &mut Interp, args: &Args) -> BebResult<Value> {
-    let user = args.model("user")?;
-    let assistant = args.model("assistant")?;
-    if user.vocabulary() != assistant.vocabulary() {
-        return Err(BebError::from(ModelError::VocabularyMismatch {
-            left: user.name().to_string(),
-            right: assistant.name().to_string(),
-        })
-        .at(args.span("assistant"))
-        .with_help("a conversation is one text: both models must read the same units"));
-    }
-    let turns = positive(args, "turns", 1)?;
-    let user_units = positive(args, "user_sentences", 1)?;
-    let reply_units = positive(args, "reply_sentences", 1)?;
-    let given = args.opt_text("given")?;
-    let user_context = match args.get("user_context") {
-        None => UserContext::All,
-        Some(Value::Str(s)) if &**s == "all" => UserContext::All,
-        Some(Value::Str(s)) if &**s == "own" => UserContext::Own,
-        Some(Value::Str(s)) => {
-            return Err(args.invalid(
-                "user_context",
-                format!("user_context {s:?} is not \"all\" or \"own\""),
-            ));
+builtin! {
+    /// A conversation of `turns` turns after `given` (sec. 3.2, Theorem 3): each turn the user
+    /// model says `user_sentences` units, conditioned on the whole conversation so far
+    /// (user_context: "all") or on its own earlier turns only ("own"), then the assistant
+    /// replies with `reply_sentences` units conditioned on everything so far. Returns {text,
+    /// user_text, prompts, user_prompts, turns}: the whole conversation, the user's turns
+    /// alone, for each turn t the conversation up to the user's turn t (what the assistant
+    /// answered) and the same user text without the replies, and a table of the turns with
+    /// their unit positions in `text`. Texts stay token ids end to end. template: "llama2",
+    /// "chatml" or "plain" wraps the turns of neural models in that chat format (`system:` is
+    /// its system prompt).
+    Conversation = conversation(
+        user: ModelRef,
+        assistant: ModelRef,
+        turns: usize,
+        user_sentences: usize = 1,
+        reply_sentences: usize = 1,
+        given: Rc<Text> = [],
+        user_context: UserContext = "all",
+        template: Option<Rc<str>> = none,
+        system: Option<Rc<str>> = none,
+        seed: Option<Seed> = none,
+    ) -> "record"
+}
+
+impl Conversation {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        let (user, assistant) = (&self.user, &self.assistant);
+        if user.vocabulary() != assistant.vocabulary() {
+            return Err(BebError::from(ModelError::VocabularyMismatch {
+                left: user.name().to_string(),
+                right: assistant.name().to_string(),
+            })
+            .at(assistant.span)
+            .with_help("a conversation is one text: both models must read the same units"));
         }
-        Some(_) => return Err(args.wrong_type("user_context", "\"all\" or \"own\"")),
-    };
-    let system = match args.get("system") {
-        None => None,
-        Some(_) => Some(args.string("system")?.to_string()),
-    };
-    let frame = match args.get("template") {
-        None => {
-            if system.is_some() {
-                return Err(args.invalid(
-                    "system",
-                    "a system prompt belongs to a chat template: give `template:` too",
-                ));
+        let turns = positive(&self.turns)?;
+        let user_units = positive(&self.user_sentences)?;
+        let reply_units = positive(&self.reply_sentences)?;
+        let frame = self.frame()?;
+        let stream = interp.seed_stream(&self.call, self.seed.as_ref());
+        let user = interp.for_run(self.user.value.clone());
+        let assistant = interp.for_run(self.assistant.value.clone());
+        let given = &self.given;
+        let user_context = self.user_context.value;
+        let progress = interp.progress(turns as u64, "conversation");
+
+        let mut text: Vec<Unit> = given.units.clone();
+        let mut user_text: Vec<Unit> = given.units.clone();
+        // The user's own turns as one message (what it sees with user_context: "own").
+        let mut own: Vec<Unit> = given.units.clone();
+        if let Some(f) = &frame {
+            own.extend(f.first_user.iter().cloned());
+        }
+        let mut prompts = Vec::with_capacity(turns);
+        let mut user_prompts = Vec::with_capacity(turns);
+        let mut rows = Vec::with_capacity(turns);
+        for t in 1..=turns {
+            if let Some(f) = &frame {
+                let scaffold = if t == 1 { &f.first_user } else { &f.to_user };
+                text.extend(scaffold.iter().cloned());
             }
-            None
+            let context = match user_context {
+                UserContext::All => &text,
+                UserContext::Own => &own,
+            };
+            let asked = one_draw(
+                &user,
+                context,
+                user_units,
+                &stream.child(&format!("user{t}")),
+            )
+            .map_err(|e| e.at(self.user.span))?;
+            let user_start = text.len();
+            text.extend(asked.iter().cloned());
+            user_text.extend(asked.iter().cloned());
+            own.extend(asked.iter().cloned());
+            let mut alone = own.clone();
+            if let Some(f) = &frame {
+                text.extend(f.to_assistant.iter().cloned());
+                alone.extend(f.to_assistant.iter().cloned());
+            }
+            prompts.push(Value::text(text.clone()));
+            user_prompts.push(Value::text(alone));
+            let reply_start = text.len();
+            let reply = one_draw(
+                &assistant,
+                &text,
+                reply_units,
+                &stream.child(&format!("reply{t}")),
+            )
+            .map_err(|e| e.at(self.assistant.span))?;
+            text.extend(reply.iter().cloned());
+            rows.push(vec![
+                Value::Num(t as f64),
+                Value::text(asked),
+                Value::text(reply),
+                Value::Num(user_start as f64),
+                Value::Num(reply_start as f64),
+                Value::Num(text.len() as f64),
+            ]);
+            progress.inc(1);
         }
-        Some(_) => {
-            let name = args.string("template")?;
-            let template = chat::Template::parse(&name).ok_or_else(|| {
-                args.invalid(
-                    "template",
-                    format!(
-                        "chat template {name:?} is not one of {}",
-                        chat::TEMPLATES.join(", ")
-                    ),
+        progress.finish();
+        let table = Table {
+            columns: ["turn", "user", "reply", "user_start", "reply_start", "end"]
+                .into_iter()
+                .map(Rc::from)
+                .collect(),
+            rows,
+        };
+        Ok(Value::record(vec![
+            ("text", Value::text(text)),
+            ("user_text", Value::text(user_text)),
+            ("prompts", Value::list(prompts)),
+            ("user_prompts", Value::list(user_prompts)),
+            ("turns", Value::Table(Rc::new(table))),
+        ]))
+    }
+
+    /// The chat template's frame around the turns, when `template:` is given.
+    fn frame(&self) -> BebResult<Option<Frame>> {
+        let Some(name) = &self.template.value else {
+            if self.system.is_some() {
+                return Err(self
+                    .system
+                    .invalid("a system prompt belongs to a chat template: give `template:` too"));
+            }
+            return Ok(None);
+        };
+        let template = chat::Template::parse(name).ok_or_else(|| {
+            self.template.invalid(format!(
+                "chat template {name:?} is not one of {}",
+                chat::TEMPLATES.join(", ")
+            ))
+        })?;
+        let model = neural_of(&self.assistant)
+            .or_else(|| neural_of(&self.user))
+            .ok_or_else(|| {
+                self.template.invalid(
+                    "a chat template is made of tokens: it needs neural models (load(...))",
                 )
             })?;
-            let model = neural_of(&assistant)
-                .or_else(|| neural_of(&user))
-                .ok_or_else(|| {
-                    args.invalid(
-                        "template",
-                        "a chat template is made of tokens: it needs neural models (load(...))",
-                    )
-                })?;
-            Some(
-                Frame::new(template, system.as_deref(), &model)
-                    .map_err(|e| e.at(args.span("template")))?,
-            )
-        }
-    };
-    let stream = interp.stream(args)?;
-    let (user, assistant) = (interp.for_run(user), interp.for_run(assistant));
-    let progress = interp.progress(turns as u64, "conversation");
-
-    let mut text: Vec<Unit> = given.units.clone();
-    let mut user_text: Vec<Unit> = given.units.clone();
-    // The user's own turns as one message (what it sees with user_context: "own").
-    let mut own: Vec<Unit> = given.units.clone();
-    if let Some(f) = &frame {
-        own.extend(f.first_user.iter().cloned());
+        let frame = Frame::new(template, self.system.as_deref(), &model)
+            .map_err(|e| e.at(self.template.span))?;
+        Ok(Some(frame))
     }
-    let mut prompts = Vec::with_capacity(turns);
-    let mut user_prompts = Vec::with_capacity(turns);
-    let mut rows = Vec::with_capacity(turns);
-    for t in 1..=turns {
-        if let Some(f) = &frame {
-            let scaffold = if t == 1 { &f.first_user } else { &f.to_user };
-            text.extend(scaffold.iter().cloned());
-        }
-        let context = match user_context {
-            UserContext::All => &text,
-            UserContext::Own => &own,
-        };
-        let asked = one_draw(
-            &user,
-            context,
-            user_units,
-            &stream.child(&format!("user{t}")),
-        )
-        .map_err(|e| e.at(args.span("user")))?;
-        let user_start = text.len();
-        text.extend(asked.iter().cloned());
-        user_text.extend(asked.iter().cloned());
-        own.extend(asked.iter().cloned());
-        let mut alone = own.clone();
-        if let Some(f) = &frame {
-            text.extend(f.to_assistant.iter().cloned());
-            alone.extend(f.to_assistant.iter().cloned());
-        }
-        prompts.push(Value::text(text.clone()));
-        user_prompts.push(Value::text(alone));
-        let reply_start = text.len();
-        let reply = one_draw(
-            &assistant,
-            &text,
-            reply_units,
-            &stream.child(&format!("reply{t}")),
-        )
-        .map_err(|e| e.at(args.span("assistant")))?;
-        text.extend(reply.iter().cloned());
-        rows.push(vec![
-            Value::Num(t as f64),
-            Value::text(asked),
-            Value::text(reply),
-            Value::Num(user_start as f64),
-            Value::Num(reply_start as f64),
-            Value::Num(text.len() as f64),
-        ]);
-        progress.inc(1);
-    }
-    progress.finish();
-    let table = Table {
-        columns: ["turn", "user", "reply", "user_start", "reply_start", "end"]
-            .into_iter()
-            .map(Rc::from)
-            .collect(),
-        rows,
-    };
-    Ok(Value::record(vec![
-        ("text", Value::text(text)),
-        ("user_text", Value::text(user_text)),
-        ("prompts", Value::list(prompts)),
-        ("user_prompts", Value::list(user_prompts)),
-        ("turns", Value::Table(Rc::new(table))),
-    ]))
 }
