@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::error::BebResult;
 use crate::eval::interp::{Interp, MAIN_MODULE};
-use crate::eval::natives::{Args, Call, FromArg, Mismatch, Seed};
+use crate::eval::natives::{Call, Seed};
 use crate::eval::value::Value;
 use crate::seed::Stream;
 use crate::stats::Estimate;
@@ -84,18 +83,6 @@ impl Interp {
     /// as written, which call of that function it is in its file (K, counted from 0), and how
     /// often that call has run before (N). So the script's path, comments, blank lines and
     /// formatting never move a draw; adding a call of the same function above it does.
-    pub fn stream(&mut self, args: &Args) -> BebResult<Stream> {
-        let seed = match args.get("seed") {
-            None => None,
-            Some(v) => Some(Seed::from_value(v, "seed").map_err(|m| match m {
-                Mismatch::Type => args.wrong_type("seed", "a whole number or a stream name"),
-                Mismatch::Invalid(message) => args.invalid("seed", message),
-            })?),
-        };
-        Ok(self.seed_stream(&args.call(), seed.as_ref()))
-    }
-
-    /// The stream of a call with an optional explicit seed (see `stream`).
     pub fn seed_stream(&mut self, call: &Call, seed: Option<&Seed>) -> Stream {
         let stream = match seed {
             Some(Seed::Root(root)) => Stream::new(*root, call.builtin.name.clone()),

@@ -4,9 +4,10 @@ use std::rc::Rc;
 
 use std::sync::atomic::Ordering;
 
+use crate::builtin;
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::interp::line_col;
-use crate::eval::natives::{Args, Builtin};
+use crate::eval::natives::{Builtin, Call, Seed};
 use crate::eval::value::Value;
 use crate::eval::value::access::integer;
 use crate::eval::value::format_spec::format_with_spec;
@@ -456,55 +457,54 @@ fn save_writes_inside_the_run_folder() {
     );
 }
 
-#[test]
-fn streams_are_named_by_call_site_unless_seeded() {
-    fn nothing(_: &mut Interp, _: &Args) -> BebResult<Value> {
+builtin! {
+    /// Draws nothing; its seed stream is what the test looks at.
+    Draw = draw(seed: Option<Seed> = none) -> "none"
+}
+impl Draw {
+    fn run(self, _: &mut Interp) -> BebResult<Value> {
         Ok(Value::None)
     }
-    let native = crate::eval::natives::Native {
-        decl: crate::eval::natives::Decl::Legacy("draw(seed: int | string = none) -> none"),
-        doc: "",
-        func: nothing,
-    };
-    let builtin = Rc::new(Builtin::new("test", &native));
+}
+
+#[test]
+fn streams_are_named_by_module_and_call_unless_seeded() {
+    let builtin = Rc::new(Builtin::new("test", &Draw::NATIVE));
     let mut interp = Interp::new(42, Box::new(std::io::sink()));
     let file = interp.add_source("s.beb", "draw()\ndraw()");
     let at = |start: usize| Span::new(file, start, start + 6);
-    let bind = |named: Vec<(String, Value, Span)>, span: Span| {
-        Args::bind(builtin.clone(), vec![], named, span).unwrap_or_else(|e| panic!("{e}"))
-    };
-    let sited = |ordinal: u32, span: Span| {
-        let mut args = bind(vec![], span);
-        args.site = Some(CallSite {
+    let call = |ordinal: Option<u32>, span: Span| Call {
+        span,
+        builtin: builtin.clone(),
+        site: ordinal.map(|ordinal| CallSite {
             callee: Rc::from("draw"),
             ordinal,
-        });
-        args
+        }),
     };
-    let name = |s: BebResult<Stream>| s.map(|s| (s.root(), s.name().to_string())).ok();
-    let first = name(interp.stream(&sited(0, at(0))));
-    let again = name(interp.stream(&sited(0, at(0))));
-    let other = name(interp.stream(&sited(1, at(7))));
-    assert_eq!(first, Some((42, "main:draw[0]#0".to_string())));
-    assert_eq!(again, Some((42, "main:draw[0]#1".to_string())));
-    assert_eq!(other, Some((42, "main:draw[1]#0".to_string())));
+    let name = |s: Stream| (s.root(), s.name().to_string());
+    let first = name(interp.seed_stream(&call(Some(0), at(0)), None));
+    let again = name(interp.seed_stream(&call(Some(0), at(0)), None));
+    let other = name(interp.seed_stream(&call(Some(1), at(7)), None));
+    assert_eq!(first, (42, "main:draw[0]#0".to_string()));
+    assert_eq!(again, (42, "main:draw[0]#1".to_string()));
+    assert_eq!(other, (42, "main:draw[1]#0".to_string()));
     // A module's calls are named after the module, never after its file's path.
     let module = interp.add_module_source("/some/where/setup.beb", "draw()", "setup");
-    let in_module = name(interp.stream(&sited(0, Span::new(module, 0, 6))));
-    assert_eq!(in_module, Some((42, "setup:draw[0]#0".to_string())));
-    let seed = |v: Value| vec![("seed".to_string(), v, at(0))];
+    let in_module = name(interp.seed_stream(&call(Some(0), Span::new(module, 0, 6)), None));
+    assert_eq!(in_module, (42, "setup:draw[0]#0".to_string()));
+    // A function value called by a builtin has no call site of its own.
+    let indirect = name(interp.seed_stream(&call(None, at(0)), None));
+    assert_eq!(indirect, (42, "main:draw[indirect]#0".to_string()));
+    // An explicit seed never moves: a number is a root seed, a string a stream name.
     assert_eq!(
-        name(interp.stream(&bind(seed(Value::Num(7.0)), at(0)))),
-        Some((7, "draw".to_string()))
+        name(interp.seed_stream(&call(Some(3), at(0)), Some(&Seed::Root(7)))),
+        (7, "draw".to_string())
     );
     assert_eq!(
-        name(interp.stream(&bind(seed(Value::str("prompts")), at(0)))),
-        Some((42, "prompts".to_string()))
-    );
-    assert!(interp.stream(&bind(seed(Value::Num(-1.0)), at(0))).is_err());
-    assert!(
-        interp
-            .stream(&bind(seed(Value::Bool(true)), at(0)))
-            .is_err()
+        name(interp.seed_stream(
+            &call(Some(3), at(0)),
+            Some(&Seed::Named(Rc::from("prompts")))
+        )),
+        (42, "prompts".to_string())
     );
 }

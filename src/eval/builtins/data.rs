@@ -5,9 +5,9 @@ use std::rc::Rc;
 
 use crate::builtin;
 use crate::data::{self, texts};
-use crate::error::{BebError, BebResult, ErrorKind};
+use crate::error::{BebError, BebResult};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Arg, Args, Call, FromArg, List, Mismatch, ModelPath, Native, Seed};
+use crate::eval::natives::{Arg, Elements, List, ModelPath, Native, Seed};
 use crate::eval::value::Value;
 use crate::lm::neural::chat;
 
@@ -18,42 +18,6 @@ pub const NATIVES: &[Native] = &[
     Split::NATIVE,
     TrainingTexts::NATIVE,
 ];
-
-/// A list argument (ranges, table rows and texts count as lists) that remembers the kind of
-/// value it was given as, for messages about its elements ("must be a list of strings,
-/// found range").
-#[derive(Clone, Debug)]
-pub struct Elements {
-    pub items: Vec<Value>,
-    /// The type name of the value given.
-    pub given: &'static str,
-}
-
-impl FromArg for Elements {
-    const TYPE: &'static str = "list";
-    const EXPECTED: &'static str = "a list";
-    fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
-        let List(items) = List::from_value(value, name)?;
-        Ok(Elements {
-            items,
-            given: value.type_name(),
-        })
-    }
-}
-
-/// An argument error about `arg`, worded as the binder words a wrong type ("`x` of f() must
-/// be {expected}, found {found}"), quoting the signature.
-pub fn wrong_type<T>(call: &Call, arg: &Arg<T>, expected: &str, found: &str) -> BebError {
-    BebError::new(
-        ErrorKind::Argument,
-        format!(
-            "`{}` of {}() must be {expected}, found {found}",
-            arg.name, call.builtin.name
-        ),
-    )
-    .at(arg.span)
-    .with_help(format!("signature: {}", call.builtin.signature))
-}
 
 builtin! {
     /// Read a persona file of Anthropic's model-written evaluations (one JSON object per line with `statement` and `answer_matching_behavior`): {behavior, matching, not_matching}, the statements that show the file's behavior (answer_matching_behavior is " Yes") and those that do not, each in file order. The side read from that field, never from row order. A path starting with $BEB_SHARED reads the shared folder.
@@ -136,33 +100,6 @@ impl Split {
     }
 }
 
-/// The strings of a list argument; any other element is a wrong type (`wrong` makes the
-/// error).
-fn strings_in(items: Vec<Value>, wrong: impl Fn() -> BebError) -> BebResult<Vec<String>> {
-    items
-        .into_iter()
-        .map(|v| match v {
-            Value::Str(s) => Ok(s.to_string()),
-            _ => Err(wrong()),
-        })
-        .collect()
-}
-
-/// A list of strings argument of `call`.
-pub fn string_list_of(call: &Call, list: &Arg<Elements>) -> BebResult<Vec<String>> {
-    strings_in(list.items.clone(), || {
-        wrong_type(call, list, "a list of strings", list.given)
-    })
-}
-
-/// A list of strings argument.
-// legacy: remove when finetune.rs is typed
-pub fn string_list(args: &Args, name: &str) -> BebResult<Vec<String>> {
-    strings_in(args.list(name)?, || {
-        args.wrong_type(name, "a list of strings")
-    })
-}
-
 /// The `format:`, `separator:` and `group:` arguments of training texts, checked.
 pub fn training_options(
     format: &Arg<Rc<str>>,
@@ -182,38 +119,9 @@ pub fn training_options(
     Ok((parsed, separator.to_string(), **group))
 }
 
-/// The `format:`, `separator:` and `group:` arguments of training texts.
-// legacy: remove when finetune.rs is typed
-pub fn text_options(args: &Args) -> BebResult<(texts::Format, String, usize)> {
-    let format = match args.get("format") {
-        None => texts::Format::Lines,
-        Some(_) => {
-            let name = args.string("format")?;
-            texts::Format::parse(&name).ok_or_else(|| {
-                args.invalid(
-                    "format",
-                    format!(
-                        "format {name:?} is not one of lines, inst, {}",
-                        chat::TEMPLATES.join(", ")
-                    ),
-                )
-            })?
-        }
-    };
-    let separator = match args.get("separator") {
-        None => ".\n".to_string(),
-        Some(_) => args.string("separator")?.to_string(),
-    };
-    let group = args.opt_count("group")?.unwrap_or(3);
-    if group == 0 {
-        return Err(args.invalid("group", "group must be at least 1"));
-    }
-    Ok((format, separator, group))
-}
-
 impl TrainingTexts {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
-        let statements = string_list_of(&self.call, &self.statements)?;
+        let statements = self.statements.strings(&self.call)?;
         let (format, separator, group) =
             training_options(&self.format, &self.separator, &self.group)?;
         let mut out = Vec::new();

@@ -9,9 +9,9 @@ use serde_json::json;
 use crate::builtin;
 use crate::data::texts;
 use crate::error::{BebError, BebResult, ErrorKind};
-use crate::eval::builtins::neural::{chosen_name, neural, note_model_files, wrong_type};
+use crate::eval::builtins::neural::{chosen_name, neural, note_model_files};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Arg, Call, FromArg, List, Mismatch, ModelPath, Native, Seed};
+use crate::eval::natives::{Arg, Elements, FromArg, ModelPath, Native, Seed};
 use crate::eval::value::Value;
 use crate::lm::neural::train::{self, Method, Request, Schedule, Step, TrainOptions};
 use crate::lm::neural::{NeuralLm, NeuralModel, chat, lora};
@@ -28,40 +28,6 @@ pub const NATIVES: &[Native] = &[
 /// The neural network of a `model` argument.
 fn neural_model(model: &Arg<ModelRef>) -> BebResult<Rc<NeuralModel>> {
     Ok(neural(model)?.model().clone())
-}
-
-/// A list of strings. A list with other elements is a type error naming the argument's
-/// type, reported by `strings` with the call's signature.
-#[derive(Clone, Debug)]
-pub struct StringList {
-    strings: Option<Vec<String>>,
-    found: &'static str,
-}
-
-impl FromArg for StringList {
-    const TYPE: &'static str = "list";
-    const EXPECTED: &'static str = "a list";
-    fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
-        let List(items) = List::from_value(value, name)?;
-        let strings = items
-            .iter()
-            .map(|v| match v {
-                Value::Str(s) => Some(s.to_string()),
-                _ => None,
-            })
-            .collect();
-        Ok(StringList {
-            strings,
-            found: value.type_name(),
-        })
-    }
-}
-
-/// The strings of a list argument.
-fn strings(call: &Call, list: &Arg<StringList>) -> BebResult<Vec<String>> {
-    list.strings
-        .clone()
-        .ok_or_else(|| wrong_type(call, list.name, "a list of strings", list.found, list.span))
 }
 
 fn wrap(
@@ -135,11 +101,11 @@ builtin! {
     /// training. LoRA results are PEFT adapter folders.
     Finetune = finetune(
         base: ModelRef,
-        statements: StringList,
+        statements: Elements,
         method: Rc<str> = "lora",
         rank: usize = 8,
         alpha: f64 = 32,
-        targets: StringList = ["q_proj", "v_proj"],
+        targets: Elements = ["q_proj", "v_proj"],
         epochs: usize = 5,
         lr: f64 = 2e-5,
         batch: usize = 8,
@@ -176,7 +142,7 @@ impl Finetune {
                 if !(alpha.is_finite() && alpha > 0.0) {
                     return Err(self.alpha.invalid("alpha must be a positive number"));
                 }
-                let targets = strings(&self.call, &self.targets)?;
+                let targets = self.targets.strings(&self.call)?;
                 if targets.is_empty() {
                     return Err(self
                         .targets
@@ -203,7 +169,7 @@ impl Finetune {
 
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let base = neural_model(&self.base)?;
-        let statements = strings(&self.call, &self.statements)?;
+        let statements = self.statements.strings(&self.call)?;
         let format = texts::Format::parse(&self.format).ok_or_else(|| {
             self.format.invalid(format!(
                 "format {:?} is not one of lines, inst, {}",
@@ -399,7 +365,7 @@ builtin! {
     /// the special tokens).
     Chat = chat(
         target: ChatTarget,
-        turns: StringList,
+        turns: Elements,
         system: Option<Rc<str>> = none,
         template: Option<Rc<str>> = none,
         unit: Option<UnitSpec> = none,
@@ -408,7 +374,7 @@ builtin! {
 
 impl Chat {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
-        let turns = strings(&self.call, &self.turns)?;
+        let turns = self.turns.strings(&self.call)?;
         let pieces = |template| {
             chat::render(template, self.system.as_deref(), &turns)
                 .map_err(|e| BebError::from(e).at(self.turns.span))
@@ -449,13 +415,11 @@ impl Chat {
                     .map_err(|e| BebError::from(e).at(self.turns.span))?;
                 Ok(Value::text(units))
             }
-            other => Err(wrong_type(
-                &self.call,
-                "target",
-                ChatTarget::EXPECTED,
-                other.type_name(),
-                self.target.span,
-            )),
+            other => {
+                Err(self
+                    .target
+                    .wrong_type(&self.call, ChatTarget::EXPECTED, other.type_name()))
+            }
         }
     }
 }

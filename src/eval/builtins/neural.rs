@@ -1,7 +1,6 @@
 //! Neural models: loading checkpoints, units of text, prompts as token ids, exact next-token
 //! KL, and behavior scorers for generated text.
 
-use std::path::PathBuf;
 use std::rc::Rc;
 
 use candle_core::{DType, Device};
@@ -9,14 +8,11 @@ use candle_core::{DType, Device};
 use crate::builtin;
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{
-    Arg, Args, Call, FromArg, Mismatch, ModelPath, Native, ScorerValue, unit_value,
-};
+use crate::eval::natives::{Arg, FromArg, Mismatch, ModelPath, Native, ScorerValue, unit_value};
 use crate::eval::value::{Text, Value};
 use crate::lm::neural::{ComputeOptions, LoadOptions, NeuralLm, NeuralModel};
 use crate::lm::{ModelRef, TokenRun, Unit, UnitSpec};
 use crate::measure::behavior::{self, ScoreError};
-use crate::syntax::ast::Span;
 
 pub const NATIVES: &[Native] = &[
     Load::NATIVE,
@@ -31,23 +27,6 @@ pub const NATIVES: &[Native] = &[
     Score::NATIVE,
     ModelInfo::NATIVE,
 ];
-
-/// A type error pointing at argument `name` of the call, quoting the signature, for checks a
-/// parameter's type cannot make alone (e.g. the elements of a list).
-pub(crate) fn wrong_type(
-    call: &Call,
-    name: &str,
-    expected: &str,
-    found: &str,
-    span: Span,
-) -> BebError {
-    BebError::argument(format!(
-        "`{name}` of {}() must be {expected}, found {found}",
-        call.builtin.name
-    ))
-    .at(span)
-    .with_help(format!("signature: {}", call.builtin.signature))
-}
 
 /// A string or a list of strings (sentence delimiters, keywords).
 #[derive(Clone, Debug)]
@@ -496,47 +475,4 @@ impl ModelInfo {
             ),
         ]))
     }
-}
-
-// ----- legacy: remove when models.rs is typed -----
-// models.rs, generation.rs and data.rs still read their arguments by name; these shims give
-// them the typed conversions above.
-
-/// `$BEB_SHARED/...` read from the environment (see `ModelPath`).
-// legacy: remove when models.rs is typed
-pub(crate) fn resolve(path: &str) -> PathBuf {
-    ModelPath::new(path).0
-}
-
-/// A `unit:` argument read by name (see `UnitSpec` as a parameter type).
-// legacy: remove when models.rs is typed
-pub fn unit_arg(args: &Args, name: &str) -> BebResult<Option<UnitSpec>> {
-    let Some(value) = args.get(name) else {
-        return Ok(None);
-    };
-    match UnitSpec::from_value(value, name) {
-        Ok(spec) => Ok(Some(spec)),
-        Err(Mismatch::Type) => Err(args.wrong_type(name, UnitSpec::EXPECTED)),
-        Err(Mismatch::Invalid(message)) => Err(args.invalid(name, message)),
-    }
-}
-
-/// A behavior scorer as a function of a unit.
-// legacy: remove when models.rs is typed
-pub type Scorer = Box<dyn FnMut(&Unit) -> BebResult<f64>>;
-
-/// The scorer a script holds (made by likelihood_ratio, keywords or labels) as a function of
-/// a unit.
-// legacy: remove when models.rs is typed
-pub fn scorer(value: &Value) -> BebResult<Scorer> {
-    let Some(held) = value.object::<ScorerValue>() else {
-        return Err(BebError::new(
-            ErrorKind::Type,
-            "a behavior is a function or a scorer made by likelihood_ratio(...), keywords(...) or labels(...)",
-        ));
-    };
-    let scorer = held.0.clone();
-    Ok(Box::new(move |unit: &Unit| {
-        scorer.score(unit).map_err(score_error)
-    }))
 }

@@ -5,8 +5,7 @@ use std::rc::Rc;
 use crate::error::{BebError, BebResult};
 use crate::eval::interp::Interp;
 use crate::eval::natives::{
-    Arg, Args, Call, FromArg, Func, List, Mismatch, Native, NumberOrList, as_estimate, as_text,
-    iterate,
+    Arg, Call, FromArg, Func, List, Mismatch, Native, NumberOrList, as_estimate, as_text, iterate,
 };
 use crate::eval::ops;
 use crate::eval::value::{RangeValue, Table, Text, Value};
@@ -205,12 +204,6 @@ fn number_elements(items: &[Value], name: &str) -> Result<Vec<f64>, String> {
         .collect()
 }
 
-/// The numbers in a list argument (errors name the first non-number), for builtins still
-/// declared with a signature string (`models`); typed builtins declare a `NumberList`.
-pub fn numbers(a: &Args, name: &str) -> BebResult<Vec<f64>> {
-    number_elements(&a.list(name)?, name).map_err(|message| a.invalid(name, message))
-}
-
 /// A bound of `range`: a whole number (negative ones too).
 #[derive(Clone, Copy, Debug)]
 pub struct Bound(pub i64);
@@ -240,24 +233,13 @@ impl FromArg for Sentences {
     }
 }
 
-/// The error a legacy builtin gave for an argument of the wrong kind:
-/// "`name` of f() must be {expected}, found {found}", quoting the signature.
-fn wrong_type(call: &Call, name: &str, span: Span, expected: &str, found: &str) -> BebError {
-    BebError::argument(format!(
-        "`{name}` of {}() must be {expected}, found {found}",
-        call.builtin.name
-    ))
-    .at(span)
-    .with_help(format!("signature: {}", call.builtin.signature))
-}
-
 /// An argument that must not be `none` (declared `Option<T>` without a default, so that
 /// `none` gets this error rather than the type's).
 fn given<T>(arg: Arg<Option<T>>, call: &Call) -> BebResult<Arg<T>> {
     let Arg { value, span, name } = arg;
     match value {
         Some(value) => Ok(Arg { value, span, name }),
-        None => Err(wrong_type(call, name, span, "given", "nothing")),
+        None => Err(call.wrong_type(name, span, "given", "nothing")),
     }
 }
 
@@ -404,8 +386,7 @@ impl Len {
             Value::Range(r) => r.len(),
             Value::Record(r) => r.fields.len(),
             other => {
-                return Err(wrong_type(
-                    &self.call,
+                return Err(self.call.wrong_type(
                     x.name,
                     x.span,
                     <Countable as FromArg>::EXPECTED,

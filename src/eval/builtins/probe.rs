@@ -4,10 +4,10 @@
 
 use std::rc::Rc;
 
-use super::data::{Elements, wrong_type};
 use crate::builtin;
 use crate::error::{BebError, BebResult};
 use crate::eval::interp::Interp;
+use crate::eval::natives::Elements;
 use crate::eval::natives::{Arg, Call, FromArg, Mismatch, Native, Seed};
 use crate::eval::value::Value;
 use crate::fit::probe::{self, ProbeMethod, ProbeOptions};
@@ -51,12 +51,7 @@ fn statements(call: &Call, list: &Arg<Elements>) -> BebResult<Vec<Vec<Unit>>> {
         .map(|v| match v {
             Value::Str(s) => Ok(vec![Unit::Sentence(s.clone())]),
             Value::Text(t) => Ok(t.units.clone()),
-            _ => Err(wrong_type(
-                call,
-                list,
-                "a list of strings or texts",
-                list.given,
-            )),
+            _ => Err(list.wrong_type(call, "a list of strings or texts", list.given)),
         })
         .collect()
 }
@@ -118,9 +113,8 @@ fn label_key(value: &Value) -> Option<String> {
 impl Probe {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let lists_of_numbers = || {
-            wrong_type(
+            self.features.wrong_type(
                 &self.call,
-                &self.features,
                 "a list of lists of numbers",
                 self.features.given,
             )
@@ -152,9 +146,8 @@ impl Probe {
         let mut labels = Vec::with_capacity(label_values.len());
         for v in label_values {
             let key = label_key(v).ok_or_else(|| {
-                wrong_type(
+                self.labels.wrong_type(
                     &self.call,
-                    &self.labels,
                     "a list of numbers, booleans or strings",
                     self.labels.given,
                 )

@@ -5,7 +5,6 @@ use std::rc::Rc;
 
 use rand::Rng;
 
-use super::data::wrong_type;
 use crate::builtin;
 use crate::error::{BebError, BebResult};
 use crate::eval::interp::Interp;
@@ -87,7 +86,7 @@ impl Interval {
                 (lo, hi)
             }
             EstimateOrNumber::Nothing => {
-                return Err(wrong_type(&self.call, &self.x, "given", "nothing"));
+                return Err(self.x.wrong_type(&self.call, "given", "nothing"));
             }
         };
         Ok(Value::list(vec![Value::Num(lo), Value::Num(hi)]))

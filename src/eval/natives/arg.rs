@@ -35,6 +35,12 @@ impl<T> Arg<T> {
         BebError::new(ErrorKind::Value, message).at(self.span)
     }
 
+    /// "`name` of f() must be {expected}, found {found}" at this argument, for builtins that
+    /// check inside an argument (its elements) what the binder cannot.
+    pub fn wrong_type(&self, call: &super::Call, expected: &str, found: &str) -> BebError {
+        call.wrong_type(self.name, self.span, expected, found)
+    }
+
     pub fn into_inner(self) -> T {
         self.value
     }
@@ -196,6 +202,42 @@ impl FromArg for List {
                 .map_err(|e| Mismatch::Invalid(e.message)),
             other => iterate(other).map(List).ok_or(Mismatch::Type),
         }
+    }
+}
+
+/// A list argument (ranges, table rows and texts count as lists) that remembers the kind of
+/// value it was given as, for messages about its elements ("must be a list of strings,
+/// found range").
+#[derive(Clone, Debug)]
+pub struct Elements {
+    pub items: Vec<Value>,
+    /// The type name of the value given.
+    pub given: &'static str,
+}
+
+impl FromArg for Elements {
+    const TYPE: &'static str = "list";
+    const EXPECTED: &'static str = "a list";
+    fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
+        let List(items) = List::from_value(value, name)?;
+        Ok(Elements {
+            items,
+            given: value.type_name(),
+        })
+    }
+}
+
+impl Arg<Elements> {
+    /// The elements as strings; any other element makes the whole argument a wrong type
+    /// ("must be a list of strings, found list").
+    pub fn strings(&self, call: &super::Call) -> crate::error::BebResult<Vec<String>> {
+        self.items
+            .iter()
+            .map(|v| match v {
+                Value::Str(s) => Ok(s.to_string()),
+                _ => Err(self.wrong_type(call, "a list of strings", self.given)),
+            })
+            .collect()
     }
 }
 
@@ -378,24 +420,22 @@ macro_rules! builtin {
 
         impl $S {
             pub const NATIVE: $crate::eval::natives::Native = $crate::eval::natives::Native {
-                decl: $crate::eval::natives::Decl::Typed {
-                    name: stringify!($name),
-                    params: &[
-                        $($crate::eval::natives::ParamDecl {
-                            name: stringify!($rest),
-                            ty: <$rt as $crate::eval::natives::FromArg>::TYPE,
-                            default: None,
-                            variadic: true,
-                        },)?
-                        $($crate::eval::natives::ParamDecl {
-                            name: stringify!($p),
-                            ty: <$t as $crate::eval::natives::FromArg>::TYPE,
-                            default: $crate::builtin!(@default $($d)?),
-                            variadic: false,
-                        },)*
-                    ],
-                    returns: $ret,
-                },
+                name: stringify!($name),
+                params: &[
+                    $($crate::eval::natives::ParamDecl {
+                        name: stringify!($rest),
+                        ty: <$rt as $crate::eval::natives::FromArg>::TYPE,
+                        default: None,
+                        variadic: true,
+                    },)?
+                    $($crate::eval::natives::ParamDecl {
+                        name: stringify!($p),
+                        ty: <$t as $crate::eval::natives::FromArg>::TYPE,
+                        default: $crate::builtin!(@default $($d)?),
+                        variadic: false,
+                    },)*
+                ],
+                returns: $ret,
                 doc: concat!($($doc, "\n"),*),
                 func: |interp, args| {
                     let mut slots = args.slots();
