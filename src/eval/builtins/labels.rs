@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::builtin;
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Arg, FromArg, List, Mismatch, ModelPath, Native, ScorerValue};
+use crate::eval::natives::{Arg, List, ModelPath, Native, ScorerValue, StringOrList};
 use crate::eval::value::Value;
 use crate::lm::display_units;
 use crate::measure::behavior::{Scorer, excerpt, label_key};
@@ -224,30 +224,6 @@ fn store(interp: &mut Interp, book: &Book, path: &Path, shown_path: &str) -> Beb
     Ok(())
 }
 
-/// The `from:` files of label(...): a file name or a list of them.
-#[derive(Clone, Debug)]
-pub struct Files(pub Vec<String>);
-
-impl FromArg for Files {
-    const TYPE: &'static str = "string | list";
-    const EXPECTED: &'static str = "a file name or a list of them";
-    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
-        match value {
-            Value::Str(s) => Ok(Files(vec![s.to_string()])),
-            Value::List(items) => items
-                .iter()
-                .map(|v| match v {
-                    Value::Str(s) => Some(s.to_string()),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()
-                .map(Files)
-                .ok_or(Mismatch::Type),
-            _ => Err(Mismatch::Type),
-        }
-    }
-}
-
 builtin! {
     /// Ask a person to label each response (a text, shown decoded, or a string): + or 1 for +1,
     /// 0 for 0, - or -1 for -1, s to skip, q to stop; one answer a line, read from the
@@ -255,7 +231,7 @@ builtin! {
     /// (index, text, label) in the run folder, rewritten atomically after each answer;
     /// responses already labelled there, or in the `from:` files, are not asked again. Returns
     /// the labels in order (none where skipped).
-    Label = label(responses: List, file: Rc<str> = "labels.csv", from: Option<Files> = none) -> "list"
+    Label = label(responses: List, file: Rc<str> = "labels.csv", from: Option<StringOrList> = none) -> "list"
 }
 
 impl Label {

@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use crate::builtin;
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::interp::Interp;
-use crate::eval::natives::{Arg, FromArg, Mismatch, ModelPath, Native, ScorerValue, unit_value};
+use crate::eval::natives::{Arg, ModelPath, Native, ScorerValue, StringOrList, unit_value};
 use crate::eval::value::{Text, Value};
 use crate::lm::neural::{ComputeOptions, LoadOptions, NeuralLm, NeuralModel};
 use crate::lm::{ModelRef, TokenRun, Unit, UnitSpec};
@@ -27,30 +27,6 @@ pub const NATIVES: &[Native] = &[
     Score::NATIVE,
     ModelInfo::NATIVE,
 ];
-
-/// A string or a list of strings (sentence delimiters, keywords).
-#[derive(Clone, Debug)]
-pub struct StringOrList(pub Vec<String>);
-
-impl FromArg for StringOrList {
-    const TYPE: &'static str = "string | list";
-    const EXPECTED: &'static str = "a string or a list of strings";
-    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
-        match value {
-            Value::Str(s) => Ok(StringOrList(vec![s.to_string()])),
-            Value::List(items) => items
-                .iter()
-                .map(|v| match v {
-                    Value::Str(s) => Some(s.to_string()),
-                    _ => None,
-                })
-                .collect::<Option<Vec<_>>>()
-                .map(StringOrList)
-                .ok_or(Mismatch::Type),
-            _ => Err(Mismatch::Type),
-        }
-    }
-}
 
 /// A model's name: `name:` when given, else the variable the model is assigned to, else
 /// `fallback`.

@@ -89,16 +89,23 @@ impl<T: FromArg> FromArg for Option<T> {
     }
 }
 
-impl FromArg for f64 {
-    const TYPE: &'static str = "number";
-    const EXPECTED: &'static str = "a number";
-    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
-        match value {
-            Value::Num(x) => Ok(*x),
-            _ => Err(Mismatch::Type),
+/// A parameter type that is one kind of value, taken as is.
+macro_rules! variant_arg {
+    ($T:ty = $ty:literal, $expected:literal, $variant:ident($x:ident) => $take:expr) => {
+        impl FromArg for $T {
+            const TYPE: &'static str = $ty;
+            const EXPECTED: &'static str = $expected;
+            fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
+                match value {
+                    Value::$variant($x) => Ok($take),
+                    _ => Err(Mismatch::Type),
+                }
+            }
         }
-    }
+    };
 }
+
+variant_arg!(f64 = "number", "a number", Num(x) => *x);
 
 /// A count: a whole number >= 0.
 impl FromArg for usize {
@@ -112,38 +119,11 @@ impl FromArg for usize {
     }
 }
 
-impl FromArg for bool {
-    const TYPE: &'static str = "bool";
-    const EXPECTED: &'static str = "true or false";
-    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
-        match value {
-            Value::Bool(b) => Ok(*b),
-            _ => Err(Mismatch::Type),
-        }
-    }
-}
+variant_arg!(bool = "bool", "true or false", Bool(b) => *b);
 
-impl FromArg for Rc<str> {
-    const TYPE: &'static str = "string";
-    const EXPECTED: &'static str = "a string";
-    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
-        match value {
-            Value::Str(s) => Ok(s.clone()),
-            _ => Err(Mismatch::Type),
-        }
-    }
-}
+variant_arg!(Rc<str> = "string", "a string", Str(s) => s.clone());
 
-impl FromArg for ModelRef {
-    const TYPE: &'static str = "model";
-    const EXPECTED: &'static str = "a model";
-    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
-        match value {
-            Value::Model(m) => Ok(m.clone()),
-            _ => Err(Mismatch::Type),
-        }
-    }
-}
+variant_arg!(ModelRef = "model", "a model", Model(m) => m.clone());
 
 /// A text; a string or a list of strings is accepted as a text of those sentences.
 impl FromArg for Rc<Text> {
@@ -157,27 +137,9 @@ impl FromArg for Rc<Text> {
     }
 }
 
-impl FromArg for Rc<Record> {
-    const TYPE: &'static str = "record";
-    const EXPECTED: &'static str = "a record";
-    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
-        match value {
-            Value::Record(r) => Ok(r.clone()),
-            _ => Err(Mismatch::Type),
-        }
-    }
-}
+variant_arg!(Rc<Record> = "record", "a record", Record(r) => r.clone());
 
-impl FromArg for Rc<Table> {
-    const TYPE: &'static str = "table";
-    const EXPECTED: &'static str = "a table";
-    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
-        match value {
-            Value::Table(t) => Ok(t.clone()),
-            _ => Err(Mismatch::Type),
-        }
-    }
-}
+variant_arg!(Rc<Table> = "table", "a table", Table(t) => t.clone());
 
 /// Any value, unchecked (the builtin dispatches on it).
 impl FromArg for Value {
@@ -241,6 +203,53 @@ impl Arg<Elements> {
     }
 }
 
+/// One string or a list of strings (sentence delimiters, keywords, file names).
+#[derive(Clone, Debug)]
+pub struct StringOrList(pub Vec<String>);
+
+impl FromArg for StringOrList {
+    const TYPE: &'static str = "string | list";
+    const EXPECTED: &'static str = "a string or a list of strings";
+    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
+        match value {
+            Value::Str(s) => Ok(StringOrList(vec![s.to_string()])),
+            Value::List(items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Str(s) => Some(s.to_string()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(StringOrList)
+                .ok_or(Mismatch::Type),
+            _ => Err(Mismatch::Type),
+        }
+    }
+}
+
+/// The elements of a list argument, each taken by `pick`; the first element it refuses is
+/// named in the error ("element 2 of `xs` is a string, not a number").
+fn elements_of<T>(
+    value: &Value,
+    name: &str,
+    kind: &str,
+    pick: impl Fn(&Value) -> Option<T>,
+) -> Result<Vec<T>, Mismatch> {
+    let List(items) = List::from_value(value, name)?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            pick(v).ok_or_else(|| {
+                Mismatch::Invalid(format!(
+                    "element {i} of `{name}` is a {}, not a {kind}",
+                    v.type_name()
+                ))
+            })
+        })
+        .collect()
+}
+
 /// A list of strings.
 #[derive(Clone, Debug)]
 pub struct Strings(pub Vec<String>);
@@ -249,19 +258,11 @@ impl FromArg for Strings {
     const TYPE: &'static str = "list";
     const EXPECTED: &'static str = "a list of strings";
     fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
-        let List(items) = List::from_value(value, name)?;
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::Str(s) => Ok(s.to_string()),
-                other => Err(Mismatch::Invalid(format!(
-                    "element {i} of `{name}` is a {}, not a string",
-                    other.type_name()
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Strings)
+        elements_of(value, name, "string", |v| match v {
+            Value::Str(s) => Some(s.to_string()),
+            _ => None,
+        })
+        .map(Strings)
     }
 }
 
@@ -273,19 +274,11 @@ impl FromArg for Numbers {
     const TYPE: &'static str = "list";
     const EXPECTED: &'static str = "a list of numbers";
     fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
-        let List(items) = List::from_value(value, name)?;
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::Num(x) => Ok(*x),
-                other => Err(Mismatch::Invalid(format!(
-                    "element {i} of `{name}` is a {}, not a number",
-                    other.type_name()
-                ))),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Numbers)
+        elements_of(value, name, "number", |v| match v {
+            Value::Num(x) => Some(*x),
+            _ => None,
+        })
+        .map(Numbers)
     }
 }
 

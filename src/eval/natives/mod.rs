@@ -16,7 +16,7 @@ mod domain;
 
 pub use arg::{
     Arg, Elements, FromArg, Func, List, Mismatch, NumOrEstimate, NumberOrList, Numbers, Seed,
-    Strings,
+    StringOrList, Strings,
 };
 pub use domain::{Behavior, ModelPath, Prompts, ScorerValue, unit_value};
 
