@@ -14,6 +14,7 @@
 pub mod behavior;
 mod bounds;
 mod exact;
+pub mod next_token;
 
 use std::fmt;
 

@@ -11,7 +11,7 @@ use crate::eval::interp::Interp;
 use crate::eval::natives::{Arg, Behavior, FromArg, Mismatch, Native, Seed};
 use crate::eval::value::{Table, Text, Value};
 use crate::lm::neural::{NeuralModel, chat};
-use crate::lm::{Detokenize, ModelError, ModelRef, TokenRun, Unit};
+use crate::lm::{Detokenize, ModelRef, TokenRun, Unit};
 use crate::measure::behavior::Scorer;
 use crate::measure::{self, MeasureError};
 use crate::seed::Stream;
@@ -314,14 +314,9 @@ builtin! {
 impl Conversation {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let (user, assistant) = (&self.user, &self.assistant);
-        if user.vocabulary() != assistant.vocabulary() {
-            return Err(BebError::from(ModelError::VocabularyMismatch {
-                left: user.name().to_string(),
-                right: assistant.name().to_string(),
-            })
-            .at(assistant.span)
-            .with_help("a conversation is one text: both models must read the same units"));
-        }
+        assistant.same_vocabulary_as(user).map_err(|e| {
+            e.with_help("a conversation is one text: both models must read the same units")
+        })?;
         let turns = positive(&self.turns)?;
         let user_units = positive(&self.user_sentences)?;
         let reply_units = positive(&self.reply_sentences)?;

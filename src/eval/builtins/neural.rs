@@ -13,6 +13,7 @@ use crate::eval::value::{Text, Value};
 use crate::lm::neural::{ComputeOptions, LoadOptions, NeuralLm, NeuralModel};
 use crate::lm::{ModelRef, TokenRun, Unit, UnitSpec};
 use crate::measure::behavior::{self, ScoreError};
+use crate::measure::next_token;
 
 pub const NATIVES: &[Native] = &[
     Load::NATIVE,
@@ -238,60 +239,6 @@ impl TokenIds {
     }
 }
 
-/// The exact next-token distribution of a neural model or a mixture of them.
-fn next_token_dist(model: &ModelRef, given: &[Unit]) -> BebResult<Vec<f64>> {
-    if let Some(lm) = model.as_neural() {
-        return Ok(lm.next_token_logprobs(given)?.to_vec());
-    }
-    // A mixture: its one-token support is exact.
-    let one = model
-        .view(Some(&UnitSpec::Tokens(1)), None)?
-        .ok_or_else(|| {
-            BebError::new(
-                ErrorKind::Value,
-                format!(
-                    "{} is not a neural model or a mixture of them",
-                    model.name()
-                ),
-            )
-        })?;
-    let support = one.support(given)?.ok_or_else(|| {
-        BebError::new(
-            ErrorKind::Value,
-            "the next-token distribution cannot be listed",
-        )
-    })?;
-    let size = support
-        .iter()
-        .filter_map(|(u, _)| match u {
-            Unit::Tokens(run) => run.ids.first().map(|&i| i as usize + 1),
-            Unit::Sentence(_) => None,
-        })
-        .max()
-        .unwrap_or(0);
-    let mut dist = vec![f64::NEG_INFINITY; size];
-    for (u, lp) in support {
-        if let Unit::Tokens(run) = u
-            && let Some(&i) = run.ids.first()
-        {
-            dist[i as usize] = lp;
-        }
-    }
-    Ok(dist)
-}
-
-/// Two models must share a vocabulary to be compared token by token.
-fn same_vocabulary(left: &Arg<ModelRef>, right: &Arg<ModelRef>) -> BebResult<()> {
-    if left.value.vocabulary() == right.value.vocabulary() {
-        return Ok(());
-    }
-    Err(BebError::from(crate::lm::ModelError::VocabularyMismatch {
-        left: left.value.name().to_string(),
-        right: right.value.name().to_string(),
-    })
-    .at(right.span))
-}
-
 builtin! {
     /// Exact KL divergence between the next-token distributions of two neural models (or
     /// mixtures of them) after the prefix, summed over the whole vocabulary.
@@ -300,22 +247,13 @@ builtin! {
 
 impl NextTokenKl {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
-        same_vocabulary(&self.p, &self.q)?;
+        self.q.same_vocabulary_as(&self.p)?;
         let given = &self.given.units;
-        let lp = next_token_dist(&self.p, given).map_err(|e| e.at(self.p.span))?;
-        let lq = next_token_dist(&self.q, given).map_err(|e| e.at(self.q.span))?;
-        let mut total = 0.0;
-        for (i, a) in lp.iter().enumerate() {
-            if *a == f64::NEG_INFINITY {
-                continue;
-            }
-            let b = lq.get(i).copied().unwrap_or(f64::NEG_INFINITY);
-            if b == f64::NEG_INFINITY {
-                return Ok(Value::Num(f64::INFINITY));
-            }
-            total += a.exp() * (a - b);
-        }
-        Ok(Value::Num(total.max(0.0)))
+        let logprobs = |m: &Arg<ModelRef>| {
+            next_token::next_token_logprobs(m, given).map_err(|e| BebError::from(e).at(m.span))
+        };
+        let (lp, lq) = (logprobs(&self.p)?, logprobs(&self.q)?);
+        Ok(Value::Num(next_token::kl_of_logprobs(&lp, &lq)))
     }
 }
 
@@ -328,7 +266,7 @@ builtin! {
 
 impl LikelihoodRatio {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
-        same_vocabulary(&self.plus, &self.minus)?;
+        self.minus.same_vocabulary_as(&self.plus)?;
         Ok(ScorerValue::value(behavior::Scorer::LikelihoodRatio {
             plus: self.plus.value,
             minus: self.minus.value,

@@ -229,13 +229,7 @@ impl Classify {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let plus = interp.for_run(self.plus.value.clone());
         let minus = interp.for_run(self.minus.value.clone());
-        if plus.vocabulary() != minus.vocabulary() {
-            return Err(BebError::from(ModelError::VocabularyMismatch {
-                left: plus.name().to_string(),
-                right: minus.name().to_string(),
-            })
-            .at(self.minus.span));
-        }
+        self.minus.same_vocabulary_as(&self.plus)?;
         let good = statements(&self.call, &self.good)?;
         let bad = statements(&self.call, &self.bad)?;
         for (arg, list) in [(&self.good, &good), (&self.bad, &bad)] {

@@ -55,6 +55,14 @@ impl<T> Arg<T> {
     }
 }
 
+impl Arg<ModelRef> {
+    /// Two models compared token by token must share a vocabulary; the error points here.
+    pub fn same_vocabulary_as(&self, other: &Arg<ModelRef>) -> crate::error::BebResult<()> {
+        crate::lm::check_same_vocabulary(other.value.as_ref(), self.value.as_ref())
+            .map_err(|e| BebError::from(e).at(self.span))
+    }
+}
+
 /// Why a value could not become a parameter's type.
 pub enum Mismatch {
     /// The wrong kind of value (reported with the parameter's expected type).
