@@ -13,6 +13,7 @@
 
 pub mod behavior;
 mod bounds;
+pub mod conversation;
 mod exact;
 pub mod next_token;
 

@@ -5,14 +5,15 @@
 use std::rc::Rc;
 
 use crate::builtin;
-use crate::error::{BebError, BebResult, ErrorKind};
+use crate::error::{BebError, BebResult};
 use crate::eval::builtins::neural::as_one_unit;
 use crate::eval::interp::Interp;
 use crate::eval::natives::{Arg, Behavior, FromArg, Mismatch, Native, Seed};
 use crate::eval::value::{Table, Text, Value};
 use crate::lm::neural::{NeuralModel, chat};
-use crate::lm::{Detokenize, ModelRef, TokenRun, Unit};
+use crate::lm::{ModelRef, Unit};
 use crate::measure::behavior::Scorer;
+use crate::measure::conversation::{self, Frame, Setup, Side, UserContext};
 use crate::measure::{self, MeasureError};
 use crate::seed::Stream;
 use crate::syntax::ast::Span;
@@ -145,16 +146,6 @@ pub fn best_of(interp: &mut Interp, request: BestOf<'_>) -> BebResult<Vec<Value>
 
 // ----- conversations -----
 
-/// What the user model is conditioned on.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum UserContext {
-    /// The whole conversation so far, replies included.
-    All,
-    /// The user's own earlier turns only (its text is then one draw of the user model, the
-    /// prompt-only comparison of Theorem 3).
-    Own,
-}
-
 impl FromArg for UserContext {
     const TYPE: &'static str = "string";
     const EXPECTED: &'static str = "\"all\" or \"own\"";
@@ -170,92 +161,6 @@ impl FromArg for UserContext {
     }
 }
 
-/// The pieces of a chat template around the turns, as token-id units: what goes before the
-/// first user turn, between a user turn and the reply, and between a reply and the next user
-/// turn. Taken from `chat::render` with placeholder turns, so the formats are chat()'s.
-struct Frame {
-    first_user: Vec<Unit>,
-    to_assistant: Vec<Unit>,
-    to_user: Vec<Unit>,
-}
-
-const USER_MARK: char = '\u{E000}';
-const REPLY_MARK: char = '\u{E001}';
-
-impl Frame {
-    fn new(
-        template: chat::Template,
-        system: Option<&str>,
-        model: &NeuralModel,
-    ) -> BebResult<Frame> {
-        let turns: Vec<String> = [USER_MARK, REPLY_MARK, USER_MARK, REPLY_MARK, USER_MARK]
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
-        let pieces = chat::render(template, system, &turns)?;
-        // Cut the rendered pieces at the placeholders: segment k lies before turn k.
-        let mut segments: Vec<Vec<chat::Piece>> = vec![Vec::new()];
-        for piece in pieces {
-            match piece {
-                chat::Piece::Text(text) => {
-                    let mut rest = text.as_str();
-                    while let Some(at) = rest.find([USER_MARK, REPLY_MARK]) {
-                        push_text(segments.last_mut(), &rest[..at]);
-                        segments.push(Vec::new());
-                        // Both marks are 3 bytes in UTF-8.
-                        rest = &rest[at + USER_MARK.len_utf8()..];
-                    }
-                    push_text(segments.last_mut(), rest);
-                }
-                other => {
-                    if let Some(last) = segments.last_mut() {
-                        last.push(other);
-                    }
-                }
-            }
-        }
-        if segments.len() != turns.len() + 1 {
-            return Err(BebError::new(
-                ErrorKind::Model,
-                format!(
-                    "the {} template did not keep the turns apart",
-                    template.name()
-                ),
-            ));
-        }
-        let decoder: Rc<dyn Detokenize> = model.tokenizer().clone();
-        let units = |segment: &[chat::Piece]| -> BebResult<Vec<Unit>> {
-            let ids = chat::to_ids(
-                segment,
-                model.tokenizer(),
-                model.bos(),
-                model.eos().first().copied(),
-            )?;
-            Ok(if ids.is_empty() {
-                Vec::new()
-            } else {
-                vec![Unit::Tokens(TokenRun::new(ids, Some(decoder.clone())))]
-            })
-        };
-        Ok(Frame {
-            first_user: units(&segments[0])?,
-            to_assistant: units(&segments[1])?,
-            to_user: units(&segments[2])?,
-        })
-    }
-}
-
-/// Add a template's text to a segment. Spaces at either end are left to the turns'
-/// own tokens (a SentencePiece tokenizer marks a word's leading space itself), newlines kept.
-fn push_text(segment: Option<&mut Vec<chat::Piece>>, text: &str) {
-    let text = text.trim_matches(' ');
-    if let Some(segment) = segment
-        && !text.is_empty()
-    {
-        segment.push(chat::Piece::Text(text.to_string()));
-    }
-}
-
 /// The neural model behind a model (a mixture's first neural component), for its tokenizer.
 fn neural_of(model: &ModelRef) -> Option<Rc<NeuralModel>> {
     if let Some(lm) = model.as_neural() {
@@ -265,17 +170,6 @@ fn neural_of(model: &ModelRef) -> Option<Rc<NeuralModel>> {
         .as_mixture()?
         .components()
         .find_map(|(_, component, _)| neural_of(component))
-}
-
-fn one_draw(
-    model: &ModelRef,
-    context: &[Unit],
-    units: usize,
-    stream: &Stream,
-) -> BebResult<Vec<Unit>> {
-    let mut texts = measure::sample_texts(model.as_ref(), context, units, 1, stream)?;
-    // Invariant: sample_texts returns one text per requested draw.
-    Ok(texts.pop().unwrap_or_default())
 }
 
 /// A count that must be at least 1.
@@ -313,78 +207,52 @@ builtin! {
 
 impl Conversation {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
-        let (user, assistant) = (&self.user, &self.assistant);
-        assistant.same_vocabulary_as(user).map_err(|e| {
+        self.assistant.same_vocabulary_as(&self.user).map_err(|e| {
             e.with_help("a conversation is one text: both models must read the same units")
         })?;
-        let turns = positive(&self.turns)?;
-        let user_units = positive(&self.user_sentences)?;
-        let reply_units = positive(&self.reply_sentences)?;
-        let frame = self.frame()?;
+        let setup = Setup {
+            turns: positive(&self.turns)?,
+            user_units: positive(&self.user_sentences)?,
+            reply_units: positive(&self.reply_sentences)?,
+            user_context: self.user_context.value,
+            frame: self.frame()?,
+        };
         let stream = interp.seed_stream(&self.call, self.seed.as_ref());
         let user = interp.for_run(self.user.value.clone());
         let assistant = interp.for_run(self.assistant.value.clone());
-        let given = &self.given;
-        let user_context = self.user_context.value;
-        let progress = interp.progress(turns as u64, "conversation");
-
-        let mut text: Vec<Unit> = given.units.clone();
-        let mut user_text: Vec<Unit> = given.units.clone();
-        // The user's own turns as one message (what it sees with user_context: "own").
-        let mut own: Vec<Unit> = given.units.clone();
-        if let Some(f) = &frame {
-            own.extend(f.first_user.iter().cloned());
-        }
-        let mut prompts = Vec::with_capacity(turns);
-        let mut user_prompts = Vec::with_capacity(turns);
-        let mut rows = Vec::with_capacity(turns);
-        for t in 1..=turns {
-            if let Some(f) = &frame {
-                let scaffold = if t == 1 { &f.first_user } else { &f.to_user };
-                text.extend(scaffold.iter().cloned());
-            }
-            let context = match user_context {
-                UserContext::All => &text,
-                UserContext::Own => &own,
+        let progress = interp.progress(setup.turns as u64, "conversation");
+        let dialogue = conversation::converse(
+            user.as_ref(),
+            assistant.as_ref(),
+            &self.given.units,
+            &setup,
+            &stream,
+            &mut || progress.inc(1),
+        )
+        .map_err(|(side, e)| {
+            let span = match side {
+                Side::User => self.user.span,
+                Side::Assistant => self.assistant.span,
             };
-            let asked = one_draw(
-                &user,
-                context,
-                user_units,
-                &stream.child(&format!("user{t}")),
-            )
-            .map_err(|e| e.at(self.user.span))?;
-            let user_start = text.len();
-            text.extend(asked.iter().cloned());
-            user_text.extend(asked.iter().cloned());
-            own.extend(asked.iter().cloned());
-            let mut alone = own.clone();
-            if let Some(f) = &frame {
-                text.extend(f.to_assistant.iter().cloned());
-                alone.extend(f.to_assistant.iter().cloned());
-            }
-            prompts.push(Value::text(text.clone()));
-            user_prompts.push(Value::text(alone));
-            let reply_start = text.len();
-            let reply = one_draw(
-                &assistant,
-                &text,
-                reply_units,
-                &stream.child(&format!("reply{t}")),
-            )
-            .map_err(|e| e.at(self.assistant.span))?;
-            text.extend(reply.iter().cloned());
-            rows.push(vec![
-                Value::Num(t as f64),
-                Value::text(asked),
-                Value::text(reply),
-                Value::Num(user_start as f64),
-                Value::Num(reply_start as f64),
-                Value::Num(text.len() as f64),
-            ]);
-            progress.inc(1);
-        }
+            BebError::from(e).at(span)
+        })?;
         progress.finish();
+        let texts = |ts: Vec<Vec<Unit>>| Value::list(ts.into_iter().map(Value::text).collect());
+        let rows = dialogue
+            .turns
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                vec![
+                    Value::Num((i + 1) as f64),
+                    Value::text(t.user),
+                    Value::text(t.reply),
+                    Value::Num(t.user_start as f64),
+                    Value::Num(t.reply_start as f64),
+                    Value::Num(t.end as f64),
+                ]
+            })
+            .collect();
         let table = Table {
             columns: ["turn", "user", "reply", "user_start", "reply_start", "end"]
                 .into_iter()
@@ -393,10 +261,10 @@ impl Conversation {
             rows,
         };
         Ok(Value::record(vec![
-            ("text", Value::text(text)),
-            ("user_text", Value::text(user_text)),
-            ("prompts", Value::list(prompts)),
-            ("user_prompts", Value::list(user_prompts)),
+            ("text", Value::text(dialogue.text)),
+            ("user_text", Value::text(dialogue.user_text)),
+            ("prompts", texts(dialogue.prompts)),
+            ("user_prompts", texts(dialogue.user_prompts)),
             ("turns", Value::Table(Rc::new(table))),
         ]))
     }
@@ -425,7 +293,7 @@ impl Conversation {
                 )
             })?;
         let frame = Frame::new(template, self.system.as_deref(), &model)
-            .map_err(|e| e.at(self.template.span))?;
+            .map_err(|e| BebError::from(e).at(self.template.span))?;
         Ok(Some(frame))
     }
 }
