@@ -49,7 +49,7 @@ const COMMANDS: &[&str] = &[":help", ":vars", ":load", ":quit"];
 
 /// Start a session; returns the exit code (non-zero when piped input had errors).
 pub fn start(seed: Option<u64>) -> i32 {
-    let root_seed = seed.unwrap_or_else(crate::seed::fresh_root_seed);
+    let root_seed = crate::seed::RootSeed::resolve(seed).value;
     let interp = Rc::new(RefCell::new(Interp::new(
         root_seed,
         Box::new(std::io::stdout()),

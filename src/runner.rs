@@ -14,6 +14,7 @@ use crate::error::{BebError, ErrorKind};
 use crate::eval::{Interp, Settings, Value};
 use crate::record::{RunRecord, Status};
 use crate::report::progress::ProgressHub;
+use crate::seed::RootSeed;
 
 /// Render a diagnostic as the terminal shows it (plain when not a terminal, for stable logs).
 pub fn render(error: &BebError) -> String {
@@ -217,7 +218,7 @@ pub fn execute(
     progress: ProgressHub,
     diagnostic: &mut dyn FnMut(BebError),
 ) -> RunOutcome {
-    let root_seed = options.seed.unwrap_or_else(crate::seed::fresh_root_seed);
+    let root_seed = RootSeed::resolve(options.seed).value;
     let mut outcome = RunOutcome {
         code: 2,
         status: Status::Failed(String::new()),
@@ -284,17 +285,10 @@ pub fn execute(
 
 /// `beb run FILE`: returns the process exit code.
 pub fn run(file: &Path, options: &RunOptions) -> i32 {
-    let root_seed = options.seed.unwrap_or_else(crate::seed::fresh_root_seed);
-    eprintln!(
-        "beb: root seed {root_seed}{}",
-        if options.seed.is_none() {
-            " (chosen; pass --seed to repeat)"
-        } else {
-            ""
-        }
-    );
+    let root = RootSeed::resolve(options.seed);
+    eprintln!("beb: root seed {root}");
     let options = RunOptions {
-        seed: Some(root_seed),
+        seed: Some(root.value),
         ..options.clone()
     };
     let outcome = execute(

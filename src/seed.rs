@@ -85,8 +85,41 @@ pub fn sample_rng(root: u64, name: &str, index: usize) -> ChaCha20Rng {
     stream_rng(root, &format!("{name}#{index}"))
 }
 
+/// A run's root seed, resolved in one place: the one given (`--seed`), or a fresh one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootSeed {
+    pub value: u64,
+    /// Whether beb chose it (then it is printed with a hint, so the run can be repeated).
+    pub chosen: bool,
+}
+
+impl RootSeed {
+    pub fn resolve(given: Option<u64>) -> RootSeed {
+        match given {
+            Some(value) => RootSeed {
+                value,
+                chosen: false,
+            },
+            None => RootSeed {
+                value: fresh_root_seed(),
+                chosen: true,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for RootSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.value)?;
+        if self.chosen {
+            f.write_str(" (chosen; pass --seed to repeat)")?;
+        }
+        Ok(())
+    }
+}
+
 /// A fresh root seed for runs that were not given one (recorded and printed by the runner).
-pub fn fresh_root_seed() -> u64 {
+fn fresh_root_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

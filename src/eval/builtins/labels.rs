@@ -8,8 +8,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use sha2::{Digest, Sha256};
-
 use crate::builtin;
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::interp::Interp;
@@ -154,13 +152,6 @@ fn input_path(interp: &Interp, name: &str) -> PathBuf {
     path
 }
 
-fn note_input(interp: &mut Interp, path: &Path) {
-    if let Ok(bytes) = std::fs::read(path) {
-        let sha = format!("{:x}", Sha256::digest(&bytes));
-        interp.note_input_file(path, &sha);
-    }
-}
-
 /// A response as the person sees it, and as its label is keyed.
 fn shown(responses: &Arg<List>, i: usize, v: &Value) -> BebResult<String> {
     match v {
@@ -263,7 +254,7 @@ impl Label {
             for row in read_rows(&source_path).map_err(|e| e.at(self.from.span))? {
                 changed |= book.add(row);
             }
-            note_input(interp, &source_path);
+            interp.note_input(&source_path);
         }
         // Each text is asked once, at its first occurrence.
         let mut pending: Vec<usize> = Vec::new();
@@ -389,7 +380,7 @@ impl Labels {
                 .path
                 .invalid(format!("{} has no labels", path.display())));
         }
-        note_input(interp, &path);
+        interp.note_input(&path);
         let (texts, labels) = book.rows.into_iter().map(|r| (r.text, r.label)).unzip();
         Ok(ScorerValue::value(Scorer::labels(
             name.to_string(),

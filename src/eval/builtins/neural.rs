@@ -141,7 +141,7 @@ pub(crate) fn note_model_files(interp: &mut Interp, model: &NeuralModel) {
 
 builtin! {
     /// A unit of exactly k tokens, for `unit:` arguments.
-    Tokens = tokens(k: usize) -> "record"
+    Tokens = tokens(k: usize) -> "unit"
 }
 
 impl Tokens {
@@ -156,7 +156,7 @@ impl Tokens {
 builtin! {
     /// A unit that ends at the first token completing one of the delimiter strings, at an
     /// end-of-sequence token, or after max_tokens tokens.
-    Sentence = sentence(until: StringOrList = ".\n", max_tokens: usize = 48) -> "record"
+    Sentence = sentence(until: StringOrList = ".\n", max_tokens: usize = 48) -> "unit"
 }
 
 impl Sentence {

@@ -10,7 +10,7 @@ use crate::eval::value::{HostObject, Text, Value};
 use crate::lm::UnitSpec;
 use crate::measure::behavior::{ScoreError, Scorer};
 
-use super::{FromArg, Mismatch, as_text, to_count};
+use super::{FromArg, Mismatch, as_text};
 
 /// A path to a model or data file; `$BEB_SHARED/...` reads the shared folder from the
 /// environment (default `../shared`).
@@ -40,66 +40,50 @@ impl FromArg for ModelPath {
     }
 }
 
-/// What a unit of text is for a neural model: a record made by `tokens(k)` or
-/// `sentence(until: ..., max_tokens: ...)`, validated.
-impl FromArg for UnitSpec {
-    const TYPE: &'static str = "record";
-    const EXPECTED: &'static str = "a unit";
-    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
-        let spec = unit_of(value).ok_or_else(|| {
-            Mismatch::Invalid(
-                "a unit is made by tokens(k) or sentence(until: ..., max_tokens: ...)".into(),
-            )
-        })?;
-        spec.validate()
-            .map_err(|e| Mismatch::Invalid(e.to_string()))?;
-        Ok(spec)
-    }
-}
+/// What a unit of text is for a neural model, as scripts hold it: made by `tokens(k)` or
+/// `sentence(until: ..., max_tokens: ...)`, validated when made.
+pub struct UnitValue(pub UnitSpec);
 
-fn unit_of(value: &Value) -> Option<UnitSpec> {
-    let Value::Record(r) = value else { return None };
-    let count = |v: &Value| match v {
-        Value::Num(x) => to_count(*x),
-        _ => None,
-    };
-    match r.get("unit")? {
-        Value::Str(s) if &**s == "tokens" => Some(UnitSpec::Tokens(count(r.get("k")?)?)),
-        Value::Str(s) if &**s == "sentence" => {
-            let until = match r.get("until")? {
-                Value::List(items) => items
-                    .iter()
-                    .map(|v| match v {
-                        Value::Str(s) => Some(s.to_string()),
-                        _ => None,
-                    })
-                    .collect::<Option<Vec<_>>>()?,
-                _ => return None,
-            };
-            Some(UnitSpec::Sentence {
-                until,
-                max_tokens: count(r.get("max_tokens")?)?,
-            })
+impl HostObject for UnitValue {
+    fn type_name(&self) -> &'static str {
+        "unit"
+    }
+
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        match &self.0 {
+            UnitSpec::Tokens(k) => {
+                vec![("unit", Value::str("tokens")), ("k", Value::Num(*k as f64))]
+            }
+            UnitSpec::Sentence { until, max_tokens } => vec![
+                ("unit", Value::str("sentence")),
+                (
+                    "until",
+                    Value::list(until.iter().map(|s| Value::str(s)).collect()),
+                ),
+                ("max_tokens", Value::Num(*max_tokens as f64)),
+            ],
         }
-        _ => None,
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
-/// A unit as scripts see it (what `tokens(k)` and `sentence(...)` return).
+/// A unit as scripts hold it (what `tokens(k)` and `sentence(...)` return).
 pub fn unit_value(spec: &UnitSpec) -> Value {
-    match spec {
-        UnitSpec::Tokens(k) => Value::record(vec![
-            ("unit", Value::str("tokens")),
-            ("k", Value::Num(*k as f64)),
-        ]),
-        UnitSpec::Sentence { until, max_tokens } => Value::record(vec![
-            ("unit", Value::str("sentence")),
-            (
-                "until",
-                Value::list(until.iter().map(|s| Value::str(s)).collect()),
-            ),
-            ("max_tokens", Value::Num(*max_tokens as f64)),
-        ]),
+    Value::Object(Rc::new(UnitValue(spec.clone())))
+}
+
+impl FromArg for UnitSpec {
+    const TYPE: &'static str = "unit";
+    const EXPECTED: &'static str =
+        "a unit made by tokens(k) or sentence(until: ..., max_tokens: ...)";
+    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
+        value
+            .object::<UnitValue>()
+            .map(|u| u.0.clone())
+            .ok_or(Mismatch::Type)
     }
 }
 
