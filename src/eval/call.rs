@@ -79,10 +79,7 @@ impl Interp {
             Value::Native(b) => {
                 let mark = self.observe();
                 let result = Args::bind(b.clone(), positional, named, span)
-                    .and_then(|mut args| {
-                        args.site = site.cloned();
-                        (b.func)(self, &args)
-                    })
+                    .and_then(|args| (b.func)(self, &args.at_site(site)))
                     .map_err(|e| e.at(span));
                 let drawn = self.streams_since(mark);
                 if let Ok(v) = &result {

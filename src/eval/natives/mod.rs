@@ -130,12 +130,12 @@ fn literal(text: &str) -> Option<Value> {
 
 /// Arguments bound to a builtin's parameters by position and name.
 pub struct Args {
-    pub builtin: Rc<Builtin>,
+    builtin: Rc<Builtin>,
     values: Vec<Option<(Value, Span)>>,
-    pub rest: Vec<(Value, Span)>,
-    pub call_span: Span,
+    rest: Vec<(Value, Span)>,
+    call_span: Span,
     /// Where the call is written, when it is (names the call's default seed stream).
-    pub site: Option<CallSite>,
+    site: Option<CallSite>,
 }
 
 impl Args {
@@ -258,6 +258,12 @@ impl Call {
 }
 
 impl Args {
+    /// The same arguments, for a call written at `site`.
+    pub fn at_site(mut self, site: Option<&CallSite>) -> Args {
+        self.site = site.cloned();
+        self
+    }
+
     /// Where this call is written.
     pub fn call(&self) -> Call {
         Call {
