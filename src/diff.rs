@@ -154,11 +154,7 @@ impl Change {
 
 fn as_estimate(l: &Leaf) -> Option<Estimate> {
     match l {
-        Leaf::Num(x) => Some(Estimate {
-            mean: *x,
-            stderr: 0.0,
-            n: 0,
-        }),
+        Leaf::Num(x) => Some(Estimate::exact(*x)),
         Leaf::Est(e) => Some(*e),
         _ => None,
     }

@@ -11,6 +11,15 @@ pub struct Estimate {
 }
 
 impl Estimate {
+    /// An exact number seen as an estimate: no error, no samples.
+    pub fn exact(x: f64) -> Estimate {
+        Estimate {
+            mean: x,
+            stderr: 0.0,
+            n: 0,
+        }
+    }
+
     /// The sample mean and standard error (sample standard deviation / sqrt n) of `values`.
     /// Uses Welford's update so long runs do not lose precision.
     pub fn from_samples(values: &[f64]) -> Estimate {

@@ -422,11 +422,7 @@ pub fn as_text(value: &Value) -> Option<Rc<Text>> {
 /// A number or estimate as an estimate-like triple, for builtins that accept both.
 pub fn as_estimate(value: &Value) -> Option<Estimate> {
     match value {
-        Value::Num(x) => Some(Estimate {
-            mean: *x,
-            stderr: 0.0,
-            n: 0,
-        }),
+        Value::Num(x) => Some(Estimate::exact(*x)),
         Value::Estimate(e) => Some(*e),
         _ => None,
     }
