@@ -60,7 +60,7 @@ pub enum Command {
     Run {
         file: PathBuf,
         /// Root seed; every random stream derives from it (chosen and printed when absent).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
         seed: Option<u64>,
         /// Folder for the run record, saved files and plots (default: a new runs/SCRIPT-TIME-seedN).
         #[arg(long)]
@@ -92,7 +92,7 @@ pub enum Command {
     Bench { name: Option<String> },
     /// Interactive session (also what `beb` alone starts).
     Repl {
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
         seed: Option<u64>,
     },
 }
@@ -121,4 +121,12 @@ pub enum StudyCommand {
         #[arg(long = "from", value_name = "DIR")]
         from: Vec<PathBuf>,
     },
+}
+
+/// `--seed N`: a whole number >= 0 (a negative or fractional seed is refused with the reason,
+/// not taken for another flag).
+fn parse_seed(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("a seed is a whole number >= 0, found {text:?}"))
 }

@@ -211,7 +211,7 @@ impl Interp {
     pub fn add_module_source(&mut self, name: &str, text: &str, module: &str) -> u32 {
         self.sources.push(Source {
             name: name.to_string(),
-            text: Arc::from(text),
+            text: Arc::from(crate::syntax::without_bom(text)),
             module: Rc::from(module),
         });
         (self.sources.len() - 1) as u32
@@ -337,7 +337,7 @@ impl Interp {
     pub fn check(&self, program: &[Stmt]) -> Vec<BebError> {
         let module_names = |name: &str| -> Option<Vec<String>> {
             let (_, text, _) = self.module_source(name)?;
-            let program = parse_program(&text, u32::MAX).ok()?;
+            let program = parse_program(crate::syntax::without_bom(&text), u32::MAX).ok()?;
             Some(
                 program
                     .iter()
