@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::io::BufRead;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -245,12 +246,32 @@ fn piped(interp: Rc<RefCell<Interp>>) -> i32 {
     // One line at a time, without holding stdin: a statement may read the lines after it
     // (label() reads its answers).
     let stdin = std::io::stdin();
+    let mut number = 0usize;
     loop {
-        let mut line = String::new();
-        match stdin.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
+        let mut bytes = Vec::new();
+        match stdin.lock().read_until(b'\n', &mut bytes) {
+            Ok(0) => break,
             Ok(_) => {}
+            Err(e) => {
+                eprintln!("beb: cannot read the input: {e}");
+                session.worst = session.worst.max(2);
+                break;
+            }
         }
+        number += 1;
+        // A line that is not UTF-8 is reported and skipped; the session goes on.
+        let line = match String::from_utf8(bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                eprintln!(
+                    "beb: input line {number} is not UTF-8 text (invalid byte at byte {}); it was skipped",
+                    at + 1
+                );
+                session.worst = session.worst.max(2);
+                continue;
+            }
+        };
         let line = line.strip_suffix('\n').unwrap_or(&line);
         let line = line.strip_suffix('\r').unwrap_or(line);
         buffer.push_str(line);

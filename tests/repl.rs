@@ -194,3 +194,19 @@ fn an_unknown_command_is_reported() {
     );
     assert_eq!(s.code, Some(2));
 }
+
+#[test]
+fn a_line_of_invalid_utf8_is_reported_and_the_session_goes_on() {
+    let mut input = b"let x = 2\n".to_vec();
+    input.extend_from_slice(b"print \xff\xfe\n");
+    input.extend_from_slice(b"print x * 3\n");
+    let out = common::beb(&["repl", "--seed", "1"]).stdin(input).run();
+    assert_eq!(out.stdout.trim(), "6", "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("input line 2 is not UTF-8 text (invalid byte at byte 7)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.code, Some(2), "a skipped line makes the session fail");
+}

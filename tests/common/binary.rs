@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 pub struct Beb {
     args: Vec<OsString>,
     dir: Option<PathBuf>,
-    stdin: Option<String>,
+    stdin: Option<Vec<u8>>,
     runs_dir: Option<PathBuf>,
 }
 
@@ -60,8 +60,8 @@ impl Beb {
     }
 
     /// Text piped into its standard input.
-    pub fn stdin(mut self, text: impl Into<String>) -> Beb {
-        self.stdin = Some(text.into());
+    pub fn stdin(mut self, input: impl AsRef<[u8]>) -> Beb {
+        self.stdin = Some(input.as_ref().to_vec());
         self
     }
 
@@ -101,8 +101,7 @@ impl Beb {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start beb: {e}"));
         if let (Some(input), Some(mut pipe)) = (&self.stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes())
-                .expect("write to beb's stdin");
+            pipe.write_all(input).expect("write to beb's stdin");
         }
         Running(child)
     }
