@@ -42,12 +42,26 @@ pub fn report(interp: &Interp, error: BebError) {
 }
 
 pub fn read_script(path: &Path) -> Result<String, BebError> {
-    std::fs::read_to_string(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| {
         BebError::new(
             ErrorKind::Io,
             format!("cannot read {}: {e}", path.display()),
         )
         .with_help("check the path; scripts are UTF-8 text files")
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = String::from_utf8_lossy(&e.as_bytes()[..at]);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        BebError::new(
+            ErrorKind::Io,
+            format!(
+                "{} is not UTF-8 text: invalid byte at line {line}, column {column} (byte offset {at})",
+                path.display()
+            ),
+        )
+        .with_help("scripts are UTF-8 text files; re-save it as UTF-8")
     })
 }
 
