@@ -78,8 +78,8 @@ impl Interp {
         let result = match f {
             Value::Native(b) => {
                 let mark = self.observe();
-                let result = Args::bind(b.clone(), positional, named, span)
-                    .and_then(|args| (b.func)(self, &args.at_site(site)))
+                let result = Args::bind(b.clone(), positional, named, span, site)
+                    .and_then(|args| (b.func)(self, &args))
                     .map_err(|e| e.at(span));
                 let drawn = self.streams_since(mark);
                 if let Ok(v) = &result {

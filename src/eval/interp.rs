@@ -185,11 +185,6 @@ impl Interp {
         &mut self.run
     }
 
-    /// The run's state, for the run record once the script has ended.
-    pub fn into_context(self) -> RunContext {
-        self.run
-    }
-
     /// The flag Ctrl-C raises.
     pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()

@@ -5,7 +5,8 @@ use std::rc::Rc;
 use crate::error::{BebError, BebResult};
 use crate::eval::interp::Interp;
 use crate::eval::natives::{
-    Arg, Call, FromArg, Func, List, Mismatch, Native, NumberOrList, as_estimate, as_text, iterate,
+    Arg, Call, FromArg, Func, List, Mismatch, Native, NumberOrList, Numbers, as_estimate, as_text,
+    iterate,
 };
 use crate::eval::ops;
 use crate::eval::value::{RangeValue, Table, Text, Value};
@@ -172,38 +173,6 @@ value_union!(
     Num(_) | Estimate(_)
 );
 
-/// A list of numbers; a value that is not a list is reported as "must be a list", and an
-/// element that is not a number names its index.
-#[derive(Clone, Debug)]
-pub struct NumberList(pub Vec<f64>);
-
-impl FromArg for NumberList {
-    const TYPE: &'static str = "list";
-    const EXPECTED: &'static str = "a list";
-    fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
-        let List(items) = List::from_value(value, name)?;
-        number_elements(&items, name)
-            .map(NumberList)
-            .map_err(Mismatch::Invalid)
-    }
-}
-
-/// The numbers in `items`, the elements of argument `name`; the error names the first
-/// non-number.
-fn number_elements(items: &[Value], name: &str) -> Result<Vec<f64>, String> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::Num(x) => Ok(*x),
-            other => Err(format!(
-                "element {i} of `{name}` is a {}, not a number",
-                other.type_name()
-            )),
-        })
-        .collect()
-}
-
 /// A bound of `range`: a whole number (negative ones too).
 #[derive(Clone, Copy, Debug)]
 pub struct Bound(pub i64);
@@ -263,7 +232,7 @@ impl Round {
 
 builtin! {
     /// log(sum(exp(x))) without overflow or underflow.
-    Logsumexp = logsumexp(xs: NumberList) -> "number"
+    Logsumexp = logsumexp(xs: Numbers) -> "number"
 }
 impl Logsumexp {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
@@ -349,7 +318,7 @@ fn compensated_sum(xs: &[f64]) -> f64 {
 
 builtin! {
     /// Sum of a list of numbers (exact: compensated summation).
-    Sum = sum(xs: NumberList) -> "number"
+    Sum = sum(xs: Numbers) -> "number"
 }
 impl Sum {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
@@ -359,7 +328,7 @@ impl Sum {
 
 builtin! {
     /// Arithmetic mean of a list of numbers.
-    Mean = mean(xs: NumberList) -> "number"
+    Mean = mean(xs: Numbers) -> "number"
 }
 impl Mean {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
@@ -737,7 +706,7 @@ impl MakeText {
 
 builtin! {
     /// The mean of sampled values as an estimate: mean ± standard error (n = len(xs)).
-    SampleMean = sample_mean(xs: NumberList) -> "estimate"
+    SampleMean = sample_mean(xs: Numbers) -> "estimate"
 }
 impl SampleMean {
     fn run(self, _: &mut Interp) -> BebResult<Value> {

@@ -6,12 +6,11 @@
 use std::rc::Rc;
 
 use crate::error::{BebError, ErrorKind};
-use crate::eval::value::{Record, Table, Text, Value};
+use crate::eval::value::{Table, Text, Value};
 use crate::lm::ModelRef;
-use crate::stats::Estimate;
 use crate::syntax::ast::Span;
 
-use super::{as_estimate, as_text, iterate, to_count};
+use super::{as_text, iterate, to_count};
 
 /// One argument as a builtin receives it: the typed value and where it was written.
 #[derive(Clone)]
@@ -145,8 +144,6 @@ impl FromArg for Rc<Text> {
     }
 }
 
-variant_arg!(Rc<Record> = "record", "a record", Record(r) => r.clone());
-
 variant_arg!(Rc<Table> = "table", "a table", Table(t) => t.clone());
 
 /// Any value, unchecked (the builtin dispatches on it).
@@ -258,29 +255,14 @@ fn elements_of<T>(
         .collect()
 }
 
-/// A list of strings.
-#[derive(Clone, Debug)]
-pub struct Strings(pub Vec<String>);
-
-impl FromArg for Strings {
-    const TYPE: &'static str = "list";
-    const EXPECTED: &'static str = "a list of strings";
-    fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
-        elements_of(value, name, "string", |v| match v {
-            Value::Str(s) => Some(s.to_string()),
-            _ => None,
-        })
-        .map(Strings)
-    }
-}
-
-/// A list of numbers.
+/// A list of numbers; a value that is not a list is "must be a list", an element that is not
+/// a number is named by its index.
 #[derive(Clone, Debug)]
 pub struct Numbers(pub Vec<f64>);
 
 impl FromArg for Numbers {
     const TYPE: &'static str = "list";
-    const EXPECTED: &'static str = "a list of numbers";
+    const EXPECTED: &'static str = "a list";
     fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
         elements_of(value, name, "number", |v| match v {
             Value::Num(x) => Some(*x),
@@ -302,18 +284,6 @@ impl FromArg for Func {
             Value::Func(_) | Value::Native(_) => Ok(Func(value.clone())),
             _ => Err(Mismatch::Type),
         }
-    }
-}
-
-/// A number or a Monte Carlo estimate (a number is an estimate with no error).
-#[derive(Clone, Copy, Debug)]
-pub struct NumOrEstimate(pub Estimate);
-
-impl FromArg for NumOrEstimate {
-    const TYPE: &'static str = "number | estimate";
-    const EXPECTED: &'static str = "a number or an estimate";
-    fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
-        as_estimate(value).map(NumOrEstimate).ok_or(Mismatch::Type)
     }
 }
 
@@ -442,7 +412,7 @@ macro_rules! builtin {
                     let mut slots = args.slots();
                     let bound = $S {
                         call: args.call(),
-                        $($rest: slots.rest()?,)?
+                        $($rest: slots.rest(stringify!($rest))?,)?
                         $($p: slots.next(stringify!($p))?,)*
                     };
                     bound.run(interp)

@@ -15,8 +15,7 @@ mod arg;
 mod domain;
 
 pub use arg::{
-    Arg, Elements, FromArg, Func, List, Mismatch, NumOrEstimate, NumberOrList, Numbers, Seed,
-    StringOrList, Strings,
+    Arg, Elements, FromArg, Func, List, Mismatch, NumberOrList, Numbers, Seed, StringOrList,
 };
 pub use domain::{Behavior, ModelPath, Prompts, ScorerValue, unit_value};
 
@@ -139,12 +138,14 @@ pub struct Args {
 }
 
 impl Args {
-    /// Bind positional and named arguments; errors quote the signature.
+    /// Bind positional and named arguments of a call written at `site` (none when a builtin
+    /// calls a function value); errors quote the signature.
     pub fn bind(
         builtin: Rc<Builtin>,
         positional: Vec<(Value, Span)>,
         named: Vec<(String, Value, Span)>,
         call_span: Span,
+        site: Option<&CallSite>,
     ) -> BebResult<Args> {
         let mut values: Vec<Option<(Value, Span)>> = vec![None; builtin.params.len()];
         let mut rest = Vec::new();
@@ -223,7 +224,7 @@ impl Args {
             values,
             rest,
             call_span,
-            site: None,
+            site: site.cloned(),
         })
     }
 }
@@ -241,29 +242,11 @@ impl Call {
     /// "`name` of f() must be {expected}, found {found}" at `span`, quoting the signature:
     /// how the binder words a wrong type, for builtins that check inside an argument.
     pub fn wrong_type(&self, name: &str, span: Span, expected: &str, found: &str) -> BebError {
-        signature_error(
-            &self.builtin,
-            format!(
-                "`{name}` of {}() must be {expected}, found {found}",
-                self.builtin.name
-            ),
-            span,
-        )
-    }
-
-    /// A value error pointing at the whole call.
-    pub fn invalid(&self, message: impl Into<String>) -> BebError {
-        BebError::new(ErrorKind::Value, message).at(self.span)
+        wrong_type(&self.builtin, name, span, expected, found)
     }
 }
 
 impl Args {
-    /// The same arguments, for a call written at `site`.
-    pub fn at_site(mut self, site: Option<&CallSite>) -> Args {
-        self.site = site.cloned();
-        self
-    }
-
     /// Where this call is written.
     pub fn call(&self) -> Call {
         Call {
@@ -304,56 +287,51 @@ impl Slots<'_> {
             Some((v, span)) => (v.clone(), *span),
             None => (default(), args.call_span),
         };
-        let converted = match value {
-            Value::None => T::absent().ok_or_else(|| wrong_type::<T>(args, name, "nothing", span)),
-            v => T::from_value(&v, name).map_err(|m| match m {
-                Mismatch::Type => wrong_type::<T>(args, name, v.type_name(), span),
-                Mismatch::Invalid(message) => BebError::new(ErrorKind::Value, message).at(span),
-            }),
-        }?;
         Ok(Arg {
-            value: converted,
+            value: convert(&args.builtin, &value, name, span)?,
             span,
             name,
         })
     }
 
-    /// The variadic first parameter: every positional argument, converted.
-    pub fn rest<T: FromArg>(&mut self) -> BebResult<Vec<Arg<T>>> {
+    /// The variadic first parameter (`name`, as declared): every positional argument,
+    /// converted.
+    pub fn rest<T: FromArg>(&mut self, name: &'static str) -> BebResult<Vec<Arg<T>>> {
         self.next += 1;
         let args = self.args;
-        let name: &'static str = "rest";
         args.rest
             .iter()
             .map(|(v, span)| {
-                T::from_value(v, name)
-                    .map(|value| Arg {
-                        value,
-                        span: *span,
-                        name,
-                    })
-                    .map_err(|m| match m {
-                        Mismatch::Type => wrong_type::<T>(args, name, v.type_name(), *span),
-                        Mismatch::Invalid(message) => {
-                            BebError::new(ErrorKind::Value, message).at(*span)
-                        }
-                    })
+                Ok(Arg {
+                    value: convert(&args.builtin, v, name, *span)?,
+                    span: *span,
+                    name,
+                })
             })
             .collect()
     }
 }
 
-fn wrong_type<T: FromArg>(args: &Args, name: &str, found: &str, span: Span) -> BebError {
-    let what = match args.builtin.params.iter().find(|p| p.variadic) {
-        Some(p) if name == "rest" => p.name.as_str(),
-        _ => name,
-    };
+/// One argument converted to its parameter's type; `none` is "not given".
+fn convert<T: FromArg>(builtin: &Builtin, value: &Value, name: &str, span: Span) -> BebResult<T> {
+    match value {
+        Value::None => {
+            T::absent().ok_or_else(|| wrong_type(builtin, name, span, T::EXPECTED, "nothing"))
+        }
+        v => T::from_value(v, name).map_err(|m| match m {
+            Mismatch::Type => wrong_type(builtin, name, span, T::EXPECTED, v.type_name()),
+            Mismatch::Invalid(message) => BebError::new(ErrorKind::Value, message).at(span),
+        }),
+    }
+}
+
+/// "`name` of f() must be {expected}, found {found}" at `span`, quoting the signature.
+fn wrong_type(builtin: &Builtin, name: &str, span: Span, expected: &str, found: &str) -> BebError {
     signature_error(
-        &args.builtin,
+        builtin,
         format!(
-            "`{what}` of {}() must be {}, found {found}",
-            args.builtin.name,
-            T::EXPECTED
+            "`{name}` of {}() must be {expected}, found {found}",
+            builtin.name
         ),
         span,
     )
@@ -462,6 +440,15 @@ mod tests {
         Rc::new(Builtin::new("test", &native))
     }
 
+    fn bind(
+        builtin: Rc<Builtin>,
+        positional: Vec<(Value, Span)>,
+        named: Vec<(String, Value, Span)>,
+        call_span: Span,
+    ) -> BebResult<Args> {
+        Args::bind(builtin, positional, named, call_span, None)
+    }
+
     fn at(i: usize) -> Span {
         Span::new(0, i, i + 1)
     }
@@ -496,7 +483,7 @@ mod tests {
     #[test]
     fn binding_by_position_and_name() {
         let f = builtin(F::NATIVE);
-        let args = Args::bind(f.clone(), positional(&[5.0]), vec![named("c", 7.0)], at(0))
+        let args = bind(f.clone(), positional(&[5.0]), vec![named("c", 7.0)], at(0))
             .unwrap_or_else(|e| panic!("{e}"));
         let mut slots = args.slots();
         let a = slots.next::<f64>("a").ok().map(|a| (a.value, a.span));
@@ -513,7 +500,7 @@ mod tests {
         );
         assert_eq!(c, Some((7.0, at(9))));
         // A default fills a missing argument; `none` counts as absent but keeps its span.
-        let with_none = Args::bind(
+        let with_none = bind(
             f,
             vec![(Value::Num(1.0), at(0)), (Value::None, at(1))],
             vec![],
@@ -546,7 +533,7 @@ mod tests {
             }
         };
         assert_eq!(
-            message(Args::bind(
+            message(bind(
                 f.clone(),
                 positional(&[1.0, 2.0, 3.0, 4.0]),
                 vec![],
@@ -555,11 +542,11 @@ mod tests {
             "f() takes at most 3 positional arguments"
         );
         assert_eq!(
-            message(Args::bind(f.clone(), vec![], vec![], at(0))),
+            message(bind(f.clone(), vec![], vec![], at(0))),
             "f() is missing the argument `a`"
         );
         assert_eq!(
-            message(Args::bind(
+            message(bind(
                 f.clone(),
                 positional(&[1.0]),
                 vec![named("a", 2.0)],
@@ -567,7 +554,7 @@ mod tests {
             )),
             "`a` is given twice"
         );
-        let unknown = Args::bind(f.clone(), positional(&[1.0]), vec![named("bb", 2.0)], at(0));
+        let unknown = bind(f.clone(), positional(&[1.0]), vec![named("bb", 2.0)], at(0));
         let Err(e) = unknown else {
             panic!("unknown parameter accepted")
         };
@@ -584,18 +571,18 @@ mod tests {
     #[test]
     fn variadic_parameters_collect_the_rest() {
         let v = builtin(V::NATIVE);
-        let args = Args::bind(v.clone(), positional(&[1.0, 2.0, 3.0]), vec![], at(0))
+        let args = bind(v.clone(), positional(&[1.0, 2.0, 3.0]), vec![], at(0))
             .unwrap_or_else(|e| panic!("{e}"));
-        let rest = args.slots().rest::<f64>().map(|r| r.len()).ok();
+        let rest = args.slots().rest::<f64>("rest").map(|r| r.len()).ok();
         assert_eq!(rest, Some(3));
         // A variadic parameter cannot be given by name.
-        assert!(Args::bind(v, positional(&[1.0]), vec![named("rest", 2.0)], at(0)).is_err());
+        assert!(bind(v, positional(&[1.0]), vec![named("rest", 2.0)], at(0)).is_err());
     }
 
     #[test]
     fn conversions_report_what_they_wanted() {
         let f = builtin(F::NATIVE);
-        let args = Args::bind(f, vec![(Value::str("s"), at(0))], vec![], at(0))
+        let args = bind(f, vec![(Value::str("s"), at(0))], vec![], at(0))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             args.slots()
@@ -605,7 +592,7 @@ mod tests {
                 .as_deref(),
             Some("`a` of f() must be a number, found string")
         );
-        let negative = Args::bind(builtin(F::NATIVE), positional(&[-1.5]), vec![], at(0))
+        let negative = bind(builtin(F::NATIVE), positional(&[-1.5]), vec![], at(0))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(
             negative
