@@ -134,7 +134,7 @@ impl Interp {
             }
             ExprKind::Sweep { vars, body, fields } => self.eval_sweep(vars, body, fields, env)?,
             ExprKind::Sentences(entries) => {
-                let hint = self.take_name_hint();
+                let name = self.model_name(None, "sentences");
                 let mut evaluated = Vec::with_capacity(entries.len());
                 for entry in entries {
                     let text = match self.eval(&entry.text, env)? {
@@ -155,7 +155,7 @@ impl Interp {
                     };
                     evaluated.push((text, prob, score));
                 }
-                builtins::models::categorical(hint, evaluated, false).map_err(|e| e.at(span))?
+                builtins::models::categorical(name, evaluated, false).map_err(|e| e.at(span))?
             }
         })
     }

@@ -321,9 +321,17 @@ impl Interp {
         Ok(())
     }
 
-    /// Take the pending `let` name (models are named after the variable they are bound to).
-    pub fn take_name_hint(&mut self) -> Option<Name> {
-        self.name_hint.take()
+    /// A model's name: `given` (its `name:` argument) when there is one, else the variable
+    /// the model is being bound to, else `fallback`.
+    pub fn model_name(&mut self, given: Option<&str>, fallback: &str) -> String {
+        match given {
+            Some(name) => name.to_string(),
+            None => self
+                .name_hint
+                .take()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| fallback.to_string()),
+        }
     }
 }
 

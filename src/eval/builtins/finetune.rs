@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::builtin;
 use crate::data::texts;
 use crate::error::{BebError, BebResult, ErrorKind};
-use crate::eval::builtins::neural::{chosen_name, neural, note_model_files};
+use crate::eval::builtins::neural::{neural, note_model_files};
 use crate::eval::interp::Interp;
 use crate::eval::natives::{Arg, Elements, FromArg, ModelPath, Native, Seed};
 use crate::eval::value::Value;
@@ -236,7 +236,7 @@ impl Finetune {
             }),
             cache_root: cache_root(interp, &self.cache)?,
         };
-        let name = chosen_name(interp, self.name.as_deref(), "finetuned");
+        let name = interp.model_name(self.name.as_deref(), "finetuned");
         let mut report = reporter(interp);
         let result = train::finetune(&base, &request, &mut report);
         drop(report);
@@ -264,7 +264,7 @@ impl Adapter {
         let base = neural_model(&self.base)?;
         let model = train::with_adapter(&base, &self.path.0)
             .map_err(|e| BebError::from(e).at(self.path.span))?;
-        let name = chosen_name(interp, self.name.as_deref(), "adapted");
+        let name = interp.model_name(self.name.as_deref(), "adapted");
         wrap(interp, name, &self.base, model)
     }
 }

@@ -9,7 +9,8 @@ use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::builtins::generation::{self, BestOf};
 use crate::eval::interp::Interp;
 use crate::eval::natives::{
-    Arg, Behavior, Call, FromArg, List, Mismatch, Native, Prompts, Seed, as_estimate, iterate,
+    Arg, Behavior, Call, FromArg, List, Mismatch, Native, Numbers, Prompts, Seed, Strings,
+    as_estimate, iterate, numbers_in,
 };
 use crate::eval::value::{Record, Text, Value};
 use crate::fit;
@@ -107,74 +108,26 @@ fn model_value(model: impl crate::lm::LanguageModel + 'static) -> Value {
     Value::Model(Rc::new(model))
 }
 
-/// The model's name: `name:` if given, else the variable it is being bound to, else
-/// `fallback`.
-pub fn model_name(interp: &mut Interp, name: &Arg<Option<Rc<str>>>, fallback: &str) -> String {
-    match &name.value {
-        Some(s) => s.to_string(),
-        None => interp
-            .take_name_hint()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| fallback.into()),
-    }
-}
-
-/// A categorical model from `(sentence, probability, score)` entries, named after its variable.
+/// A categorical model from `(sentence, probability, score)` entries (the `sentences { }` literal).
 pub fn categorical(
-    name: Option<Name>,
+    name: String,
     entries: Vec<(String, f64, Option<f64>)>,
     normalize: bool,
 ) -> BebResult<Value> {
-    let name = name
-        .map(|n| n.to_string())
-        .unwrap_or_else(|| "sentences".into());
     Ok(model_value(analytic::Categorical::with_optional_scores(
         name, entries, normalize,
     )?))
 }
 
-/// The strings of a list argument.
-fn strings(list: &Arg<List>) -> BebResult<Vec<String>> {
-    list.0
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::Str(s) => Ok(s.to_string()),
-            other => Err(list.invalid(format!(
-                "element {i} of `{}` is a {}, not a string",
-                list.name,
-                other.type_name()
-            ))),
-        })
-        .collect()
-}
-
-/// The numbers among `items`, which argument `arg` gave (errors point at it).
-fn numbers<T>(arg: &Arg<T>, items: &[Value]) -> BebResult<Vec<f64>> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::Num(x) => Ok(*x),
-            other => Err(arg.invalid(format!(
-                "element {i} of `{}` is a {}, not a number",
-                arg.name,
-                other.type_name()
-            ))),
-        })
-        .collect()
-}
-
 /// Optional per-state scores, checked to match the number of states.
-fn optional_scores(scores: &Arg<Option<List>>, states: usize) -> BebResult<Vec<Option<f64>>> {
-    let Some(List(items)) = &scores.value else {
+fn optional_scores(scores: &Arg<Option<Numbers>>, states: usize) -> BebResult<Vec<Option<f64>>> {
+    let Some(Numbers(values)) = &scores.value else {
         return Ok(vec![None; states]);
     };
-    let values = numbers(scores, items)?;
     if values.len() != states {
         return Err(scores.invalid(format!("{} scores for {states} sentences", values.len())));
     }
-    Ok(values.into_iter().map(Some).collect())
+    Ok(values.iter().copied().map(Some).collect())
 }
 
 builtin! {
@@ -183,9 +136,9 @@ builtin! {
     /// (within 1e-9) unless normalize is true. The literal
     /// `sentences { "text": p @ score, ... }` builds the same model.
     Categorical = categorical(
-        sentences: List,
-        probs: List,
-        scores: Option<List> = none,
+        sentences: Strings,
+        probs: Numbers,
+        scores: Option<Numbers> = none,
         normalize: bool = false,
         name: Option<Rc<str>> = none,
     ) -> "model"
@@ -193,8 +146,8 @@ builtin! {
 
 impl Categorical {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
-        let sentences = strings(&self.sentences)?;
-        let probs = numbers(&self.probs, &self.probs.0)?;
+        let sentences = self.sentences.value.0.clone();
+        let probs = self.probs.value.0.clone();
         if probs.len() != sentences.len() {
             return Err(self.probs.invalid(format!(
                 "{} probabilities for {} sentences",
@@ -203,18 +156,14 @@ impl Categorical {
             )));
         }
         let scores = optional_scores(&self.scores, sentences.len())?;
-        let name = model_name(interp, &self.name, "categorical");
+        let name = interp.model_name(self.name.as_deref(), "categorical");
         let entries = sentences
             .into_iter()
             .zip(probs)
             .zip(scores)
             .map(|((s, p), b)| (s, p, b))
             .collect();
-        Ok(model_value(analytic::Categorical::with_optional_scores(
-            name,
-            entries,
-            *self.normalize,
-        )?))
+        categorical(name, entries, *self.normalize)
     }
 }
 
@@ -222,10 +171,10 @@ builtin! {
     /// A sentence-level Markov chain: initial[i] is P(first sentence = states[i]);
     /// transitions[i][j] is P(next = states[j] | current = states[i]).
     Markov = markov(
-        states: List,
-        initial: List,
+        states: Strings,
+        initial: Numbers,
         transitions: List,
-        scores: Option<List> = none,
+        scores: Option<Numbers> = none,
         normalize: bool = false,
         name: Option<Rc<str>> = none,
     ) -> "model"
@@ -233,8 +182,8 @@ builtin! {
 
 impl Markov {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
-        let states = strings(&self.states)?;
-        let initial = numbers(&self.initial, &self.initial.0)?;
+        let states = self.states.value.0.clone();
+        let initial = self.initial.value.0.clone();
         if initial.len() != states.len() {
             return Err(self.initial.invalid(format!(
                 "{} initial probabilities for {} states",
@@ -256,7 +205,8 @@ impl Markov {
                 self.transitions
                     .invalid("each transition row is a list of numbers")
             })?;
-            let probs = numbers(&self.transitions, &row)?;
+            let probs = numbers_in(&row, self.transitions.name)
+                .map_err(|message| self.transitions.invalid(message))?;
             if probs.len() != states.len() {
                 return Err(self.transitions.invalid(format!(
                     "the row of {from:?} has {} entries for {} states",
@@ -271,7 +221,7 @@ impl Markov {
             .zip(&states)
             .filter_map(|(b, s)| b.map(|b| (s.clone(), b)))
             .collect();
-        let name = model_name(interp, &self.name, "markov");
+        let name = interp.model_name(self.name.as_deref(), "markov");
         let initial = states.iter().cloned().zip(initial).collect();
         Ok(model_value(analytic::Markov::new(
             name,
@@ -302,8 +252,8 @@ builtin! {
     /// is kept in log space, so alpha = 1e-300 and log_alpha = -2000 both work.
     Mixture = mixture(
         *components: Component,
-        weights: Option<List> = none,
-        log_weights: Option<List> = none,
+        weights: Option<Numbers> = none,
+        log_weights: Option<Numbers> = none,
         alpha: Option<f64> = none,
         log_alpha: Option<f64> = none,
         name: Option<Rc<str>> = none,
@@ -348,9 +298,9 @@ impl Mixture {
             self.log_alpha.value,
         ) {
             (None, None, None, None) => vec![-(models.len() as f64).ln(); models.len()],
-            (Some(List(weights)), None, None, None) => numbers(&self.weights, weights)?
-                .into_iter()
-                .map(|w| {
+            (Some(Numbers(weights)), None, None, None) => weights
+                .iter()
+                .map(|&w| {
                     if w >= 0.0 {
                         Ok(w.ln())
                     } else {
@@ -358,7 +308,7 @@ impl Mixture {
                     }
                 })
                 .collect::<BebResult<_>>()?,
-            (None, Some(List(log_weights)), None, None) => numbers(&self.log_weights, log_weights)?,
+            (None, Some(Numbers(log_weights)), None, None) => log_weights.clone(),
             (None, None, Some(a), None) => {
                 two_components(&self.alpha, models.len())?;
                 if !(a > 0.0 && a < 1.0) {
@@ -399,7 +349,7 @@ impl Mixture {
                 models.len()
             )));
         }
-        let name = model_name(interp, &self.name, "mixture");
+        let name = interp.model_name(self.name.as_deref(), "mixture");
         let components = models
             .into_iter()
             .zip(log_weights)

@@ -29,18 +29,6 @@ pub const NATIVES: &[Native] = &[
     ModelInfo::NATIVE,
 ];
 
-/// A model's name: `name:` when given, else the variable the model is assigned to, else
-/// `fallback`.
-pub(crate) fn chosen_name(interp: &mut Interp, name: Option<&str>, fallback: &str) -> String {
-    match name {
-        Some(s) => s.to_string(),
-        None => interp
-            .take_name_hint()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| fallback.into()),
-    }
-}
-
 fn dtype_of(dtype: &Arg<Rc<str>>) -> BebResult<DType> {
     match &***dtype {
         "f32" => Ok(DType::F32),
@@ -118,7 +106,7 @@ impl Load {
             model = crate::lm::neural::train::with_adapter(&model, &dir.0)
                 .map_err(|e| BebError::from(e).at(self.adapter.span))?;
         }
-        let name = chosen_name(interp, self.name.as_deref(), "model");
+        let name = interp.model_name(self.name.as_deref(), "model");
         note_model_files(interp, &model);
         let unit = self.unit.value.unwrap_or_default();
         Ok(Value::Model(Rc::new(NeuralLm::new(

@@ -232,27 +232,53 @@ impl FromArg for StringOrList {
     }
 }
 
-/// The elements of a list argument, each taken by `pick`; the first element it refuses is
-/// named in the error ("element 2 of `xs` is a string, not a number").
-fn elements_of<T>(
-    value: &Value,
+/// The elements of a list, each taken by `pick`; the first element it refuses is named in
+/// the message ("element 2 of `xs` is a string, not a number").
+fn elements_as<T>(
+    items: &[Value],
     name: &str,
     kind: &str,
     pick: impl Fn(&Value) -> Option<T>,
-) -> Result<Vec<T>, Mismatch> {
-    let List(items) = List::from_value(value, name)?;
+) -> Result<Vec<T>, String> {
     items
         .iter()
         .enumerate()
         .map(|(i, v)| {
             pick(v).ok_or_else(|| {
-                Mismatch::Invalid(format!(
+                format!(
                     "element {i} of `{name}` is a {}, not a {kind}",
                     v.type_name()
-                ))
+                )
             })
         })
         .collect()
+}
+
+/// The numbers in `items`, the elements of argument `name` (e.g. a row of a nested list).
+pub fn numbers_in(items: &[Value], name: &str) -> Result<Vec<f64>, String> {
+    elements_as(items, name, "number", |v| match v {
+        Value::Num(x) => Some(*x),
+        _ => None,
+    })
+}
+
+/// A list of strings; a value that is not a list is "must be a list", an element that is not
+/// a string is named by its index.
+#[derive(Clone, Debug)]
+pub struct Strings(pub Vec<String>);
+
+impl FromArg for Strings {
+    const TYPE: &'static str = "list";
+    const EXPECTED: &'static str = "a list";
+    fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
+        let List(items) = List::from_value(value, name)?;
+        elements_as(&items, name, "string", |v| match v {
+            Value::Str(s) => Some(s.to_string()),
+            _ => None,
+        })
+        .map(Strings)
+        .map_err(Mismatch::Invalid)
+    }
 }
 
 /// A list of numbers; a value that is not a list is "must be a list", an element that is not
@@ -264,11 +290,10 @@ impl FromArg for Numbers {
     const TYPE: &'static str = "list";
     const EXPECTED: &'static str = "a list";
     fn from_value(value: &Value, name: &str) -> Result<Self, Mismatch> {
-        elements_of(value, name, "number", |v| match v {
-            Value::Num(x) => Some(*x),
-            _ => None,
-        })
-        .map(Numbers)
+        let List(items) = List::from_value(value, name)?;
+        numbers_in(&items, name)
+            .map(Numbers)
+            .map_err(Mismatch::Invalid)
     }
 }
 

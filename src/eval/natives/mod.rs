@@ -16,6 +16,7 @@ mod domain;
 
 pub use arg::{
     Arg, Elements, FromArg, Func, List, Mismatch, NumberOrList, Numbers, Seed, StringOrList,
+    Strings, numbers_in,
 };
 pub use domain::{Behavior, ModelPath, Prompts, ScorerValue, unit_value};
 
