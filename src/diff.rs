@@ -69,11 +69,7 @@ fn estimate(j: &Json) -> Option<Estimate> {
     if !m.keys().all(allowed) {
         return None;
     }
-    Some(Estimate {
-        mean: number(m.get("mean")?)?,
-        stderr: number(m.get("stderr")?)?,
-        n: m.get("n")?.as_u64()? as usize,
-    })
+    Some(Estimate::new(number(m.get("mean")?)?, number(m.get("stderr")?)?, m.get("n")?.as_u64()? as usize))
 }
 
 /// The leaves of a saved value, with their paths. Lists are entered when `lists` is set.
@@ -405,11 +401,7 @@ mod tests {
     use super::*;
 
     fn est(mean: f64, stderr: f64) -> Leaf {
-        Leaf::Est(Estimate {
-            mean,
-            stderr,
-            n: 100,
-        })
+        Leaf::Est(Estimate::new(mean, stderr, 100))
     }
 
     #[test]

@@ -147,11 +147,7 @@ mod tests {
             rows: vec![
                 vec![
                     Value::str("a,b"),
-                    Value::Estimate(Estimate {
-                        mean: 1.5,
-                        stderr: 0.25,
-                        n: 4,
-                    }),
+                    Value::Estimate(Estimate::new(1.5, 0.25, 4)),
                     Value::Bool(true),
                 ],
                 vec![Value::None, Value::Num(2.0), Value::list(vec![])],

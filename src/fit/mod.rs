@@ -76,11 +76,7 @@ fn check_points(points: &[(f64, f64)], what: &str, needed: usize) -> Result<(), 
 }
 
 fn parameter(value: f64, stderr: f64, n: usize) -> Estimate {
-    Estimate {
-        mean: value,
-        stderr,
-        n,
-    }
+    Estimate::new(value, stderr, n)
 }
 
 #[cfg(test)]

@@ -171,6 +171,20 @@ impl Mixture {
         })
     }
 
+    /// The components with positive posterior weight given `context`, as
+    /// `(model, log w_i(context))` in component order (for measurements that need each
+    /// component's own scores, e.g. a KL divergence to one of them without cancellation).
+    pub fn posterior_components(&self, context: &[Unit]) -> ModelResult<Vec<(&ModelRef, f64)>> {
+        let logs = self.posterior_logs(context)?;
+        Ok(self
+            .components
+            .iter()
+            .zip(logs)
+            .filter(|(_, w)| *w > f64::NEG_INFINITY)
+            .map(|(c, w)| (&c.model, w))
+            .collect())
+    }
+
     /// The posterior weights of the components given a context (eq. 10), as
     /// `(component name, log w_i(context))`; components that cannot have produced the
     /// context get `-inf`. Errors with `ImpossibleContext` when no component can.

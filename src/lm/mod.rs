@@ -173,6 +173,13 @@ pub fn check_same_vocabulary(
     }
 }
 
+/// Whether two handles are the same model: one object, or two wrappers of the same weights
+/// and settings (equal cache identities).
+pub fn same_model(a: &dyn LanguageModel, b: &dyn LanguageModel) -> bool {
+    std::ptr::addr_eq(a as *const dyn LanguageModel, b as *const dyn LanguageModel)
+        || matches!((a.cache_identity(), b.cache_identity()), (Some(x), Some(y)) if x == y)
+}
+
 /// Why a model could not answer.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelError {

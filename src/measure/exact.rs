@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::relative::excess_divergence;
 use super::{ENUMERATION_LIMIT, MeasureError};
 use crate::lm::{LanguageModel, Unit};
 
@@ -216,6 +217,99 @@ pub(crate) fn markov_moments(
             .collect();
     }
     Ok(Some(pool(states.iter().map(|(_, m, mu, v)| (*m, *mu, *v)))))
+}
+
+/// Exact KL(P || Q) over `horizon` units when both models have Markov order <= 1, by the
+/// chain rule: the sum over steps of the one-step divergence at the previous unit, averaged
+/// over P's distribution of that unit. Each one-step divergence is a sum of non-negative
+/// terms (`relative.rs`), so the total is never negative and keeps its relative precision
+/// when P and Q are close. `None` when the models promise no such order or cannot list
+/// their supports.
+pub(crate) fn markov_kl(
+    p: &dyn LanguageModel,
+    q: &dyn LanguageModel,
+    given: &[Unit],
+    horizon: usize,
+) -> Result<Option<f64>, MeasureError> {
+    let (Some(op), Some(oq)) = (p.markov_order(), q.markov_order()) else {
+        return Ok(None);
+    };
+    if op > 1 || oq > 1 {
+        return Ok(None);
+    }
+    let Some(first) = one_step_kl(p, q, given)? else {
+        return Ok(None);
+    };
+    if op == 0 && oq == 0 {
+        return Ok(Some(horizon as f64 * first));
+    }
+    let Some(start) = p.support(given)? else {
+        return Ok(None);
+    };
+    let mut total = first;
+    let mut states: Vec<(Unit, f64)> = start.into_iter().map(|(u, lp)| (u, lp.exp())).collect();
+    let mut step_kl: HashMap<Unit, f64> = HashMap::new();
+    for _ in 1..horizon {
+        let mut next: Vec<(Unit, f64)> = Vec::new();
+        let mut index: HashMap<Unit, usize> = HashMap::new();
+        for (x, mass) in &states {
+            let context = std::slice::from_ref(x);
+            let kl = match step_kl.get(x) {
+                Some(kl) => *kl,
+                None => {
+                    let Some(kl) = one_step_kl(p, q, context)? else {
+                        return Ok(None);
+                    };
+                    step_kl.insert(x.clone(), kl);
+                    kl
+                }
+            };
+            total += mass * kl;
+            let Some(row) = p.support(context)? else {
+                return Ok(None);
+            };
+            for (y, lp) in row {
+                let weight = mass * lp.exp();
+                match index.get(&y) {
+                    Some(&i) => next[i].1 += weight,
+                    None => {
+                        index.insert(y.clone(), next.len());
+                        next.push((y, weight));
+                    }
+                }
+            }
+        }
+        states = next;
+    }
+    Ok(Some(total))
+}
+
+/// KL(P(. | context) || Q(. | context)) for one unit: sum_y P(y) (u - log1p u) with
+/// u = expm1(log Q(y) - log P(y)), plus the mass Q gives to units P cannot produce. `None`
+/// when either support cannot be listed.
+fn one_step_kl(
+    p: &dyn LanguageModel,
+    q: &dyn LanguageModel,
+    context: &[Unit],
+) -> Result<Option<f64>, MeasureError> {
+    let (Some(ps), Some(qs)) = (p.support(context)?, q.support(context)?) else {
+        return Ok(None);
+    };
+    let q_of: HashMap<&Unit, f64> = qs.iter().map(|(u, lq)| (u, *lq)).collect();
+    let mut total = 0.0;
+    for (unit, lp) in &ps {
+        let Some(lq) = q_of.get(unit) else {
+            return Ok(Some(f64::INFINITY));
+        };
+        total += lp.exp() * excess_divergence((lq - lp).exp_m1());
+    }
+    let p_units: std::collections::HashSet<&Unit> = ps.iter().map(|(u, _)| u).collect();
+    let outside: f64 = qs
+        .iter()
+        .filter(|(u, _)| !p_units.contains(u))
+        .map(|(_, lq)| lq.exp())
+        .sum();
+    Ok(Some(total + outside))
 }
 
 /// Pool groups given as (weight, mean, variance) into the mean and variance of the whole

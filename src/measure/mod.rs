@@ -16,6 +16,7 @@ mod bounds;
 pub mod conversation;
 mod exact;
 pub mod next_token;
+mod relative;
 
 use std::fmt;
 
@@ -26,7 +27,8 @@ pub use bounds::{lemma2_bound, lemma5_bound, lemma7_bound, pointwise_bound};
 use crate::lm::{LanguageModel, ModelError, ModelResult, Unit, check_same_vocabulary};
 use crate::seed::Stream;
 use crate::stats::Estimate;
-use exact::{Flow, Moments, WeightedMoments, enumerate, markov_moments};
+use exact::{Flow, Moments, WeightedMoments, enumerate, markov_kl, markov_moments};
+use relative::{Relative, excess_divergence, outside_mass};
 
 /// The most continuations an exact measurement will enumerate.
 pub const ENUMERATION_LIMIT: u64 = 2_000_000;
@@ -69,11 +71,7 @@ impl Measured {
     /// As an estimate; an exact value has standard error zero and n = 0 (no samples).
     pub fn as_estimate(&self) -> Estimate {
         match self {
-            Measured::Exact(x) => Estimate {
-                mean: *x,
-                stderr: 0.0,
-                n: 0,
-            },
+            Measured::Exact(x) => Estimate::new(*x, 0.0, 0),
             Measured::Estimate(e) => *e,
         }
     }
@@ -174,6 +172,10 @@ pub fn logratio(
             q.name()
         )));
     }
+    if lp.is_finite() && lq.is_finite() && q.as_mixture().is_some() {
+        // A mixture containing P: -log1p(u) keeps the ratio's digits when it is near 1.
+        return Ok(relative::logratios(p, q, given, &[text.to_vec()])?[0]);
+    }
     Ok(lp - lq)
 }
 
@@ -190,6 +192,11 @@ fn sampled_logratios(
     // Sampling and scoring go through the batched entry points; text i still comes from its
     // own generator, so the values are those of drawing and scoring one text at a time.
     let texts = sample_texts(p, given, units, samples, stream)?;
+    if q.cache_identity().is_none() {
+        // Models cheap enough not to cache score exactly, so the cancellation-free form for
+        // a mixture containing P pays off; cached (neural) scores stay whole-mixture scores.
+        return Ok(relative::logratios(p, q, given, &texts)?);
+    }
     let lp = p.logprob_many(given, &texts)?;
     let lq = q.logprob_many(given, &texts)?;
     Ok(lp.into_iter().zip(lq).map(|(a, b)| a - b).collect())
@@ -198,11 +205,7 @@ fn sampled_logratios(
 /// An estimate whose mean is +inf because some draw was: certain, not noise, so the standard
 /// error is reported as NaN (undefined) rather than as a number.
 fn infinite_estimate(n: usize) -> Estimate {
-    Estimate {
-        mean: f64::INFINITY,
-        stderr: f64::NAN,
-        n,
-    }
+    Estimate::new(f64::INFINITY, f64::NAN, n)
 }
 
 /// D_KL(P(. | given) || Q(. | given)) over the next `horizon` units (def. 2, eq. 5).
@@ -222,26 +225,10 @@ pub fn kl(
     positive_length("a KL divergence", horizon)?;
     match method {
         Method::Exact => {
-            if let Some(m) = markov_moments(p, q, given, horizon)? {
-                return Ok(Measured::Exact(m.mean));
+            if let Some(kl) = markov_kl(p, q, given, horizon)? {
+                return Ok(Measured::Exact(kl));
             }
-            let mut total = 0.0;
-            enumerate(
-                p,
-                given,
-                horizon,
-                "the KL divergence",
-                &mut |text, lp_path| {
-                    let r = p.logprob(given, text)? - q.logprob(given, text)?;
-                    if r == f64::INFINITY {
-                        total = f64::INFINITY;
-                        return Ok(Flow::Stop);
-                    }
-                    total += lp_path.exp() * r;
-                    Ok(Flow::Continue)
-                },
-            )?;
-            Ok(Measured::Exact(total))
+            Ok(Measured::Exact(enumerated_kl(p, q, given, horizon)?))
         }
         Method::MonteCarlo { samples, stream } => {
             monte_carlo_samples("KL divergence", *samples, 1)?;
@@ -252,6 +239,54 @@ pub fn kl(
             Ok(Measured::Estimate(Estimate::from_samples(&values)))
         }
     }
+}
+
+/// KL(P || Q) over `horizon` units by enumerating P's continuations, as the sum of
+/// non-negative terms P(y) (u - log1p u) with u = Q(y)/P(y) - 1, plus the mass Q puts outside
+/// P's support (`relative.rs`): never negative, and at full relative precision when Q is a
+/// mixture containing P whose other components' posterior weight is tiny.
+fn enumerated_kl(
+    p: &dyn LanguageModel,
+    q: &dyn LanguageModel,
+    given: &[Unit],
+    horizon: usize,
+) -> Result<f64, MeasureError> {
+    let form = Relative::new(p, q, given)?;
+    let (mut inside, mut first_order, mut infinite) = (0.0, 0.0, false);
+    enumerate(
+        p,
+        given,
+        horizon,
+        "the KL divergence",
+        &mut |text, lp_path| {
+            let text = [text.to_vec()];
+            let lp = p.logprob_many(given, &text)?;
+            let u = form.excess(p, q, given, &text, &lp)?[0];
+            if u == -1.0 {
+                infinite = true;
+                return Ok(Flow::Stop);
+            }
+            let weight = lp_path.exp();
+            inside += if u == f64::INFINITY {
+                // Q/P overflowed: P(y) is negligible next to Q(y), the term's value.
+                q.logprob(given, &text[0])?.exp()
+            } else {
+                weight * excess_divergence(u)
+            };
+            first_order += weight * u;
+            Ok(Flow::Continue)
+        },
+    )?;
+    if infinite {
+        return Ok(f64::INFINITY);
+    }
+    let outside = match outside_mass(p, q, given, horizon, ENUMERATION_LIMIT)? {
+        Some(mass) => mass,
+        // Q cannot list its support: the first-order terms sum to minus the outside mass, up
+        // to rounding (an absolute error near 1e-16), which is all that is left to use.
+        None => (-first_order).max(0.0),
+    };
+    Ok(inside + outside)
 }
 
 /// Var_{s ~ P(. | given)}[log P(s | given) / Q(s | given)] over texts of `units` units
@@ -286,7 +321,7 @@ pub fn logratio_var(
                 units,
                 "the log-ratio variance",
                 &mut |text, lp_path| {
-                    let r = p.logprob(given, text)? - q.logprob(given, text)?;
+                    let r = relative::logratios(p, q, given, &[text.to_vec()])?[0];
                     if r == f64::INFINITY {
                         infinite = true;
                         return Ok(Flow::Stop);
@@ -307,33 +342,8 @@ pub fn logratio_var(
             if values.contains(&f64::INFINITY) {
                 return Ok(Measured::Estimate(infinite_estimate(values.len())));
             }
-            Ok(Measured::Estimate(variance_estimate(&values)))
+            Ok(Measured::Estimate(Estimate::variance_of_samples(&values)))
         }
-    }
-}
-
-/// The sample variance of `values` (k >= 2) with its delta-method standard error.
-pub fn variance_estimate(values: &[f64]) -> Estimate {
-    let k = values.len();
-    if k < 2 {
-        return Estimate {
-            mean: f64::NAN,
-            stderr: f64::NAN,
-            n: k,
-        };
-    }
-    let kf = k as f64;
-    let mean = values.iter().sum::<f64>() / kf;
-    let m2: f64 = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
-    let m4: f64 = values.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / kf;
-    let s2 = m2 / (kf - 1.0);
-    // Var(s²) ≈ (mu4 - sigma⁴ (k - 3) / (k - 1)) / k, with the population moments replaced by
-    // sample ones; clamp the (rare, tiny-sample) negative values to zero.
-    let var_s2 = ((m4 - s2 * s2 * (kf - 3.0) / (kf - 1.0)) / kf).max(0.0);
-    Estimate {
-        mean: s2,
-        stderr: var_s2.sqrt(),
-        n: k,
     }
 }
 

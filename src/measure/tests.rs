@@ -294,7 +294,7 @@ fn variance_estimate_standard_error_matches_normal_theory() {
     let values: Vec<f64> = (0..100)
         .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
         .collect();
-    let e = variance_estimate(&values);
+    let e = Estimate::variance_of_samples(&values);
     let s2 = 100.0 / 99.0;
     assert!(close(e.mean, s2, 1e-15));
     let m4 = 1.0;

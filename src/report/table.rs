@@ -155,11 +155,7 @@ mod tests {
     #[test]
     fn estimate_columns_line_up_their_plus_minus_signs() {
         let e = |mean, stderr| {
-            Cell::Estimate(Estimate {
-                mean,
-                stderr,
-                n: 10,
-            })
+            Cell::Estimate(Estimate::new(mean, stderr, 10))
         };
         let t = Grid {
             columns: vec!["n".into(), "kl".into()],

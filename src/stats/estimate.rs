@@ -1,6 +1,34 @@
-//! A Monte Carlo estimate always travels with its standard error and sample size.
+//! A Monte Carlo estimate always travels with its standard error and sample size, and with
+//! what is known of its sampling distribution, so that its intervals and tests hold where a
+//! normal approximation would not.
 
 use std::fmt;
+
+/// What is known of an estimate's sampling distribution beyond its standard error.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Shape {
+    /// A mean of independent draws with this sample skewness: one-sided tests and intervals
+    /// use Hall's skewness-corrected t, whose size holds where the z-test's does not.
+    Mean { skewness: f64 },
+    /// A sample variance of independent draws with this (trimmed-mean) kurtosis estimate:
+    /// intervals are Bonett's (2006) log-scale interval, not mean ± z·stderr.
+    Variance { kurtosis: f64 },
+    /// Anything else (sums of estimates, fitted parameters): the normal approximation.
+    Normal,
+}
+
+/// What the `n` of an estimate counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    /// Independent draws.
+    Draws,
+    /// Prompts: the estimate is a mean over prompts, and its standard error is the spread
+    /// across them (the error of a claim about prompts drawn at random).
+    Prompts,
+    /// Draws under a fixed list of this many prompts: the standard error treats the prompts
+    /// as given (conditional on them).
+    DrawsGiven { prompts: usize },
+}
 
 /// The mean of `n` independent draws with its standard error.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -8,20 +36,42 @@ pub struct Estimate {
     pub mean: f64,
     pub stderr: f64,
     pub n: usize,
+    pub shape: Shape,
+    pub count: Count,
 }
 
 impl Estimate {
-    /// An exact number seen as an estimate: no error, no samples.
-    pub fn exact(x: f64) -> Estimate {
+    /// An estimate with the normal approximation and `n` counting draws.
+    pub fn new(mean: f64, stderr: f64, n: usize) -> Estimate {
         Estimate {
-            mean: x,
-            stderr: 0.0,
-            n: 0,
+            mean,
+            stderr,
+            n,
+            shape: Shape::Normal,
+            count: Count::Draws,
         }
     }
 
-    /// The sample mean and standard error (sample standard deviation / sqrt n) of `values`.
-    /// Uses Welford's update so long runs do not lose precision.
+    /// An exact number seen as an estimate: no error, no samples.
+    pub fn exact(x: f64) -> Estimate {
+        Estimate::new(x, 0.0, 0)
+    }
+
+    /// The same estimate with `n` counting something else.
+    pub fn counting(self, count: Count) -> Estimate {
+        Estimate { count, ..self }
+    }
+
+    /// The same estimate without shape information (after arithmetic that changes it).
+    pub fn normal(self) -> Estimate {
+        Estimate {
+            shape: Shape::Normal,
+            ..self
+        }
+    }
+
+    /// The sample mean and standard error (sample standard deviation / sqrt n) of `values`,
+    /// with their skewness. Uses Welford's update so long runs do not lose precision.
     pub fn from_samples(values: &[f64]) -> Estimate {
         let n = values.len();
         let mut mean = 0.0;
@@ -36,21 +86,136 @@ impl Estimate {
         } else {
             f64::NAN
         };
+        let mean = if n == 0 { f64::NAN } else { mean };
+        let m3: f64 = values.iter().map(|x| (x - mean).powi(3)).sum::<f64>();
+        // Sample skewness g1 = m3 / m2^(3/2) with both moments over n; zero spread has none.
+        let nf = n as f64;
+        let skewness = if m2 > 0.0 {
+            (m3 / nf) / (m2 / nf).powf(1.5)
+        } else {
+            0.0
+        };
         Estimate {
-            mean: if n == 0 { f64::NAN } else { mean },
+            mean,
             stderr,
             n,
+            shape: Shape::Mean { skewness },
+            count: Count::Draws,
         }
+    }
+
+    /// The unbiased sample variance of `values` (k >= 2) with its large-sample (delta-method)
+    /// standard error sqrt((m4 - s⁴ (k - 3)/(k - 1)) / k), and, for k >= 5, the kurtosis that
+    /// Bonett's interval needs (fourth moment about a trimmed mean, which keeps the interval
+    /// honest on skewed draws).
+    pub fn variance_of_samples(values: &[f64]) -> Estimate {
+        let k = values.len();
+        if k < 2 {
+            return Estimate::new(f64::NAN, f64::NAN, k);
+        }
+        let kf = k as f64;
+        let mean = values.iter().sum::<f64>() / kf;
+        let m2: f64 = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
+        let m4: f64 = values.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / kf;
+        let s2 = m2 / (kf - 1.0);
+        // Var(s²) ≈ (mu4 - sigma⁴ (k - 3) / (k - 1)) / k with sample moments; the (rare,
+        // tiny-sample) negative values are clamped to zero.
+        let var_s2 = ((m4 - s2 * s2 * (kf - 3.0) / (kf - 1.0)) / kf).max(0.0);
+        let shape = if k >= 5 && m2 > 0.0 {
+            let center = trimmed_mean(values, 1.0 / (2.0 * (kf - 4.0).sqrt()));
+            let m4_trimmed: f64 = values.iter().map(|x| (x - center).powi(4)).sum::<f64>();
+            Shape::Variance {
+                kurtosis: kf * m4_trimmed / (m2 * m2),
+            }
+        } else {
+            Shape::Normal
+        };
+        Estimate {
+            mean: s2,
+            stderr: var_s2.sqrt(),
+            n: k,
+            shape,
+            count: Count::Draws,
+        }
+    }
+}
+
+/// The mean of `values` without the lowest and highest `proportion` of them (at least none).
+fn trimmed_mean(values: &[f64], proportion: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let cut = ((sorted.len() as f64) * proportion).floor() as usize;
+    let kept = &sorted[cut.min(sorted.len() / 2)..sorted.len() - cut.min(sorted.len() / 2)];
+    if kept.is_empty() {
+        sorted.iter().sum::<f64>() / sorted.len() as f64
+    } else {
+        kept.iter().sum::<f64>() / kept.len() as f64
     }
 }
 
 impl fmt::Display for Estimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (n={})",
-            crate::format::estimate(self.mean, self.stderr),
-            self.n
-        )
+        let n = match self.count {
+            Count::Draws => format!("n={}", self.n),
+            Count::Prompts => format!("n={} prompts", self.n),
+            Count::DrawsGiven { prompts } => {
+                format!("n={}, error given the {prompts} prompts", self.n)
+            }
+        };
+        match self.shape {
+            Shape::Variance { .. } if self.stderr.is_finite() && self.mean.is_finite() => {
+                let (lo, hi) = self.interval(0.95);
+                write!(
+                    f,
+                    "{} ({n}; 95% CI [{}, {}], Bonett)",
+                    crate::format::estimate(self.mean, self.stderr),
+                    crate::format::significant(lo, 3),
+                    crate::format::significant(hi, 3),
+                )
+            }
+            _ => write!(
+                f,
+                "{} ({n})",
+                crate::format::estimate(self.mean, self.stderr)
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skewness_of_a_symmetric_and_a_skewed_sample() {
+        let symmetric = Estimate::from_samples(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(symmetric.shape, Shape::Mean { skewness: 0.0 });
+        // 0, 0, 0, 3: m2 = 6.75/4, m3 = (3 * -0.75^3 + 2.25^3)/4.
+        let skewed = Estimate::from_samples(&[0.0, 0.0, 0.0, 3.0]);
+        let Shape::Mean { skewness } = skewed.shape else {
+            panic!("a mean of samples has a skewness")
+        };
+        let m2: f64 = 6.75 / 4.0;
+        let m3 = (3.0 * (-0.75f64).powi(3) + 2.25f64.powi(3)) / 4.0;
+        assert!((skewness - m3 / m2.powf(1.5)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn trimmed_mean_drops_both_tails() {
+        assert_eq!(trimmed_mean(&[100.0, 1.0, 2.0, 3.0, -50.0], 0.2), 2.0);
+        assert_eq!(trimmed_mean(&[1.0, 2.0], 0.0), 1.5);
+    }
+
+    #[test]
+    fn display_says_what_n_counts() {
+        let e = Estimate::new(1.0, 0.1, 30);
+        assert!(e.to_string().ends_with("(n=30)"));
+        assert!(
+            e.counting(Count::Prompts)
+                .to_string()
+                .ends_with("(n=30 prompts)")
+        );
+        let given = Estimate::new(1.0, 0.01, 6000).counting(Count::DrawsGiven { prompts: 30 });
+        assert!(given.to_string().contains("error given the 30 prompts"));
     }
 }

@@ -7,9 +7,10 @@
 //! Holm-Bonferroni step-down correction, which bounds the chance that *any* true claim of
 //! the curve is refuted by 1 - level.
 
-use statrs::distribution::{ContinuousCDF, Normal};
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 use super::Estimate;
+use super::estimate::Shape;
 
 /// Why a test could not be carried out.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -41,7 +42,7 @@ pub struct Verdict {
     pub estimate: Estimate,
     pub level: f64,
     /// One-sided p-value of the claim: the chance of an estimate this far on the wrong side
-    /// of the threshold if the true value sat exactly on it (normal approximation).
+    /// of the threshold if the true value sat exactly on it (by the estimate's test).
     pub p_value: f64,
     /// The p-value after multiple-testing correction (equal to `p_value` for a lone test).
     pub adjusted_p: f64,
@@ -75,7 +76,8 @@ fn phi(x: f64) -> f64 {
 }
 
 impl Estimate {
-    /// Two-sided normal-approximation interval `mean ± z_{(1+level)/2} · stderr`.
+    /// Two-sided interval at `level`: Bonett's log-scale interval for a sample variance,
+    /// Hall's skewness-corrected t for a mean of draws, `mean ± z · stderr` otherwise.
     ///
     /// An infinite mean (some sampled term was infinite, which is certain, not noise) or a
     /// zero standard error gives the point interval; a level outside (0, 1) or a missing
@@ -87,8 +89,66 @@ impl Estimate {
         if self.mean.is_infinite() || self.stderr == 0.0 {
             return (self.mean, self.mean);
         }
-        let half = z_quantile(0.5 + level / 2.0) * self.stderr;
-        (self.mean - half, self.mean + half)
+        let tail = 0.5 + level / 2.0;
+        (self.lower_bound(tail), self.upper_bound(tail))
+    }
+
+    /// One-sided lower confidence bound at `level` (the true value is above it with
+    /// probability `level`).
+    pub fn lower_bound(&self, level: f64) -> f64 {
+        match self.shape {
+            Shape::Variance { kurtosis } if self.n >= 5 => {
+                let (center, spread) = bonett(self.mean, kurtosis, self.n, z_quantile(level));
+                (center - spread).exp()
+            }
+            Shape::Mean { skewness } if self.n >= 2 => {
+                self.mean - self.stderr * hall_inverse(skewness, self.n, t_quantile(level, self.n))
+            }
+            _ => self.mean - z_quantile(level) * self.stderr,
+        }
+    }
+
+    /// One-sided upper confidence bound at `level`.
+    pub fn upper_bound(&self, level: f64) -> f64 {
+        match self.shape {
+            Shape::Variance { kurtosis } if self.n >= 5 => {
+                let (center, spread) = bonett(self.mean, kurtosis, self.n, z_quantile(level));
+                (center + spread).exp()
+            }
+            Shape::Mean { skewness } if self.n >= 2 => {
+                self.mean
+                    - self.stderr * hall_inverse(skewness, self.n, -t_quantile(level, self.n))
+            }
+            _ => self.mean + z_quantile(level) * self.stderr,
+        }
+    }
+
+    /// Which test a one-sided claim about this estimate gets, for messages.
+    pub fn test_name(&self) -> &'static str {
+        match self.shape {
+            Shape::Variance { .. } if self.n >= 5 => "Bonett's log-scale test for a variance",
+            Shape::Mean { .. } if self.n >= 2 => "Hall's skewness-corrected t",
+            _ => "normal approximation",
+        }
+    }
+
+    /// One-sided p-value of "true value <= threshold": small when the estimate lies far above.
+    fn p_at_most(&self, threshold: f64, level: f64) -> f64 {
+        match self.shape {
+            Shape::Variance { kurtosis } if self.n >= 5 => {
+                let (center, spread) = bonett(self.mean, kurtosis, self.n, z_quantile(level));
+                let unit = spread / z_quantile(level);
+                if threshold <= 0.0 {
+                    return if self.mean > 0.0 { 0.0 } else { 1.0 };
+                }
+                phi(-(center - threshold.ln()) / unit)
+            }
+            Shape::Mean { skewness } if self.n >= 2 => {
+                let t = (self.mean - threshold) / self.stderr;
+                1.0 - student_cdf(hall(skewness, self.n, t), self.n)
+            }
+            _ => phi(-(self.mean - threshold) / self.stderr),
+        }
     }
 
     /// Test the claim "true value >= threshold" at `level`.
@@ -102,7 +162,54 @@ impl Estimate {
     }
 }
 
-/// Test one claim about `estimate` at `level` (e.g. 0.95) with the normal approximation.
+/// Student t quantile with n - 1 degrees of freedom (the normal one for huge n).
+fn t_quantile(p: f64, n: usize) -> f64 {
+    match StudentsT::new(0.0, 1.0, (n - 1) as f64) {
+        Ok(t) if n < 100_000 => t.inverse_cdf(p),
+        _ => z_quantile(p),
+    }
+}
+
+fn student_cdf(x: f64, n: usize) -> f64 {
+    match StudentsT::new(0.0, 1.0, (n - 1) as f64) {
+        Ok(t) if n < 100_000 => t.cdf(x),
+        _ => phi(x),
+    }
+}
+
+/// Hall's (1992) monotone cubic transformation of the t statistic of a mean of n draws with
+/// sample skewness g: T = t + a t²/3 + a² t³/27 + a/6 with a = g/sqrt(n), which removes the
+/// skewness term of t's Edgeworth expansion. Written as ((1 + a t/3)³ - 1)/a + a/6.
+fn hall(skewness: f64, n: usize, t: f64) -> f64 {
+    let a = skewness / (n as f64).sqrt();
+    if a.abs() < 1e-12 {
+        return t + a / 6.0;
+    }
+    ((1.0 + a * t / 3.0).powi(3) - 1.0) / a + a / 6.0
+}
+
+/// The t with hall(t) = q.
+fn hall_inverse(skewness: f64, n: usize, q: f64) -> f64 {
+    let a = skewness / (n as f64).sqrt();
+    if a.abs() < 1e-12 {
+        return q - a / 6.0;
+    }
+    3.0 / a * ((1.0 + a * (q - a / 6.0)).cbrt() - 1.0)
+}
+
+/// Bonett's (2006) interval for a variance s² of n draws with kurtosis estimate `kurtosis`:
+/// ln(c s²) ± z c sqrt((kurtosis - (n - 3)/n) / (n - 1)), c = n / (n - z). Returns the
+/// center ln(c s²) and the half-width.
+fn bonett(s2: f64, kurtosis: f64, n: usize, z: f64) -> (f64, f64) {
+    let nf = n as f64;
+    let c = nf / (nf - z);
+    let spread = z * c * ((kurtosis - (nf - 3.0) / nf).max(0.0) / (nf - 1.0)).sqrt();
+    ((c * s2).ln(), spread)
+}
+
+/// Test one claim about `estimate` at `level` (e.g. 0.95): Hall's skewness-corrected t for
+/// a mean of draws, Bonett's log-scale test for a sample variance, the normal approximation
+/// otherwise ([`Estimate::test_name`] says which).
 ///
 /// The claim is refuted iff its p-value is below 1 - level, equivalently iff the threshold
 /// lies outside the one-sided confidence bound. A zero standard error or an infinite mean
@@ -132,11 +239,10 @@ pub fn one_sided(
         };
         (if holds { 1.0 } else { 0.0 }, estimate.mean)
     } else {
-        let z = (estimate.mean - threshold) / estimate.stderr;
-        let margin = z_quantile(level) * estimate.stderr;
+        let p_at_most = estimate.p_at_most(threshold, level);
         match direction {
-            Direction::AtLeast => (phi(z), estimate.mean + margin),
-            Direction::AtMost => (phi(-z), estimate.mean - margin),
+            Direction::AtLeast => (1.0 - p_at_most, estimate.upper_bound(level)),
+            Direction::AtMost => (p_at_most, estimate.lower_bound(level)),
         }
     };
     Ok(Verdict {
@@ -179,11 +285,7 @@ mod tests {
     use super::*;
 
     fn est(mean: f64, stderr: f64) -> Estimate {
-        Estimate {
-            mean,
-            stderr,
-            n: 100,
-        }
+        Estimate::new(mean, stderr, 100)
     }
 
     #[test]

@@ -6,5 +6,5 @@ pub mod estimate;
 pub mod hypothesis;
 pub mod logspace;
 
-pub use estimate::Estimate;
+pub use estimate::{Count, Estimate, Shape};
 pub use hypothesis::{Direction, StatsError, Verdict, Z95, holm, one_sided};

@@ -24,11 +24,7 @@ pub type StreamOf<'a> = &'a dyn Fn(&Estimate) -> Option<String>;
 fn estimate_of(v: &Value) -> Option<Estimate> {
     match v {
         Value::Estimate(e) => Some(*e),
-        Value::Num(x) => Some(Estimate {
-            mean: *x,
-            stderr: 0.0,
-            n: 0,
-        }),
+        Value::Num(x) => Some(Estimate::new(*x, 0.0, 0)),
         _ => None,
     }
 }
@@ -272,11 +268,7 @@ mod tests {
     use super::*;
 
     fn e(mean: f64, stderr: f64) -> Value {
-        Value::Estimate(Estimate {
-            mean,
-            stderr,
-            n: 100,
-        })
+        Value::Estimate(Estimate::new(mean, stderr, 100))
     }
 
     fn none(_: &Estimate) -> Option<String> {

@@ -18,7 +18,7 @@ use crate::lm::analytic;
 use crate::lm::{ModelRef, Sampling, Unit, UnitSpec};
 use crate::measure::{self, MeasureError, Measured, Method};
 use crate::seed::Stream;
-use crate::stats::Estimate;
+use crate::stats::{Count, Estimate};
 use crate::syntax::ast::Name;
 use crate::value_union;
 
@@ -551,27 +551,68 @@ fn method_for(plan: &Option<(usize, Stream)>, prompt: usize, prompts: usize) -> 
     }
 }
 
-/// Average measurements over prompts: exact values stay exact; estimates combine as the mean
-/// of independent means (standard errors add in quadrature).
-fn average(values: &[Measured]) -> Value {
+/// The two error bars of a measurement averaged over several prompts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PromptError {
+    /// The spread of the per-prompt values across prompts (n = prompts): the error of a
+    /// claim about prompts drawn at random, e.g. from P_minus.
+    AcrossPrompts,
+    /// Conditional on these prompts: per-prompt errors in quadrature (exact values stay
+    /// exact).
+    GivenPrompts,
+}
+
+fn prompt_error(error: &Arg<Rc<str>>) -> BebResult<PromptError> {
+    match &*error.value {
+        "across_prompts" => Ok(PromptError::AcrossPrompts),
+        "given_prompts" => Ok(PromptError::GivenPrompts),
+        other => Err(error.invalid(format!(
+            "error: is \"across_prompts\" (the spread across prompts, the default) or \"given_prompts\" (conditional on these prompts), not {other:?}"
+        ))),
+    }
+}
+
+/// Average measurements over prompts with the error bar `error` asks for (one prompt: its
+/// own value).
+fn average(values: &[Measured], error: PromptError) -> Value {
     if let [single] = values {
         return measured(*single);
     }
     let m = values.len() as f64;
-    if values.iter().all(Measured::is_exact) {
-        return Value::Num(values.iter().map(Measured::value).sum::<f64>() / m);
+    match error {
+        PromptError::AcrossPrompts => {
+            let means: Vec<f64> = values.iter().map(Measured::value).collect();
+            if means.iter().any(|x| x.is_infinite()) {
+                let mean = means.iter().sum::<f64>() / m;
+                return Value::Estimate(
+                    Estimate::new(mean, f64::NAN, values.len()).counting(Count::Prompts),
+                );
+            }
+            Value::Estimate(Estimate::from_samples(&means).counting(Count::Prompts))
+        }
+        PromptError::GivenPrompts => {
+            if values.iter().all(Measured::is_exact) {
+                return Value::Num(values.iter().map(Measured::value).sum::<f64>() / m);
+            }
+            let estimates: Vec<Estimate> = values.iter().map(Measured::as_estimate).collect();
+            let stderr = estimates
+                .iter()
+                .map(|e| e.stderr * e.stderr)
+                .sum::<f64>()
+                .sqrt()
+                / m;
+            Value::Estimate(
+                Estimate::new(
+                    estimates.iter().map(|e| e.mean).sum::<f64>() / m,
+                    stderr,
+                    estimates.iter().map(|e| e.n).sum(),
+                )
+                .counting(Count::DrawsGiven {
+                    prompts: values.len(),
+                }),
+            )
+        }
     }
-    let estimates: Vec<Estimate> = values.iter().map(Measured::as_estimate).collect();
-    Value::Estimate(Estimate {
-        mean: estimates.iter().map(|e| e.mean).sum::<f64>() / m,
-        stderr: estimates
-            .iter()
-            .map(|e| e.stderr * e.stderr)
-            .sum::<f64>()
-            .sqrt()
-            / m,
-        n: estimates.iter().map(|e| e.n).sum(),
-    })
 }
 
 fn measured(m: Measured) -> Value {
@@ -584,7 +625,8 @@ fn measured(m: Measured) -> Value {
 builtin! {
     /// Conditional KL divergence D_KL(P(.|given) || Q(.|given)) over the next `sentences` units
     /// (def. 2). Exact by enumeration; with samples: N a Monte Carlo estimate. A list of
-    /// prompts as `given` averages over them.
+    /// prompts as `given` averages over them; its error bar is the spread across the prompts
+    /// (n = prompts), or with error: "given_prompts" the error conditional on them.
     Kl = kl(
         p: ModelRef,
         q: ModelRef,
@@ -593,6 +635,7 @@ builtin! {
         samples: Option<usize> = none,
         seed: Option<Seed> = none,
         unit: Option<UnitSpec> = none,
+        error: Rc<str> = "across_prompts",
     ) -> "number | estimate"
 }
 
@@ -601,6 +644,7 @@ impl Kl {
         let p = interp.for_run(viewed(&self.p, &self.unit, None)?);
         let q = interp.for_run(viewed(&self.q, &self.unit, None)?);
         let prompts = &self.given.0;
+        let error = prompt_error(&self.error)?;
         let plan = method(interp, &self.call, &self.samples, &self.seed)?;
         let mut values = Vec::with_capacity(prompts.len());
         for (i, prompt) in prompts.iter().enumerate() {
@@ -612,7 +656,7 @@ impl Kl {
                 &method_for(&plan, i, prompts.len()),
             )?);
         }
-        Ok(average(&values))
+        Ok(average(&values, error))
     }
 }
 
@@ -649,7 +693,7 @@ builtin! {
     /// Behavior expectation B_P(given) = E_{y ~ P(.|given)} B(y) of the next unit (eq. 2). B is
     /// the model's own sentence scores, behavior(y) for a one-unit text y, or a scorer made by
     /// likelihood_ratio(...), keywords(...) or labels(...). A list of prompts averages over
-    /// them.
+    /// them, with the error bar across the prompts (or error: "given_prompts", as for kl).
     Expect = expect(
         model: ModelRef,
         given: Prompts = [],
@@ -657,6 +701,7 @@ builtin! {
         samples: Option<usize> = none,
         seed: Option<Seed> = none,
         unit: Option<UnitSpec> = none,
+        error: Rc<str> = "across_prompts",
     ) -> "number | estimate"
 }
 
@@ -664,6 +709,7 @@ impl Expect {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let model = interp.for_run(viewed(&self.model, &self.unit, None)?);
         let prompts = &self.given.0;
+        let error = prompt_error(&self.error)?;
         let plan = method(interp, &self.call, &self.samples, &self.seed)?;
         let span = self.behavior.span;
         let mut values = Vec::with_capacity(prompts.len());
@@ -694,7 +740,7 @@ impl Expect {
             };
             values.push(value);
         }
-        Ok(average(&values))
+        Ok(average(&values, error))
     }
 }
 

@@ -218,11 +218,7 @@ impl Probe {
 /// The share of `right` out of `n` as an estimate with the binomial standard error.
 fn binomial(right: usize, n: usize) -> Estimate {
     let p = right as f64 / n as f64;
-    Estimate {
-        mean: p,
-        stderr: (p * (1.0 - p) / n as f64).sqrt(),
-        n,
-    }
+    Estimate::new(p, (p * (1.0 - p) / n as f64).sqrt(), n)
 }
 
 impl Classify {

@@ -404,11 +404,7 @@ mod tests {
             Value::record(vec![]),
             range(0, 1, false),
             Value::Table(Rc::new(Table::default())),
-            Value::Estimate(Estimate {
-                mean: 0.0,
-                stderr: 0.0,
-                n: 0,
-            }),
+            Value::Estimate(Estimate::new(0.0, 0.0, 0)),
             Value::text(vec![]),
         ]
         .iter()

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::natives::iterate;
 use crate::eval::value::{Text, Value};
-use crate::stats::Estimate;
+use crate::stats::{Estimate, Shape};
 use crate::syntax::ast::{BinaryOp, UnaryOp};
 
 pub fn unary(op: UnaryOp, value: &Value) -> BebResult<Value> {
@@ -14,6 +14,7 @@ pub fn unary(op: UnaryOp, value: &Value) -> BebResult<Value> {
         (UnaryOp::Neg, Value::Num(x)) => Ok(Value::Num(-x)),
         (UnaryOp::Neg, Value::Estimate(e)) => Ok(Value::Estimate(Estimate {
             mean: -e.mean,
+            shape: shape_after(e.shape, true, false),
             ..*e
         })),
         (UnaryOp::Not, Value::Bool(b)) => Ok(Value::Bool(!b)),
@@ -181,6 +182,20 @@ pub fn checked(x: f64, what: impl FnOnce() -> String) -> BebResult<Value> {
     }
 }
 
+/// What is known of an estimate's distribution after negating (`flips`) or shifting it: a
+/// mean's skewness changes sign; a variance's log-scale interval survives only scaling by a
+/// positive number.
+fn shape_after(shape: Shape, flips: bool, shifted: bool) -> Shape {
+    match shape {
+        Shape::Mean { skewness } if flips => Shape::Mean {
+            skewness: -skewness,
+        },
+        Shape::Mean { .. } => shape,
+        Shape::Variance { .. } if !flips && !shifted => shape,
+        _ => Shape::Normal,
+    }
+}
+
 /// Shifting or scaling an estimate by an exact number keeps it an estimate.
 fn estimate_op(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
     let (e, x, estimate_left) = match (left, right) {
@@ -191,25 +206,30 @@ fn estimate_op(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
     let out = match (op, estimate_left) {
         (BinaryOp::Add, _) => Estimate {
             mean: e.mean + x,
+            shape: shape_after(e.shape, false, true),
             ..e
         },
         (BinaryOp::Sub, true) => Estimate {
             mean: e.mean - x,
+            shape: shape_after(e.shape, false, true),
             ..e
         },
         (BinaryOp::Sub, false) => Estimate {
             mean: x - e.mean,
+            shape: shape_after(e.shape, true, true),
             ..e
         },
         (BinaryOp::Mul, _) => Estimate {
             mean: e.mean * x,
             stderr: e.stderr * x.abs(),
-            n: e.n,
+            shape: shape_after(e.shape, x < 0.0, false),
+            ..e
         },
         (BinaryOp::Div, true) if x != 0.0 => Estimate {
             mean: e.mean / x,
             stderr: e.stderr / x.abs(),
-            n: e.n,
+            shape: shape_after(e.shape, x < 0.0, false),
+            ..e
         },
         (BinaryOp::Div, true) => {
             return Err(BebError::new(ErrorKind::Arithmetic, "division by zero"));
@@ -256,11 +276,7 @@ mod tests {
 
     #[test]
     fn estimates_cannot_be_compared_without_a_level() {
-        let e = Value::Estimate(Estimate {
-            mean: 1.0,
-            stderr: 0.1,
-            n: 10,
-        });
+        let e = Value::Estimate(Estimate::new(1.0, 0.1, 10));
         assert!(binary(BinaryOp::Ge, &e, &Value::Num(0.0)).is_err());
         assert!(binary(BinaryOp::Add, &e, &Value::Num(1.0)).is_ok());
     }
@@ -430,11 +446,7 @@ mod tests {
 
     #[test]
     fn estimates_shift_and_scale_by_exact_numbers() {
-        let e = Value::Estimate(Estimate {
-            mean: 2.0,
-            stderr: 0.5,
-            n: 10,
-        });
+        let e = Value::Estimate(Estimate::new(2.0, 0.5, 10));
         let parts = |v: BebResult<Value>| match v {
             Ok(Value::Estimate(x)) => Some((x.mean, x.stderr, x.n)),
             _ => None,

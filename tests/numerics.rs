@@ -1,0 +1,133 @@
+//! Exact values at the edges: the KL divergence to a mixture whose posterior has all but
+//! settled, against independent 1000-digit references (`tests/fixtures/kl_mpmath.py`), and the
+//! reproducers of a floor near 1e-15 (eq. 99-100 failing on valid input) and of negative KL.
+
+mod common;
+
+use std::rc::Rc;
+
+use beb::lm::analytic::Categorical;
+use beb::lm::mixture::Mixture;
+use beb::lm::{ModelRef, Unit};
+use beb::measure::{Method, kl};
+
+/// The two worlds of the fixture, as (P_minus, P_plus).
+fn world(name: &str) -> (ModelRef, ModelRef) {
+    let model = |label: &str, entries: &[(&str, f64)]| -> ModelRef {
+        let entries = entries
+            .iter()
+            .map(|(s, p)| (s.to_string(), *p, 0.0))
+            .collect();
+        match Categorical::new(label, entries, false) {
+            Ok(m) => Rc::new(m),
+            Err(e) => panic!("{label}: {e}"),
+        }
+    };
+    match name {
+        "quickstart" => (
+            model("minus", &[("Go away.", 0.7), ("You are useless.", 0.3)]),
+            model(
+                "plus",
+                &[
+                    ("I am glad to help.", 0.5),
+                    ("The sky is blue.", 0.3),
+                    ("Go away.", 0.12),
+                    ("You are useless.", 0.08),
+                ],
+            ),
+        ),
+        "ab" => (
+            model("minus", &[("A.", 0.9), ("B.", 0.1)]),
+            model("plus", &[("A.", 0.5), ("B.", 0.5)]),
+        ),
+        other => panic!("unknown world {other}"),
+    }
+}
+
+#[test]
+fn exact_kl_matches_1000_digit_references_down_to_1e_300() {
+    let path = common::root().join("tests/fixtures/kl_mpmath.json");
+    let cases: serde_json::Value =
+        serde_json::from_str(&common::read(&path)).unwrap_or_else(|e| panic!("{e}"));
+    let cases = cases.as_array().cloned().unwrap_or_default();
+    assert!(cases.len() > 400, "the fixture lists {} cases", cases.len());
+    let (mut worst, mut smallest) = (0.0f64, f64::INFINITY);
+    for case in &cases {
+        let world_name = case["world"].as_str().unwrap_or_default();
+        let alpha: f64 = case["alpha"].as_str().unwrap_or("nan").parse().unwrap_or(f64::NAN);
+        let horizon = case["horizon"].as_u64().unwrap_or(0) as usize;
+        let reference: f64 = case["kl"].as_str().unwrap_or("nan").parse().unwrap_or(f64::NAN);
+        let (minus, plus) = world(world_name);
+        let llm = Mixture::new(vec![
+            ("minus".into(), minus.clone(), alpha.ln()),
+            ("plus".into(), plus, (-alpha).ln_1p()),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut given: Vec<Unit> = Vec::new();
+        if let Some(counts) = case["counts"].as_object() {
+            for (sentence, count) in counts {
+                for _ in 0..count.as_u64().unwrap_or(0) {
+                    given.push(Unit::Sentence(Rc::from(sentence.as_str())));
+                }
+            }
+        }
+        let got = kl(minus.as_ref(), &llm, &given, horizon, &Method::Exact)
+            .unwrap_or_else(|e| panic!("{case}: {e}"))
+            .value();
+        assert!(got >= 0.0, "{case}: negative KL {got}");
+        let relative = ((got - reference) / reference).abs();
+        assert!(
+            relative <= 1e-9,
+            "{case}: beb {got:e} vs reference {reference:e} (relative error {relative:e})"
+        );
+        worst = worst.max(relative);
+        smallest = smallest.min(reference);
+    }
+    eprintln!(
+        "{} cases, worst relative error {worst:e}, smallest KL {smallest:e}",
+        cases.len()
+    );
+    assert!(smallest < 1e-290, "the fixture reaches {smallest:e}");
+}
+
+/// The reproducers of the floor: eq. 99-100 must hold for every prefix, also where the true
+/// KL is far below 1e-15, and KL is never negative.
+#[test]
+fn pointwise_bound_holds_where_kl_is_far_below_rounding() {
+    let dir = common::scratch("numerics");
+    let script = r#"
+import bounds.*
+let plus  = sentences { "I am glad to help.": 0.5 @ 1, "The sky is blue.": 0.3 @ 0,
+                        "Go away.": 0.12 @ -1, "You are useless.": 0.08 @ -1 }
+let minus = sentences { "Go away.": 0.7 @ -1, "You are useless.": 0.3 @ -1 }
+let llm = mixture(minus, plus, alpha: 1e-4)
+let s = sample(minus, sentences: 40, seed: 3)
+let curve = sweep n in 0..=40 {
+  kl: kl(minus, llm, given: s[..n], sentences: 8),
+  bound: pointwise_kl_bound(logratio(minus, plus, s[..n]), alpha: 1e-4),
+}
+assert curve.kl <= curve.bound, "eq. 99-100, alpha 1e-4"
+let tiny = mixture(minus, plus, alpha: 1e-300)
+let long = sample(minus, sentences: 500, seed: 3)
+let far = sweep n in 0..=500 {
+  kl: kl(minus, tiny, given: long[..n], sentences: 1),
+  bound: pointwise_kl_bound(logratio(minus, plus, long[..n]), alpha: 1e-300),
+}
+assert far.kl <= far.bound, "eq. 99-100, alpha 1e-300"
+assert min(far.kl) > 0, "positive where the bound is"
+let a = sentences { "A.": 0.9, "B.": 0.1 }
+let b = sentences { "A.": 0.5, "B.": 0.5 }
+let ab = mixture(a, b, alpha: 0.1)
+let prompt = text(map(0..80, |i| "A."))
+let ks = map(0..=80, |n| kl(a, ab, given: prompt[..n], sentences: 1))
+assert min(ks) >= 0, "KL is never negative"
+print "smallest {min(far.kl)}, last A/B {ks[80]}"
+"#;
+    common::write(&dir.join("edges.beb"), script);
+    let out = common::beb(&["run", "--seed", "1", "edges.beb"])
+        .current_dir(&dir)
+        .run();
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("smallest"), "{}", out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+}
