@@ -132,22 +132,44 @@ impl Estimate {
         }
     }
 
-    /// One-sided p-value of "true value <= threshold": small when the estimate lies far above.
-    fn p_at_most(&self, threshold: f64, level: f64) -> f64 {
-        match self.shape {
-            Shape::Variance { kurtosis } if self.n >= 5 => {
-                let (center, spread) = bonett(self.mean, kurtosis, self.n, z_quantile(level));
-                let unit = spread / z_quantile(level);
-                if threshold <= 0.0 {
-                    return if self.mean > 0.0 { 0.0 } else { 1.0 };
+    /// One-sided p-value of a claim: the chance, were the true value on the threshold, of an
+    /// estimate at least this far on the claim's wrong side. Each tail is computed directly
+    /// (never as 1 - the other), so tiny p-values keep their digits.
+    fn p_value(&self, direction: Direction, threshold: f64, level: f64) -> f64 {
+        // A statistic that is large when the estimate lies above the threshold, and the
+        // probability that it is at least `x` / at most `x` under the claim.
+        let (x, upper, lower): (f64, fn(f64, usize) -> f64, fn(f64, usize) -> f64) =
+            match self.shape {
+                Shape::Variance { kurtosis } if self.n >= 5 => {
+                    if threshold <= 0.0 {
+                        let above = self.mean > threshold;
+                        return match direction {
+                            Direction::AtMost => f64::from(u8::from(!above)),
+                            Direction::AtLeast => 1.0,
+                        };
+                    }
+                    let z = z_quantile(level);
+                    let (center, spread) = bonett(self.mean, kurtosis, self.n, z);
+                    (
+                        (center - threshold.ln()) / (spread / z),
+                        |x, _| phi(-x),
+                        |x, _| phi(x),
+                    )
                 }
-                phi(-(center - threshold.ln()) / unit)
-            }
-            Shape::Mean { skewness } if self.n >= 2 => {
-                let t = (self.mean - threshold) / self.stderr;
-                1.0 - student_cdf(hall(skewness, self.n, t), self.n)
-            }
-            _ => phi(-(self.mean - threshold) / self.stderr),
+                Shape::Mean { skewness } if self.n >= 2 => (
+                    hall(skewness, self.n, (self.mean - threshold) / self.stderr),
+                    |x, n| student_cdf(-x, n),
+                    student_cdf,
+                ),
+                _ => (
+                    (self.mean - threshold) / self.stderr,
+                    |x, _| phi(-x),
+                    |x, _| phi(x),
+                ),
+            };
+        match direction {
+            Direction::AtMost => upper(x, self.n),
+            Direction::AtLeast => lower(x, self.n),
         }
     }
 
@@ -239,10 +261,10 @@ pub fn one_sided(
         };
         (if holds { 1.0 } else { 0.0 }, estimate.mean)
     } else {
-        let p_at_most = estimate.p_at_most(threshold, level);
+        let p = estimate.p_value(direction, threshold, level);
         match direction {
-            Direction::AtLeast => (1.0 - p_at_most, estimate.upper_bound(level)),
-            Direction::AtMost => (p_at_most, estimate.lower_bound(level)),
+            Direction::AtLeast => (p, estimate.upper_bound(level)),
+            Direction::AtMost => (p, estimate.lower_bound(level)),
         }
     };
     Ok(Verdict {

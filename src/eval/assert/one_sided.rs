@@ -91,11 +91,11 @@ fn format_estimate(e: &Estimate) -> String {
     )
 }
 
-/// "estimate m ± s (n=N), 95% interval [lo, hi], claim >= x, one-sided p = P".
+/// "estimate m ± s (n=N), 95% interval [lo, hi], claim >= x, one-sided p = P (test)".
 fn describe(v: &Verdict) -> String {
     let (lo, hi) = v.interval;
     format!(
-        "estimate {} (n={}), {}% interval [{}, {}], claim {} {}, one-sided p = {}",
+        "estimate {} (n={}), {}% interval [{}, {}], claim {} {}, one-sided p = {} ({})",
         format_estimate(&v.estimate),
         v.estimate.n,
         format::number(v.level * 100.0),
@@ -104,6 +104,7 @@ fn describe(v: &Verdict) -> String {
         symbol(v.direction),
         format::number(v.threshold),
         format::significant(v.p_value, 3),
+        v.estimate.test_name(),
     )
 }
 
