@@ -131,3 +131,39 @@ print "smallest {min(far.kl)}, last A/B {ks[80]}"
     assert!(out.stdout.contains("smallest"), "{}", out.stdout);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// fit_kl_decay says where its line's points sit and warns when the line and Lemma 5's form
+/// disagree by more than their errors (a = 1e-2: the line's beta is off by ~17%).
+#[test]
+fn fit_kl_decay_warns_when_its_points_leave_the_linear_regime() {
+    let dir = common::scratch("numerics-fit");
+    let script = common::read(&common::root().join("tests/fixtures/fit_regime.beb"));
+    common::write(&dir.join("fit.beb"), &script);
+    let out = common::beb(&["run", "--seed", "1", "fit.beb"])
+        .current_dir(&dir)
+        .run();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("0.0001") && lines[0].contains("name: \"linear\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[1].starts_with("0.01") && lines[1].contains("name: \"saturated\""),
+        "{}",
+        out.stdout
+    );
+    let warnings: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("warning: fit_kl_decay"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(
+        warnings[0].contains("saturated regime") && warnings[0].contains("first 4 points"),
+        "{}",
+        warnings[0]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -48,15 +48,77 @@ pub struct KlDecayFit {
     /// Nonlinear least squares of Lemma 5's form on all points, or why it failed (it can fail
     /// to converge where the line is still well defined, e.g. on a bootstrap resample).
     pub lemma5: Result<Lemma5Fit, FitError>,
+    /// Where the line's points sit on Lemma 5's curve (when that fit succeeded).
+    pub regime: Option<Regime>,
+}
+
+/// Where the first points of a KL curve sit on Lemma 5's curve log(1 + e^(c - beta n)): the
+/// line log(1/a) - beta n is its asymptote, so the line's fit is unbiased only while
+/// c - beta n stays large over the points it uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Regime {
+    /// "linear", "transition" (the curve bends over the points) or "saturated" (the points
+    /// reach past the knee n = c / beta, where KL flattens towards zero).
+    pub name: &'static str,
+    /// The relative bias the bend puts into the line's slope: (d_last - d_first) / (beta
+    /// (n_last - n_first)), with d = log1p(e^-(c - beta n)) the curve's distance above the line.
+    pub slope_bias: f64,
+    /// (beta_line - beta_lemma5) in units of their combined standard error (NaN when neither
+    /// has one).
+    pub disagreement: f64,
+}
+
+impl Regime {
+    /// Whether the two fits disagree by more than their errors (two combined standard
+    /// errors), or, where neither has an error (exact curves), by more than 1%.
+    pub fn disagrees(&self, beta_line: f64, beta_lemma5: f64) -> bool {
+        if self.disagreement.is_nan() {
+            (beta_line - beta_lemma5).abs() > 0.01 * beta_lemma5.abs()
+        } else {
+            self.disagreement.abs() > 2.0
+        }
+    }
 }
 
 /// Fit KL(n) both ways: the line log(1/a) - beta n through the first `first` points, and
 /// Lemma 5's log(1 + exp(c - beta n)) through all of them. Only the line's failure is an error.
 pub fn fit_kl_decay(points: &[(f64, f64)], first: usize) -> Result<KlDecayFit, FitError> {
+    let linear = fit_kl_linear(points, first)?;
+    let lemma5 = fit_lemma5(points);
+    let regime = lemma5
+        .as_ref()
+        .ok()
+        .map(|l5| regime(&points[..first], &linear, l5));
     Ok(KlDecayFit {
-        linear: fit_kl_linear(points, first)?,
-        lemma5: fit_lemma5(points),
+        linear,
+        lemma5,
+        regime,
     })
+}
+
+fn regime(used: &[(f64, f64)], linear: &LinearKlFit, l5: &Lemma5Fit) -> Regime {
+    let (c, beta) = (l5.log_inv_alpha.mean, l5.beta.mean);
+    let bend = |n: f64| (-(c - beta * n)).exp().ln_1p();
+    let (first, last) = (used[0].0, used[used.len() - 1].0);
+    let slope_bias = (bend(last) - bend(first)) / (beta * (last - first));
+    let name = if c - beta * last < 0.0 {
+        "saturated"
+    } else if slope_bias.abs() > 0.01 {
+        "transition"
+    } else {
+        "linear"
+    };
+    let combined = (linear.beta.stderr.powi(2) + l5.beta.stderr.powi(2)).sqrt();
+    let disagreement = if combined > 0.0 {
+        (linear.beta.mean - beta) / combined
+    } else {
+        f64::NAN
+    };
+    Regime {
+        name,
+        slope_bias,
+        disagreement,
+    }
 }
 
 fn check_points(points: &[(f64, f64)], what: &str, needed: usize) -> Result<(), FitError> {

@@ -10,7 +10,7 @@
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 use super::Estimate;
-use super::estimate::Shape;
+use super::estimate::{Shape, bonett};
 
 /// Why a test could not be carried out.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -97,8 +97,9 @@ impl Estimate {
     /// probability `level`).
     pub fn lower_bound(&self, level: f64) -> f64 {
         match self.shape {
-            Shape::Variance { kurtosis } if self.n >= 5 => {
-                let (center, spread) = bonett(self.mean, kurtosis, self.n, z_quantile(level));
+            Shape::Variance { kurtosis, widen } if self.n >= 5 => {
+                let z = widen * z_quantile(level);
+                let (center, spread) = bonett(self.mean, kurtosis, self.n, z);
                 (center - spread).exp()
             }
             Shape::Mean { skewness } if self.n >= 2 => {
@@ -111,8 +112,9 @@ impl Estimate {
     /// One-sided upper confidence bound at `level`.
     pub fn upper_bound(&self, level: f64) -> f64 {
         match self.shape {
-            Shape::Variance { kurtosis } if self.n >= 5 => {
-                let (center, spread) = bonett(self.mean, kurtosis, self.n, z_quantile(level));
+            Shape::Variance { kurtosis, widen } if self.n >= 5 => {
+                let z = widen * z_quantile(level);
+                let (center, spread) = bonett(self.mean, kurtosis, self.n, z);
                 (center + spread).exp()
             }
             Shape::Mean { skewness } if self.n >= 2 => {
@@ -126,7 +128,7 @@ impl Estimate {
     /// Which test a one-sided claim about this estimate gets, for messages.
     pub fn test_name(&self) -> &'static str {
         match self.shape {
-            Shape::Variance { .. } if self.n >= 5 => "Bonett's log-scale test for a variance",
+            Shape::Variance { .. } if self.n >= 5 => "Bonett's log-scale test for a variance, bootstrap-calibrated",
             Shape::Mean { .. } if self.n >= 2 => "Hall's skewness-corrected t",
             _ => "normal approximation",
         }
@@ -140,7 +142,7 @@ impl Estimate {
         // probability that it is at least `x` / at most `x` under the claim.
         let (x, upper, lower): (f64, fn(f64, usize) -> f64, fn(f64, usize) -> f64) =
             match self.shape {
-                Shape::Variance { kurtosis } if self.n >= 5 => {
+                Shape::Variance { kurtosis, widen } if self.n >= 5 => {
                     if threshold <= 0.0 {
                         let above = self.mean > threshold;
                         return match direction {
@@ -148,7 +150,7 @@ impl Estimate {
                             Direction::AtLeast => 1.0,
                         };
                     }
-                    let z = z_quantile(level);
+                    let z = widen * z_quantile(level);
                     let (center, spread) = bonett(self.mean, kurtosis, self.n, z);
                     (
                         (center - threshold.ln()) / (spread / z),
@@ -217,16 +219,6 @@ fn hall_inverse(skewness: f64, n: usize, q: f64) -> f64 {
         return q - a / 6.0;
     }
     3.0 / a * ((1.0 + a * (q - a / 6.0)).cbrt() - 1.0)
-}
-
-/// Bonett's (2006) interval for a variance s² of n draws with kurtosis estimate `kurtosis`:
-/// ln(c s²) ± z c sqrt((kurtosis - (n - 3)/n) / (n - 1)), c = n / (n - z). Returns the
-/// center ln(c s²) and the half-width.
-fn bonett(s2: f64, kurtosis: f64, n: usize, z: f64) -> (f64, f64) {
-    let nf = n as f64;
-    let c = nf / (nf - z);
-    let spread = z * c * ((kurtosis - (nf - 3.0) / nf).max(0.0) / (nf - 1.0)).sqrt();
-    ((c * s2).ln(), spread)
 }
 
 /// Test one claim about `estimate` at `level` (e.g. 0.95): Hall's skewness-corrected t for

@@ -796,14 +796,36 @@ builtin! {
     /// log(1 + e^(log(1/a) - beta n)) on all of them. curve: KL values at n = 0, 1, ... or a
     /// table with columns n and kl. Fitted values are estimates with standard errors. When the
     /// Lemma 5 fit fails (too few points, no convergence), `lemma5` is none and `lemma5_error`
-    /// says why; the line's fit is still returned.
+    /// says why; the line's fit is still returned. `regime` says where the line's points sit
+    /// on Lemma 5's curve ("linear", "transition", "saturated") and the bias that puts in the
+    /// line's slope; a warning says so when the two fits disagree by more than their errors.
     FitKlDecay = fit_kl_decay(curve: Curve, points: usize = 3) -> "record"
 }
 
 impl FitKlDecay {
-    fn run(self, _: &mut Interp) -> BebResult<Value> {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let points = curve_points(&self.call, &self.curve, "kl")?;
         let fit = fit::fit_kl_decay(&points, *self.points)?;
+        if let (Some(regime), Ok(l5)) = (&fit.regime, &fit.lemma5) {
+            if regime.disagrees(fit.linear.beta.mean, l5.beta.mean) {
+                interp.warn(&format!(
+                    "fit_kl_decay: the line through the first {} points gives beta = {}, Lemma 5's form over all {} gives {}: they differ by more than their errors. The first {} points are in the {} regime (the curve's bend biases the line's slope by {:.1}%); fit fewer points, or read beta from `lemma5`.",
+                    *self.points,
+                    fit.linear.beta,
+                    points.len(),
+                    l5.beta,
+                    *self.points,
+                    regime.name,
+                    100.0 * regime.slope_bias
+                ));
+            }
+        }
+        let regime = fit.regime.as_ref().map_or(Value::None, |r| {
+            Value::record(vec![
+                ("name", Value::str(r.name)),
+                ("slope_bias", Value::Num(r.slope_bias)),
+            ])
+        });
         let (lemma5, lemma5_error) = match &fit.lemma5 {
             Ok(l5) => (
                 Value::record(vec![
@@ -820,6 +842,7 @@ impl FitKlDecay {
             ("beta", Value::Estimate(fit.linear.beta)),
             ("lemma5", lemma5),
             ("lemma5_error", lemma5_error),
+            ("regime", regime),
         ]))
     }
 }

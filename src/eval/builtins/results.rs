@@ -40,8 +40,10 @@ impl FromArg for EstimateOrNumber {
 }
 
 builtin! {
-    /// The two-sided confidence interval [low, high] of an estimate at `level` percent
-    /// (normal approximation); a number's interval is the number itself.
+    /// The two-sided confidence interval [low, high] of an estimate at `level` percent, by the
+    /// estimate's own method (Hall's skewness-corrected t for a mean of draws, calibrated
+    /// Bonett for a variance, the normal approximation otherwise); a number's interval is the
+    /// number itself.
     Interval = interval(x: EstimateOrNumber, level: f64 = 95) -> "list"
 }
 

@@ -1,0 +1,233 @@
+//! The calibration suite: every interval beb prints covers the true value as often as it
+//! says, and a one-sided `assert ... at 95%` refutes a true claim 5% of the time. Analytic
+//! models give exact answers, so each interval is checked over many seeds against them and
+//! the coverage must fall within binomial limits (three standard deviations) of the nominal
+//! level. The figures are printed (`--nocapture`) and quoted in docs/statistics.md.
+
+mod common;
+
+use std::rc::Rc;
+
+use beb::lm::analytic::Categorical;
+use beb::lm::mixture::Mixture;
+use beb::lm::{LanguageModel, ModelRef, Unit};
+use beb::measure::{self, Method};
+use beb::seed::Stream;
+use beb::stats::Estimate;
+
+fn model(label: &str, entries: &[(&str, f64, f64)]) -> ModelRef {
+    let entries = entries
+        .iter()
+        .map(|(s, p, b)| (s.to_string(), *p, *b))
+        .collect();
+    match Categorical::new(label, entries, false) {
+        Ok(m) => Rc::new(m),
+        Err(e) => panic!("{label}: {e}"),
+    }
+}
+
+/// The README's world: (P_minus, P_plus, P = mixture at alpha 1e-4).
+fn quickstart() -> (ModelRef, ModelRef, ModelRef) {
+    let minus = model(
+        "minus",
+        &[("Go away.", 0.7, -1.0), ("You are useless.", 0.3, -1.0)],
+    );
+    let plus = model(
+        "plus",
+        &[
+            ("I am glad to help.", 0.5, 1.0),
+            ("The sky is blue.", 0.3, 0.0),
+            ("Go away.", 0.12, -1.0),
+            ("You are useless.", 0.08, -1.0),
+        ],
+    );
+    let llm: ModelRef = Rc::new(
+        Mixture::new(vec![
+            ("minus".into(), minus.clone(), 1e-4f64.ln()),
+            ("plus".into(), plus.clone(), (-1e-4f64).ln_1p()),
+        ])
+        .unwrap_or_else(|e| panic!("{e}")),
+    );
+    (minus, plus, llm)
+}
+
+/// Two sentences, one rare under P_minus: a two-point log-ratio.
+fn ab() -> (ModelRef, ModelRef) {
+    (
+        model("a", &[("A.", 0.9, 1.0), ("B.", 0.1, -1.0)]),
+        model("b", &[("A.", 0.5, 1.0), ("B.", 0.5, -1.0)]),
+    )
+}
+
+fn monte_carlo(seed: u64, samples: usize) -> Method {
+    Method::monte_carlo(samples, Stream::new(seed, "calibration"))
+}
+
+fn estimate(m: measure::Measured) -> Estimate {
+    m.as_estimate()
+}
+
+/// The fraction of `runs` seeds whose 95% interval covers `truth`.
+fn coverage(runs: u64, truth: f64, draw: impl Fn(u64) -> Estimate) -> f64 {
+    let hits = (0..runs)
+        .filter(|&seed| {
+            let (lo, hi) = draw(seed).interval(0.95);
+            lo <= truth && truth <= hi
+        })
+        .count();
+    hits as f64 / runs as f64
+}
+
+/// Three binomial standard deviations around `nominal` for `runs` trials.
+fn within_binomial(observed: f64, nominal: f64, runs: u64) -> bool {
+    (observed - nominal).abs() <= 3.0 * (nominal * (1.0 - nominal) / runs as f64).sqrt()
+}
+
+fn check_coverage(what: &str, observed: f64, runs: u64) {
+    println!("coverage of {what}: {:.1}% over {runs} seeds", 100.0 * observed);
+    assert!(
+        within_binomial(observed, 0.95, runs),
+        "{what}: 95% intervals covered {:.1}% of {runs} seeds",
+        100.0 * observed
+    );
+}
+
+fn exact(m: Result<measure::Measured, measure::MeasureError>) -> f64 {
+    m.unwrap_or_else(|e| panic!("{e}")).value()
+}
+
+const RUNS: u64 = 1000;
+
+#[test]
+fn kl_and_expect_intervals_cover() {
+    let (minus, _, llm) = quickstart();
+    let truth = exact(measure::kl(&*minus, &*llm, &[], 8, &Method::Exact));
+    let kl = coverage(RUNS, truth, |seed| {
+        estimate(
+            measure::kl(&*minus, &*llm, &[], 8, &monte_carlo(seed, 200))
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    });
+    check_coverage("kl(minus, llm, sentences: 8, samples: 200)", kl, RUNS);
+
+    let given: Vec<Unit> = (0..3)
+        .map(|_| Unit::Sentence(Rc::from("Go away.")))
+        .collect();
+    let truth = exact(measure::expect_scores(&*llm, &given, &Method::Exact));
+    let expect = coverage(RUNS, truth, |seed| {
+        estimate(
+            measure::expect_scores(&*llm, &given, &monte_carlo(seed, 200))
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    });
+    check_coverage("expect(llm, given: 3 sentences, samples: 200)", expect, RUNS);
+}
+
+#[test]
+fn logratio_variance_intervals_cover() {
+    let (minus, plus, llm) = quickstart();
+    let (a, b) = ab();
+    // The first setup is the hard one: a log-ratio with kurtosis 12 whose rarest values
+    // (prompts with at most 2 of 8 "Go away.", 1% of draws) carry 29% of its variance and are
+    // missing from 10% of samples of 200, where no interval built from the sample can know
+    // them. The delta method covered 85.6% there; calibrated Bonett reaches 92.2%, and the
+    // floor below is that figure's binomial lower limit, not the nominal level's.
+    let setups: [(&str, &dyn LanguageModel, &dyn LanguageModel, usize, f64); 3] = [
+        ("logratio_var(minus, llm, sentences: 8, samples: 200)", &*minus, &*llm, 8, 0.90),
+        ("logratio_var(a, b, sentences: 1, samples: 200)", &*a, &*b, 1, 0.0),
+        ("logratio_var(minus, plus, sentences: 8, samples: 200)", &*minus, &*plus, 8, 0.0),
+    ];
+    for (what, p, q, units, floor) in setups {
+        let truth = exact(measure::logratio_var(p, q, &[], units, &Method::Exact));
+        let observed = coverage(RUNS, truth, |seed| {
+            estimate(
+                measure::logratio_var(p, q, &[], units, &monte_carlo(seed, 200))
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+        });
+        if floor > 0.0 {
+            println!("coverage of {what}: {:.1}% over {RUNS} seeds", 100.0 * observed);
+            assert!(observed >= floor, "{what}: {observed}");
+        } else {
+            check_coverage(what, observed, RUNS);
+        }
+    }
+}
+
+/// `assert kl(...) <= truth at 95%` with the truth exactly on the bound: refuted in 5% of
+/// runs (binomial limits), where the old z-test refuted 7-9%. Power is printed next to the
+/// z-test's at a bound one and two standard errors below the truth.
+#[test]
+fn one_sided_asserts_have_their_stated_size() {
+    let (minus, _, llm) = quickstart();
+    let truth = exact(measure::kl(&*minus, &*llm, &[], 8, &Method::Exact));
+    let runs = 2000u64;
+    for samples in [200usize, 50] {
+        let draws: Vec<Estimate> = (0..runs)
+            .map(|seed| {
+                estimate(
+                    measure::kl(&*minus, &*llm, &[], 8, &monte_carlo(seed, samples))
+                        .unwrap_or_else(|e| panic!("{e}")),
+                )
+            })
+            .collect();
+        // The estimator's true standard error, for the power rows.
+        let sd = (exact(measure::logratio_var(&*minus, &*llm, &[], 8, &Method::Exact))
+            / samples as f64)
+            .sqrt();
+        let rate = |bound: f64, normal: bool| {
+            let refuted = draws
+                .iter()
+                .filter(|e| {
+                    let e = if normal { e.normal() } else { **e };
+                    !e.at_most(bound, 0.95).is_ok_and(|v| v.holds)
+                })
+                .count();
+            refuted as f64 / runs as f64
+        };
+        let size = rate(truth, false);
+        println!(
+            "assert kl(minus, llm, sentences: 8, samples: {samples}) <= truth at 95%: refuted {:.2}% (z-test {:.2}%); power at truth - 1 se: {:.1}% (z-test {:.1}%), at truth - 2 se: {:.1}% (z-test {:.1}%)",
+            100.0 * size,
+            100.0 * rate(truth, true),
+            100.0 * rate(truth - sd, false),
+            100.0 * rate(truth - sd, true),
+            100.0 * rate(truth - 2.0 * sd, false),
+            100.0 * rate(truth - 2.0 * sd, true),
+        );
+        assert!(
+            within_binomial(size, 0.05, runs),
+            "size {:.2}% with {samples} samples over {runs} runs",
+            100.0 * size
+        );
+    }
+}
+
+/// `kl(..., given: prompts, samples: N)` over prompts drawn from P_minus: its default error
+/// bar (across prompts) covers the expectation over prompts, E_s KL(P_minus(.|s) || P(.|s)),
+/// in 95% of seeds; the conditional one (`error: "given_prompts"`) does not, and is printed.
+#[test]
+fn across_prompt_error_bars_cover_the_expectation_over_prompts() {
+    let dir = common::scratch("calibration");
+    let script = common::read(&common::root().join("tests/fixtures/across_prompts.beb"));
+    common::write(&dir.join("across.beb"), &script);
+    let out = common::beb(&["run", "--seed", "1", "across.beb"])
+        .current_dir(&dir)
+        .run();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    println!("{}", out.stdout.trim());
+    let percent = |label: &str| -> f64 {
+        let tail = out.stdout.split(label).nth(1).unwrap_or_default();
+        let number: String = tail
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        number.parse().unwrap_or(f64::NAN)
+    };
+    let across = percent("across-prompt intervals cover") / 100.0;
+    let given = percent("conditional ones") / 100.0;
+    assert!(within_binomial(across, 0.95, 1000), "{}", out.stdout);
+    assert!(given < 0.5, "the conditional error bar is not for prompts at random: {given}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
