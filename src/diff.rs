@@ -69,7 +69,11 @@ fn estimate(j: &Json) -> Option<Estimate> {
     if !m.keys().all(allowed) {
         return None;
     }
-    Some(Estimate::new(number(m.get("mean")?)?, number(m.get("stderr")?)?, m.get("n")?.as_u64()? as usize))
+    Some(Estimate::new(
+        number(m.get("mean")?)?,
+        number(m.get("stderr")?)?,
+        m.get("n")?.as_u64()? as usize,
+    ))
 }
 
 /// The leaves of a saved value, with their paths. Lists are entered when `lists` is set.

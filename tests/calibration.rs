@@ -84,7 +84,10 @@ fn within_binomial(observed: f64, nominal: f64, runs: u64) -> bool {
 }
 
 fn check_coverage(what: &str, observed: f64, runs: u64) {
-    println!("coverage of {what}: {:.1}% over {runs} seeds", 100.0 * observed);
+    println!(
+        "coverage of {what}: {:.1}% over {runs} seeds",
+        100.0 * observed
+    );
     assert!(
         within_binomial(observed, 0.95, runs),
         "{what}: 95% intervals covered {:.1}% of {runs} seeds",
@@ -120,7 +123,11 @@ fn kl_and_expect_intervals_cover() {
                 .unwrap_or_else(|e| panic!("{e}")),
         )
     });
-    check_coverage("expect(llm, given: 3 sentences, samples: 200)", expect, RUNS);
+    check_coverage(
+        "expect(llm, given: 3 sentences, samples: 200)",
+        expect,
+        RUNS,
+    );
 }
 
 #[test]
@@ -133,9 +140,27 @@ fn logratio_variance_intervals_cover() {
     // them. The delta method covered 85.6% there; calibrated Bonett reaches 92.2%, and the
     // floor below is that figure's binomial lower limit, not the nominal level's.
     let setups: [(&str, &dyn LanguageModel, &dyn LanguageModel, usize, f64); 3] = [
-        ("logratio_var(minus, llm, sentences: 8, samples: 200)", &*minus, &*llm, 8, 0.90),
-        ("logratio_var(a, b, sentences: 1, samples: 200)", &*a, &*b, 1, 0.0),
-        ("logratio_var(minus, plus, sentences: 8, samples: 200)", &*minus, &*plus, 8, 0.0),
+        (
+            "logratio_var(minus, llm, sentences: 8, samples: 200)",
+            &*minus,
+            &*llm,
+            8,
+            0.90,
+        ),
+        (
+            "logratio_var(a, b, sentences: 1, samples: 200)",
+            &*a,
+            &*b,
+            1,
+            0.0,
+        ),
+        (
+            "logratio_var(minus, plus, sentences: 8, samples: 200)",
+            &*minus,
+            &*plus,
+            8,
+            0.0,
+        ),
     ];
     for (what, p, q, units, floor) in setups {
         let truth = exact(measure::logratio_var(p, q, &[], units, &Method::Exact));
@@ -146,7 +171,10 @@ fn logratio_variance_intervals_cover() {
             )
         });
         if floor > 0.0 {
-            println!("coverage of {what}: {:.1}% over {RUNS} seeds", 100.0 * observed);
+            println!(
+                "coverage of {what}: {:.1}% over {RUNS} seeds",
+                100.0 * observed
+            );
             assert!(observed >= floor, "{what}: {observed}");
         } else {
             check_coverage(what, observed, RUNS);
@@ -172,8 +200,13 @@ fn one_sided_asserts_have_their_stated_size() {
             })
             .collect();
         // The estimator's true standard error, for the power rows.
-        let sd = (exact(measure::logratio_var(&*minus, &*llm, &[], 8, &Method::Exact))
-            / samples as f64)
+        let sd = (exact(measure::logratio_var(
+            &*minus,
+            &*llm,
+            &[],
+            8,
+            &Method::Exact,
+        )) / samples as f64)
             .sqrt();
         let rate = |bound: f64, normal: bool| {
             let refuted = draws
@@ -228,7 +261,10 @@ fn across_prompt_error_bars_cover_the_expectation_over_prompts() {
     let across = percent("across-prompt intervals cover") / 100.0;
     let given = percent("conditional ones") / 100.0;
     assert!(within_binomial(across, 0.95, 1000), "{}", out.stdout);
-    assert!(given < 0.5, "the conditional error bar is not for prompts at random: {given}");
+    assert!(
+        given < 0.5,
+        "the conditional error bar is not for prompts at random: {given}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -246,9 +282,17 @@ fn neural_kl_intervals_cover_with_enough_samples() {
     let script = common::read(&common::root().join("tests/fixtures/neural_kl_coverage.beb"))
         .replace("$BEB_SHARED", &common::shared_root().display().to_string());
     common::write(&dir.join("neural.beb"), &script);
-    let out = common::beb(&["run", "--seed", "1", "--no-cache", "neural.beb", "--set", "n=5000"])
-        .current_dir(&dir)
-        .run();
+    let out = common::beb(&[
+        "run",
+        "--seed",
+        "1",
+        "--no-cache",
+        "neural.beb",
+        "--set",
+        "n=5000",
+    ])
+    .current_dir(&dir)
+    .run();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     println!("{}", out.stdout.trim());
     let covered: f64 = out
@@ -258,6 +302,10 @@ fn neural_kl_intervals_cover_with_enough_samples() {
         .and_then(|t| t.split('%').next())
         .and_then(|t| t.parse().ok())
         .unwrap_or(f64::NAN);
-    assert!(within_binomial(covered / 100.0, 0.95, 1000), "{}", out.stdout);
+    assert!(
+        within_binomial(covered / 100.0, 0.95, 1000),
+        "{}",
+        out.stdout
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -441,7 +441,8 @@ let q = load({q8:?}, unit: sentence(until: ".", max_tokens: 24))
 let prompts = sample(p, sentences: 3, count: 4, seed: 2)
 print len(prompts), len(prompts[0])
 let k = kl(p, q, given: map(prompts, |t| t[..2]), samples: 16, unit: tokens(8), seed: 3)
-print k.n
+let fixed = kl(p, q, given: map(prompts, |t| t[..2]), samples: 16, unit: tokens(8), seed: 3, error: "given_prompts")
+print k.n, fixed.n, k.mean == fixed.mean
 let v = logratio_var(p, q, sentences: 1, given: prompts[0], samples: 16, unit: tokens(8), seed: 3)
 print v.n
 print next_token_kl(p, q, given: prompts[0]) >= 0
@@ -459,7 +460,7 @@ print model_info(p).parameters
     );
     let (code, text) = run_script(&dir, &script);
     assert_eq!(code, 0, "{text}");
-    let expected = "4 3\n64\n16\ntrue\n8\n8\n2 The cat was happy.\n-1 1\n8\n260032\n";
+    let expected = "4 3\n4 64 true\n16\ntrue\n8\n8\n2 The cat was happy.\n-1 1\n8\n260032\n";
     assert!(
         text.ends_with(expected) || text.contains(expected),
         "{text}"

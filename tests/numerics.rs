@@ -54,9 +54,17 @@ fn exact_kl_matches_1000_digit_references_down_to_1e_300() {
     let (mut worst, mut smallest) = (0.0f64, f64::INFINITY);
     for case in &cases {
         let world_name = case["world"].as_str().unwrap_or_default();
-        let alpha: f64 = case["alpha"].as_str().unwrap_or("nan").parse().unwrap_or(f64::NAN);
+        let alpha: f64 = case["alpha"]
+            .as_str()
+            .unwrap_or("nan")
+            .parse()
+            .unwrap_or(f64::NAN);
         let horizon = case["horizon"].as_u64().unwrap_or(0) as usize;
-        let reference: f64 = case["kl"].as_str().unwrap_or("nan").parse().unwrap_or(f64::NAN);
+        let reference: f64 = case["kl"]
+            .as_str()
+            .unwrap_or("nan")
+            .parse()
+            .unwrap_or(f64::NAN);
         let (minus, plus) = world(world_name);
         let llm = Mixture::new(vec![
             ("minus".into(), minus.clone(), alpha.ln()),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::relative::excess_divergence;
+use super::relative::log_ratio_divergence;
 use super::{ENUMERATION_LIMIT, MeasureError};
 use crate::lm::{LanguageModel, Unit};
 
@@ -301,7 +301,7 @@ fn one_step_kl(
         let Some(lq) = q_of.get(unit) else {
             return Ok(Some(f64::INFINITY));
         };
-        total += lp.exp() * excess_divergence((lq - lp).exp_m1());
+        total += lp.exp() * log_ratio_divergence(lq - lp);
     }
     let p_units: std::collections::HashSet<&Unit> = ps.iter().map(|(u, _)| u).collect();
     let outside: f64 = qs

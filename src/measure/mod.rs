@@ -28,7 +28,7 @@ use crate::lm::{LanguageModel, ModelError, ModelResult, Unit, check_same_vocabul
 use crate::seed::Stream;
 use crate::stats::Estimate;
 use exact::{Flow, Moments, WeightedMoments, enumerate, markov_kl, markov_moments};
-use relative::{Relative, excess_divergence, outside_mass};
+use relative::{Relative, outside_mass};
 
 /// The most continuations an exact measurement will enumerate.
 pub const ENUMERATION_LIMIT: u64 = 2_000_000;
@@ -261,19 +261,17 @@ fn enumerated_kl(
         &mut |text, lp_path| {
             let text = [text.to_vec()];
             let lp = p.logprob_many(given, &text)?;
-            let u = form.excess(p, q, given, &text, &lp)?[0];
-            if u == -1.0 {
+            let Some(terms) = form.terms(q, given, &text, &lp)?.pop() else {
+                return Err(MeasureError::Invalid("a text was scored as nothing".into()));
+            };
+            if terms.log_ratio == f64::NEG_INFINITY {
                 infinite = true;
                 return Ok(Flow::Stop);
             }
-            let weight = lp_path.exp();
-            inside += if u == f64::INFINITY {
-                // Q/P overflowed: P(y) is negligible next to Q(y), the term's value.
-                q.logprob(given, &text[0])?.exp()
-            } else {
-                weight * excess_divergence(u)
-            };
-            first_order += weight * u;
+            inside += terms.weighted(lp_path);
+            if terms.excess.is_finite() {
+                first_order += lp_path.exp() * terms.excess;
+            }
             Ok(Flow::Continue)
         },
     )?;

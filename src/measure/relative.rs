@@ -18,9 +18,7 @@ use crate::stats::logspace::logsumexp;
 pub(crate) enum Relative {
     /// Q is a mixture with P as a component: the other components and their posterior
     /// log-weights given the context.
-    Component {
-        others: Vec<(ModelRef, f64)>,
-    },
+    Component { others: Vec<(ModelRef, f64)> },
     /// No structure to use: u = expm1(log Q - log P).
     Direct,
 }
@@ -39,30 +37,45 @@ impl Relative {
         let Some(own) = weighted.iter().position(|(m, _)| same_model(m.as_ref(), p)) else {
             return Ok(Relative::Direct);
         };
-        let others = weighted
+        let others: Vec<(ModelRef, f64)> = weighted
             .iter()
             .enumerate()
             .filter(|(i, _)| *i != own)
             .map(|(_, (m, w))| (ModelRef::clone(m), *w))
             .collect();
+        // The form pays off when P's own weight dominates (Q/P near 1). When the others
+        // dominate, Q/P = w_P + sum_i w_i r_i is far from 1 and u = Q/P - 1 would lose a small
+        // w_P to rounding; log Q - log P is then the accurate form.
+        if logsumexp(others.iter().map(|(_, w)| *w)) > 0.5f64.ln() {
+            return Ok(Relative::Direct);
+        }
         Ok(Relative::Component { others })
     }
 
-    /// u(y) = Q(y | given)/P(y | given) - 1 for texts `texts` with log P(y | given) = `lp`
-    /// (finite: y is in P's support). -1 where Q(y) = 0; +inf only on overflow.
-    pub fn excess(
+    /// The terms of each text y (with log P(y | given) = `lp`, finite: y is in P's
+    /// support), each in the form that keeps its digits.
+    pub fn terms(
         &self,
-        p: &dyn LanguageModel,
         q: &dyn LanguageModel,
         given: &[Unit],
         texts: &[Vec<Unit>],
         lp: &[f64],
-    ) -> ModelResult<Vec<f64>> {
+    ) -> ModelResult<Vec<Terms>> {
         match self {
             Relative::Direct => {
-                let _ = p;
                 let lq = q.logprob_many(given, texts)?;
-                Ok(lq.iter().zip(lp).map(|(q, p)| (q - p).exp_m1()).collect())
+                Ok(lq
+                    .iter()
+                    .zip(lp)
+                    .map(|(q, p)| {
+                        let t = q - p;
+                        Terms {
+                            log_ratio: t,
+                            excess: t.exp_m1(),
+                            divergence: log_ratio_divergence(t),
+                        }
+                    })
+                    .collect())
             }
             Relative::Component { others } => {
                 let mut u = vec![0.0; texts.len()];
@@ -72,9 +85,78 @@ impl Relative {
                         *u += weighted_expm1(*log_w, li - lp);
                     }
                 }
-                Ok(u)
+                // P's own weight is at least 1/2, so u >= -1/2 and log1p(u) is exact. Where u
+                // is huge (P(y) far below Q(y)) there is no cancellation to avoid, and u itself
+                // may have overflowed: log Q - log P is then the form.
+                let mut out = Vec::with_capacity(u.len());
+                for (i, u) in u.into_iter().enumerate() {
+                    out.push(if u < 1e15 {
+                        Terms {
+                            log_ratio: u.ln_1p(),
+                            excess: u,
+                            divergence: excess_divergence(u),
+                        }
+                    } else {
+                        let t = q.logprob(given, &texts[i])? - lp[i];
+                        Terms {
+                            log_ratio: t,
+                            excess: t.exp_m1(),
+                            divergence: log_ratio_divergence(t),
+                        }
+                    });
+                }
+                Ok(out)
             }
         }
+    }
+}
+
+/// One text's terms: t = log Q(y)/P(y), u = Q(y)/P(y) - 1, and u - log1p(u) = e^t - 1 - t >= 0,
+/// its contribution to KL(P || Q) per unit of P(y).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Terms {
+    pub log_ratio: f64,
+    pub excess: f64,
+    pub divergence: f64,
+}
+
+impl Terms {
+    /// P(y) (e^t - 1 - t) for log P(y) = `lp`, in log space where P(y) underflows or the
+    /// divergence overflows (there the term is Q(y) - P(y)(1 + t), about Q(y)).
+    pub fn weighted(&self, lp: f64) -> f64 {
+        let weight = lp.exp();
+        if weight > 0.0 && self.divergence.is_finite() {
+            weight * self.divergence
+        } else if self.divergence == 0.0 {
+            0.0
+        } else {
+            let log_divergence = if self.divergence.is_finite() {
+                self.divergence.ln()
+            } else {
+                self.log_ratio
+            };
+            (lp + log_divergence).exp()
+        }
+    }
+}
+
+/// e^t - 1 - t >= 0 at full relative precision: the series t²/2 + t³/6 + ... near 0, where
+/// the terms cancel, and the closed form elsewhere (well conditioned for t << 0 too, where
+/// u = e^t - 1 is near -1 and u - log1p(u) would lose e^t to rounding).
+pub(crate) fn log_ratio_divergence(t: f64) -> f64 {
+    if t.abs() < 0.5 {
+        let mut term = t * t / 2.0;
+        let mut total = 0.0;
+        for k in 3..60 {
+            total += term;
+            if term.abs() <= total.abs() * 1e-18 {
+                break;
+            }
+            term *= t / k as f64;
+        }
+        total
+    } else {
+        t.exp_m1() - t
     }
 }
 
@@ -93,7 +175,7 @@ fn weighted_expm1(log_w: f64, d: f64) -> f64 {
 
 /// u - log1p(u) >= 0 (for u >= -1) at full relative precision, also for tiny u where both
 /// terms agree to many digits: the series u²/2 - u³/3 + ... below |u| = 0.25.
-pub(crate) fn excess_divergence(u: f64) -> f64 {
+fn excess_divergence(u: f64) -> f64 {
     if u.abs() < 0.25 {
         let mut power = u * u;
         let mut total = 0.0;
@@ -113,8 +195,7 @@ pub(crate) fn excess_divergence(u: f64) -> f64 {
     }
 }
 
-/// log P(y)/Q(y) = -log1p(u(y)) for each text, without cancellation when Q is a mixture
-/// containing P.
+/// log P(y)/Q(y) for each text, without cancellation when Q is a mixture containing P.
 pub(crate) fn logratios(
     p: &dyn LanguageModel,
     q: &dyn LanguageModel,
@@ -127,19 +208,18 @@ pub(crate) fn logratios(
         let lq = q.logprob_many(given, texts)?;
         return Ok(lp.into_iter().zip(lq).map(|(a, b)| a - b).collect());
     }
-    let u = form.excess(p, q, given, texts, &lp)?;
-    Ok(lp
-        .iter()
-        .zip(u)
-        .map(|(lp, u)| {
-            if *lp == f64::NEG_INFINITY {
-                // P cannot produce the text: Q's mixture of the others can (or both cannot).
-                f64::NEG_INFINITY
-            } else {
-                -u.ln_1p()
-            }
-        })
-        .collect())
+    // Texts P cannot produce keep -inf (or the error of both being zero) from the direct form.
+    let possible: Vec<usize> = (0..texts.len())
+        .filter(|&i| lp[i] > f64::NEG_INFINITY)
+        .collect();
+    let chosen: Vec<Vec<Unit>> = possible.iter().map(|&i| texts[i].clone()).collect();
+    let chosen_lp: Vec<f64> = possible.iter().map(|&i| lp[i]).collect();
+    let terms = form.terms(q, given, &chosen, &chosen_lp)?;
+    let mut out = vec![f64::NEG_INFINITY; texts.len()];
+    for (&i, t) in possible.iter().zip(terms) {
+        out[i] = -t.log_ratio;
+    }
+    Ok(out)
 }
 
 /// The probability that Q's next `horizon` units leave P's support: Q's paths are enumerated
@@ -166,7 +246,7 @@ pub(crate) fn outside_mass(
     )? {
         return Ok(None);
     }
-    Ok(Some(logsumexp(outside.into_iter()).exp()))
+    Ok(Some(logsumexp(outside).exp()))
 }
 
 /// Depth-first over Q's support; pushes log Q(prefix) of each prefix where P leaves. False
@@ -223,7 +303,10 @@ mod tests {
             let leading = u * u / 2.0 - u * u * u / 3.0;
             let got = excess_divergence(u);
             assert!(got >= 0.0);
-            assert!((got - leading).abs() <= 1e-9 * leading, "u {u}: {got} vs {leading}");
+            assert!(
+                (got - leading).abs() <= 1e-9 * leading,
+                "u {u}: {got} vs {leading}"
+            );
         }
         assert_eq!(excess_divergence(-1.0), f64::INFINITY);
         // Continuous across the switch at 0.25.
@@ -233,8 +316,25 @@ mod tests {
     }
 
     #[test]
+    fn log_ratio_divergence_is_accurate_on_both_sides() {
+        for t in [1.0f64, -1.0, -21.386, 5.0, -700.0] {
+            let direct: f64 = t.exp_m1() - t;
+            assert!((log_ratio_divergence(t) - direct).abs() <= 1e-15 * direct);
+        }
+        for t in [1e-3, -1e-3, 1e-9, -4e-160] {
+            let leading = t * t / 2.0 + t * t * t / 6.0;
+            assert!((log_ratio_divergence(t) - leading).abs() <= 1e-9 * leading);
+        }
+    }
+
+    #[test]
     fn weighted_expm1_matches_the_product() {
-        for (w, d) in [(0.3f64, 1.2f64), (0.3, -1.2), (1e-3, 5.0), (0.5, f64::NEG_INFINITY)] {
+        for (w, d) in [
+            (0.3f64, 1.2f64),
+            (0.3, -1.2),
+            (1e-3, 5.0),
+            (0.5, f64::NEG_INFINITY),
+        ] {
             let direct = w * d.exp_m1();
             assert!((weighted_expm1(w.ln(), d) - direct).abs() <= 1e-15 * direct.abs());
         }

@@ -154,9 +154,7 @@ mod tests {
 
     #[test]
     fn estimate_columns_line_up_their_plus_minus_signs() {
-        let e = |mean, stderr| {
-            Cell::Estimate(Estimate::new(mean, stderr, 10))
-        };
+        let e = |mean, stderr| Cell::Estimate(Estimate::new(mean, stderr, 10));
         let t = Grid {
             columns: vec!["n".into(), "kl".into()],
             rows: vec![

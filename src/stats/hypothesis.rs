@@ -118,8 +118,7 @@ impl Estimate {
                 (center + spread).exp()
             }
             Shape::Mean { skewness } if self.n >= 2 => {
-                self.mean
-                    - self.stderr * hall_inverse(skewness, self.n, -t_quantile(level, self.n))
+                self.mean - self.stderr * hall_inverse(skewness, self.n, -t_quantile(level, self.n))
             }
             _ => self.mean + z_quantile(level) * self.stderr,
         }
@@ -128,7 +127,9 @@ impl Estimate {
     /// Which test a one-sided claim about this estimate gets, for messages.
     pub fn test_name(&self) -> &'static str {
         match self.shape {
-            Shape::Variance { .. } if self.n >= 5 => "Bonett's log-scale test for a variance, bootstrap-calibrated",
+            Shape::Variance { .. } if self.n >= 5 => {
+                "Bonett's log-scale test for a variance, bootstrap-calibrated"
+            }
             Shape::Mean { .. } if self.n >= 2 => "Hall's skewness-corrected t",
             _ => "normal approximation",
         }
@@ -140,35 +141,34 @@ impl Estimate {
     fn p_value(&self, direction: Direction, threshold: f64, level: f64) -> f64 {
         // A statistic that is large when the estimate lies above the threshold, and the
         // probability that it is at least `x` / at most `x` under the claim.
-        let (x, upper, lower): (f64, fn(f64, usize) -> f64, fn(f64, usize) -> f64) =
-            match self.shape {
-                Shape::Variance { kurtosis, widen } if self.n >= 5 => {
-                    if threshold <= 0.0 {
-                        let above = self.mean > threshold;
-                        return match direction {
-                            Direction::AtMost => f64::from(u8::from(!above)),
-                            Direction::AtLeast => 1.0,
-                        };
-                    }
-                    let z = widen * z_quantile(level);
-                    let (center, spread) = bonett(self.mean, kurtosis, self.n, z);
-                    (
-                        (center - threshold.ln()) / (spread / z),
-                        |x, _| phi(-x),
-                        |x, _| phi(x),
-                    )
+        let (x, upper, lower): (f64, Tail, Tail) = match self.shape {
+            Shape::Variance { kurtosis, widen } if self.n >= 5 => {
+                if threshold <= 0.0 {
+                    let above = self.mean > threshold;
+                    return match direction {
+                        Direction::AtMost => f64::from(u8::from(!above)),
+                        Direction::AtLeast => 1.0,
+                    };
                 }
-                Shape::Mean { skewness } if self.n >= 2 => (
-                    hall(skewness, self.n, (self.mean - threshold) / self.stderr),
-                    |x, n| student_cdf(-x, n),
-                    student_cdf,
-                ),
-                _ => (
-                    (self.mean - threshold) / self.stderr,
+                let z = widen * z_quantile(level);
+                let (center, spread) = bonett(self.mean, kurtosis, self.n, z);
+                (
+                    (center - threshold.ln()) / (spread / z),
                     |x, _| phi(-x),
                     |x, _| phi(x),
-                ),
-            };
+                )
+            }
+            Shape::Mean { skewness } if self.n >= 2 => (
+                hall(skewness, self.n, (self.mean - threshold) / self.stderr),
+                |x, n| student_cdf(-x, n),
+                student_cdf,
+            ),
+            _ => (
+                (self.mean - threshold) / self.stderr,
+                |x, _| phi(-x),
+                |x, _| phi(x),
+            ),
+        };
         match direction {
             Direction::AtMost => upper(x, self.n),
             Direction::AtLeast => lower(x, self.n),
@@ -185,6 +185,9 @@ impl Estimate {
         one_sided(self, Direction::AtMost, threshold, level)
     }
 }
+
+/// A tail probability of a test statistic: (value, n) -> probability.
+type Tail = fn(f64, usize) -> f64;
 
 /// Student t quantile with n - 1 degrees of freedom (the normal one for huge n).
 fn t_quantile(p: f64, n: usize) -> f64 {

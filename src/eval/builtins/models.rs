@@ -806,19 +806,19 @@ impl FitKlDecay {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let points = curve_points(&self.call, &self.curve, "kl")?;
         let fit = fit::fit_kl_decay(&points, *self.points)?;
-        if let (Some(regime), Ok(l5)) = (&fit.regime, &fit.lemma5) {
-            if regime.disagrees(fit.linear.beta.mean, l5.beta.mean) {
-                interp.warn(&format!(
-                    "fit_kl_decay: the line through the first {} points gives beta = {}, Lemma 5's form over all {} gives {}: they differ by more than their errors. The first {} points are in the {} regime (the curve's bend biases the line's slope by {:.1}%); fit fewer points, or read beta from `lemma5`.",
-                    *self.points,
-                    fit.linear.beta,
-                    points.len(),
-                    l5.beta,
-                    *self.points,
-                    regime.name,
-                    100.0 * regime.slope_bias
-                ));
-            }
+        if let (Some(regime), Ok(l5)) = (&fit.regime, &fit.lemma5)
+            && regime.disagrees(fit.linear.beta.mean, l5.beta.mean)
+        {
+            interp.warn(&format!(
+                "fit_kl_decay: the line through the first {} points gives beta = {}, Lemma 5's form over all {} gives {}: they differ by more than their errors. The first {} points are in the {} regime (the curve's bend biases the line's slope by {:.1}%); fit fewer points, or read beta from `lemma5`.",
+                *self.points,
+                fit.linear.beta,
+                points.len(),
+                l5.beta,
+                *self.points,
+                regime.name,
+                100.0 * regime.slope_bias
+            ));
         }
         let regime = fit.regime.as_ref().map_or(Value::None, |r| {
             Value::record(vec![

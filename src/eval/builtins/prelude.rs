@@ -731,7 +731,9 @@ impl MakeEstimate {
         if stderr.is_nan() || stderr < 0.0 {
             return Err(self.stderr.invalid("a standard error is >= 0"));
         }
-        Ok(Value::Estimate(crate::stats::Estimate::new(*self.mean, stderr, *self.n)))
+        Ok(Value::Estimate(crate::stats::Estimate::new(
+            *self.mean, stderr, *self.n,
+        )))
     }
 }
 
