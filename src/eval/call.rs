@@ -80,7 +80,7 @@ impl Interp {
                 let mark = self.observe();
                 let result = Args::bind(b.clone(), positional, named, span, site)
                     .and_then(|args| (b.func)(self, &args))
-                    .map_err(|e| e.at(span));
+                    .map_err(|e| self.interrupted_instead(e).at(span));
                 let drawn = self.streams_since(mark);
                 if let Ok(v) = &result {
                     self.note_provenance(v, &drawn);
@@ -156,9 +156,8 @@ impl Interp {
             let value = match (v, &p.default) {
                 (Some(v), _) => v,
                 (None, Some(d)) => match self.eval(d, &scope) {
-                    Ok(v) => v,
-                    Err(Control::Error(e)) => return Err(*e),
-                    Err(Control::Return(v)) => v,
+                    Ok(v) | Err(Control::Return(v)) => v,
+                    Err(other) => return Err(other.outside_loop()),
                 },
                 (None, None) => {
                     return Err(BebError::argument(format!(
@@ -174,7 +173,7 @@ impl Interp {
         }
         match self.eval(&def.body, &scope) {
             Ok(v) | Err(Control::Return(v)) => Ok(v),
-            Err(Control::Error(e)) => Err(*e),
+            Err(other) => Err(other.outside_loop()),
         }
     }
 }

@@ -15,6 +15,8 @@ struct Resolver<'a> {
     module_names: &'a dyn Fn(&str) -> Option<Vec<String>>,
     /// How many function bodies enclose the current point (`return` needs at least one).
     fn_depth: usize,
+    /// Loops around the statement being checked, within the current function.
+    loop_depth: usize,
 }
 
 /// Check that every name used in `program` is defined where it is used.
@@ -29,6 +31,7 @@ pub fn check_names(
         errors: Vec::new(),
         module_names,
         fn_depth: 0,
+        loop_depth: 0,
     };
     r.block(program);
     r.errors
@@ -86,6 +89,8 @@ impl Resolver<'_> {
 
     fn function(&mut self, def: &FnDef) {
         self.fn_depth += 1;
+        // A function body starts outside any loop: `break` cannot leave through a call.
+        let loops = std::mem::take(&mut self.loop_depth);
         self.scoped(|r| {
             for p in &def.params {
                 if let Some(d) = &p.default {
@@ -96,6 +101,7 @@ impl Resolver<'_> {
             r.expr(&def.body);
         });
         self.fn_depth -= 1;
+        self.loop_depth = loops;
     }
 
     fn stmt(&mut self, stmt: &Stmt) {
@@ -154,10 +160,32 @@ impl Resolver<'_> {
             }
             StmtKind::For { var, iter, body } => {
                 self.expr(iter);
+                self.loop_depth += 1;
                 self.scoped(|r| {
                     r.define(&var.node);
                     r.block(body);
                 });
+                self.loop_depth -= 1;
+            }
+            StmtKind::While { cond, body } => {
+                self.expr(cond);
+                self.loop_depth += 1;
+                self.scoped(|r| r.block(body));
+                self.loop_depth -= 1;
+            }
+            StmtKind::Break | StmtKind::Continue => {
+                if self.loop_depth == 0 {
+                    let word = if matches!(stmt.node, StmtKind::Break) {
+                        "break"
+                    } else {
+                        "continue"
+                    };
+                    self.errors.push(
+                        BebError::new(ErrorKind::Syntax, format!("`{word}` outside a loop"))
+                            .at(stmt.span)
+                            .with_label("not inside a `for` or `while`"),
+                    );
+                }
             }
             StmtKind::Return(e) => {
                 if self.fn_depth == 0 {

@@ -14,6 +14,7 @@ mod errors;
 pub mod export;
 mod expr;
 pub mod interp;
+mod interruptible;
 mod modules;
 pub mod natives;
 pub mod plotting;
