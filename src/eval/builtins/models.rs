@@ -750,14 +750,36 @@ builtin! {
     /// log(1 + e^(log(1/a) - beta n)) on all of them. curve: KL values at n = 0, 1, ... or a
     /// table with columns n and kl. Fitted values are estimates with standard errors. When the
     /// Lemma 5 fit fails (too few points, no convergence), `lemma5` is none and `lemma5_error`
-    /// says why; the line's fit is still returned.
+    /// says why; the line's fit is still returned. A curve that rises (beta more than two
+    /// standard errors below 0) is refused; a slightly negative beta within noise is a warning.
     FitKlDecay = fit_kl_decay(curve: Curve, points: usize = 3) -> "record"
 }
 
 impl FitKlDecay {
-    fn run(self, _: &mut Interp) -> BebResult<Value> {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let points = curve_points(&self.call, &self.curve, "kl")?;
         let fit = fit::fit_kl_decay(&points, *self.points)?;
+        let beta = fit.linear.beta;
+        // The model is a decay; a negative beta means the data are not one (KL against the
+        // wrong variable, p and q swapped, a prompt that aligns instead), not a finding.
+        if beta.mean < 0.0 {
+            let what = format!(
+                "the KL curve rises over its first {} points: fitted beta = {:.4} < 0, but \
+                 fit_kl_decay fits a decay log(1/a) - beta n",
+                *self.points, beta.mean
+            );
+            if beta.mean + 2.0 * beta.stderr < 0.0 {
+                return Err(BebError::value(format!(
+                    "{what} (beta is more than two standard errors below 0)"
+                ))
+                .at(self.curve.span)
+                .with_help(
+                    "check that the curve is KL(P(.|prompt of length n) || model) against n, \
+                         in the order the paper uses, with prompts that push toward P_minus",
+                ));
+            }
+            interp.warn(&format!("{what} (within two standard errors of 0)"));
+        }
         let (lemma5, lemma5_error) = match &fit.lemma5 {
             Ok(l5) => (
                 Value::record(vec![
