@@ -266,6 +266,7 @@ impl Interp {
 
     /// Run a parsed program in the global scope. Returns the value of a trailing expression.
     pub fn run(&mut self, program: &[Stmt]) -> BebResult<Value> {
+        self.warn_shadowed_builtins(program);
         let globals = self.globals.clone();
         self.exec_block(program, &globals)
             .map_err(Control::outside_loop)
@@ -378,6 +379,25 @@ impl Interp {
             )
         };
         crate::eval::check::check_names(program, self.globals.names(), &module_names)
+    }
+
+    /// Warn, with both places, about each call that reaches a `let` or sweep column named like
+    /// a builtin instead of the builtin.
+    fn warn_shadowed_builtins(&mut self, program: &[Stmt]) {
+        let builtins = &self.builtins;
+        let found = crate::eval::check::shadowed_builtins(program, self.globals.names(), &|n| {
+            builtins.contains_key(n)
+        });
+        for s in found {
+            let text = format!(
+                "`{name}(...)` at {called} calls the `{name}` bound at {bound}, not the builtin \
+                 `{name}`; rename that binding to call the builtin",
+                name = s.name,
+                called = self.location(s.called),
+                bound = self.location(s.bound),
+            );
+            self.warn(&text);
+        }
     }
 
     /// The doc comment and parameters of a user or stdlib function, for `:help`.

@@ -39,7 +39,7 @@ impl Interp {
                 self.name_hint = Some(name.node.clone());
                 let value = self.eval(e, env);
                 self.name_hint = None;
-                env.define(name.node.clone(), value?);
+                env.define_at(name.node.clone(), value?, name.span);
             }
             StmtKind::Assign(name, op, e) => {
                 let current = env.get(&name.node).ok_or_else(|| {
