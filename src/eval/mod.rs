@@ -9,6 +9,7 @@ pub mod builtins;
 mod call;
 pub mod capture;
 pub mod check;
+mod conditioned;
 pub mod env;
 mod errors;
 pub mod export;

@@ -584,11 +584,14 @@ fn measured(m: Measured) -> Value {
 builtin! {
     /// Conditional KL divergence D_KL(P(.|given) || Q(.|given)) over the next `sentences` units
     /// (def. 2). Exact by enumeration; with samples: N a Monte Carlo estimate. A list of
-    /// prompts as `given` averages over them.
+    /// prompts as `given` averages over them. `given_q` conditions Q on another prompt (one
+    /// per prompt of `given`): D_KL(P(.|given) || Q(.|given_q)), e.g. Q behind an aligning
+    /// prefix s0 + given.
     Kl = kl(
         p: ModelRef,
         q: ModelRef,
         given: Prompts = [],
+        given_q: Option<Prompts> = none,
         sentences: usize = 1,
         samples: Option<usize> = none,
         seed: Option<Seed> = none,
@@ -601,9 +604,26 @@ impl Kl {
         let p = interp.for_run(viewed(&self.p, &self.unit, None)?);
         let q = interp.for_run(viewed(&self.q, &self.unit, None)?);
         let prompts = &self.given.0;
+        if let Some(q_prompts) = &self.given_q.value
+            && q_prompts.0.len() != prompts.len()
+        {
+            return Err(self.given_q.invalid(format!(
+                "`given_q` needs one prompt per prompt of `given`: {} for {}",
+                q_prompts.0.len(),
+                prompts.len()
+            )));
+        }
         let plan = method(interp, &self.call, &self.samples, &self.seed)?;
         let mut values = Vec::with_capacity(prompts.len());
         for (i, prompt) in prompts.iter().enumerate() {
+            let q = match &self.given_q.value {
+                Some(q_prompts) => crate::eval::conditioned::wrap(
+                    q.clone(),
+                    prompt.units.clone(),
+                    q_prompts.0[i].units.clone(),
+                ),
+                None => q.clone(),
+            };
             values.push(measure::kl(
                 p.as_ref(),
                 q.as_ref(),
