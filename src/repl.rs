@@ -464,7 +464,7 @@ impl Completer for BebHelper {
         let mut candidates: Vec<Pair> = Vec::new();
         let starts_argument = before[..start]
             .trim_end()
-            .ends_with(|c| c == '(' || c == ',');
+            .ends_with(['(', ',']);
         if starts_argument && let Some(function) = enclosing_call(&before[..start]) {
             candidates.extend(
                 self.params_of(function)
