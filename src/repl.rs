@@ -462,9 +462,7 @@ impl Completer for BebHelper {
         }
         // A named argument (`samples: `) first when the word starts an argument of a call.
         let mut candidates: Vec<Pair> = Vec::new();
-        let starts_argument = before[..start]
-            .trim_end()
-            .ends_with(['(', ',']);
+        let starts_argument = before[..start].trim_end().ends_with(['(', ',']);
         if starts_argument && let Some(function) = enclosing_call(&before[..start]) {
             candidates.extend(
                 self.params_of(function)
