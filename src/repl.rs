@@ -1,6 +1,7 @@
-//! The interactive session on rustyline: multi-line input when the parser says the input is
-//! incomplete, completion of names, `:help`, `:vars`, `:load`, `:quit`. Piped (non-terminal)
-//! input is evaluated the same way, line by line, which is how the REPL is tested.
+//! The interactive session on rustyline: multi-line input (a `...> ` continuation prompt while
+//! the parser says the input is incomplete), completion of names, named arguments and `:load`
+//! paths, `:help`, `:vars`, `:load`, `:quit`. Ctrl-C stops a running evaluation and keeps the
+//! session. Piped (non-terminal) input is evaluated the same way, line by line.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -8,8 +9,9 @@ use std::io::BufRead;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use rustyline::completion::{Completer, Pair};
+use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
@@ -45,6 +47,9 @@ const KEYWORDS: &[&str] = &[
     "with",
     "at",
     "sentences",
+    "while",
+    "break",
+    "continue",
 ];
 const COMMANDS: &[&str] = &[":help", ":vars", ":load", ":quit"];
 
@@ -76,6 +81,8 @@ enum Outcome {
 
 struct Session {
     interp: Rc<RefCell<Interp>>,
+    /// In a terminal: take SIGINT back from the line editor while an input is evaluated.
+    terminal: bool,
     counter: usize,
     /// The worst exit code seen (1 for a failed assertion, 2 for other errors).
     worst: i32,
@@ -98,20 +105,31 @@ impl Session {
 
     fn eval_source(&mut self, name: &str, text: &str) {
         let mut interp = self.interp.borrow_mut();
-        interp
-            .interrupt_flag()
-            .store(false, std::sync::atomic::Ordering::SeqCst);
+        interp.interrupt_flag().store(false, Ordering::SeqCst);
         let file = interp.add_source(name, text);
-        let result = interp
-            .parse(file)
-            .map_err(BebError::from_syntax)
-            .and_then(|program| {
-                let is_expression = matches!(
-                    program.last().map(|s| &s.node),
-                    Some(crate::syntax::StmtKind::Expr(_))
-                );
-                interp.run(&program).map(|v| (v, is_expression))
-            });
+        let _sigint = self
+            .terminal
+            .then(|| SigintDuringEval::install(interp.interrupt_flag()));
+        // Whatever an evaluation does, the session (its variables) outlives it: a panic is
+        // reported as an internal error of that input only.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            interp
+                .parse(file)
+                .map_err(BebError::from_syntax)
+                .and_then(|program| {
+                    let is_expression = matches!(
+                        program.last().map(|s| &s.node),
+                        Some(crate::syntax::StmtKind::Expr(_))
+                    );
+                    interp.run(&program).map(|v| (v, is_expression))
+                })
+        }))
+        .unwrap_or_else(|_| {
+            Err(BebError::new(
+                crate::error::ErrorKind::Value,
+                "internal error while evaluating this input (please report it); the session goes on",
+            ))
+        });
         match result {
             Ok((value, true)) if !matches!(value, Value::None) => {
                 let _ = interp.print_line(&value.to_string());
@@ -206,10 +224,24 @@ impl Session {
             }
             None => match value {
                 Some(v) => println!("{topic}: {} = {}", v.type_name(), short(&v)),
-                None => println!("no help for `{topic}`"),
+                None => println!("{}", no_help(&interp, topic)),
             },
         }
     }
+}
+
+/// Why `:help TOPIC` found nothing, with the way on when TOPIC is in a module not imported yet.
+fn no_help(interp: &Interp, topic: &str) -> String {
+    if let Some((module, _)) = topic.split_once('.')
+        && interp.globals().get(module).is_none()
+        && Interp::module_names().any(|m| m == module)
+    {
+        return format!(
+            "no help for `{topic}`: `{module}` is a stdlib module not imported yet; \
+             run `import {module}` first, then `:help {topic}`"
+        );
+    }
+    format!("no help for `{topic}`")
 }
 
 fn short(v: &Value) -> String {
@@ -239,6 +271,7 @@ fn incomplete(text: &str) -> bool {
 fn piped(interp: Rc<RefCell<Interp>>) -> i32 {
     let mut session = Session {
         interp,
+        terminal: false,
         counter: 0,
         worst: 0,
     };
@@ -299,6 +332,109 @@ fn history_path() -> Option<PathBuf> {
 
 struct BebHelper {
     interp: Rc<RefCell<Interp>>,
+    files: FilenameCompleter,
+}
+
+/// The Interp flag SIGINT raises while an input is evaluated (null between evaluations).
+static EVAL_FLAG: AtomicPtr<AtomicBool> = AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    let flag = EVAL_FLAG.load(Ordering::SeqCst);
+    if !flag.is_null() {
+        // SAFETY: the pointer comes from an Arc the guard below keeps alive while it is set;
+        // an atomic store is async-signal-safe.
+        unsafe { (*flag).store(true, Ordering::SeqCst) };
+    }
+}
+
+/// rustyline keeps its own SIGINT handler installed for the editor's whole life (it reads
+/// Ctrl-C as a key at the prompt), so during an evaluation Ctrl-C would be swallowed. This
+/// guard installs a handler raising the interpreter's interrupt flag and puts the editor's
+/// back when the evaluation ends.
+struct SigintDuringEval {
+    flag: std::sync::Arc<AtomicBool>,
+    previous: libc::sigaction,
+}
+
+impl SigintDuringEval {
+    fn install(flag: std::sync::Arc<AtomicBool>) -> SigintDuringEval {
+        EVAL_FLAG.store(std::sync::Arc::as_ptr(&flag).cast_mut(), Ordering::SeqCst);
+        // SAFETY: plain sigaction calls with zero-initialised structs; the handler only does
+        // an atomic load and store.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigint as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGINT, &action, &mut previous);
+            SigintDuringEval { flag, previous }
+        }
+    }
+}
+
+impl Drop for SigintDuringEval {
+    fn drop(&mut self) {
+        // SAFETY: restores the action saved by `install`.
+        unsafe { libc::sigaction(libc::SIGINT, &self.previous, std::ptr::null_mut()) };
+        EVAL_FLAG.store(std::ptr::null_mut(), Ordering::SeqCst);
+        let _ = &self.flag;
+    }
+}
+
+/// The function whose argument list the cursor is in (`kl(p, q, sa|` gives `kl`), when the
+/// cursor starts an argument.
+fn enclosing_call(before: &str) -> Option<&str> {
+    let mut depth = 0usize;
+    let mut open = None;
+    for (i, c) in before.char_indices().rev() {
+        match c {
+            ')' | ']' | '}' => depth += 1,
+            '(' if depth == 0 => {
+                open = Some(i);
+                break;
+            }
+            '[' | '{' if depth == 0 => return None,
+            '(' | '[' | '{' => depth -= 1,
+            _ => {}
+        }
+    }
+    let head = before[..open?].trim_end();
+    let start = head
+        .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let name = &head[start..];
+    (!name.is_empty()).then_some(name)
+}
+
+impl BebHelper {
+    /// The parameter names of the function `name` (a builtin, a user function or a module's
+    /// member such as `bounds.lemma5_kl`).
+    fn params_of(&self, name: &str) -> Vec<String> {
+        let interp = self.interp.borrow();
+        let value = match name.split_once('.') {
+            Some((module, member)) => match interp.globals().get(module) {
+                Some(Value::Record(r)) => r.get(member).cloned(),
+                _ => None,
+            },
+            None => interp.globals().get(name),
+        };
+        match value {
+            Some(Value::Native(b)) => b
+                .params
+                .iter()
+                .filter(|p| !p.variadic)
+                .map(|p| p.name.clone())
+                .collect(),
+            Some(Value::Func(c)) => c
+                .def
+                .params
+                .iter()
+                .map(|p| p.name.node.to_string())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl Completer for BebHelper {
@@ -311,6 +447,11 @@ impl Completer for BebHelper {
         _: &Context<'_>,
     ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let before = &line[..pos];
+        if let Some(rest) = before.trim_start().strip_prefix(":load")
+            && rest.starts_with(char::is_whitespace)
+        {
+            return self.files.complete_path(line, pos);
+        }
         let start = before
             .rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
             .map(|i| i + 1)
@@ -318,6 +459,20 @@ impl Completer for BebHelper {
         let word = &before[start..];
         if word.is_empty() {
             return Ok((start, Vec::new()));
+        }
+        // A named argument (`samples: `) first when the word starts an argument of a call.
+        let mut candidates: Vec<Pair> = Vec::new();
+        let starts_argument = before[..start].trim_end().ends_with(['(', ',']);
+        if starts_argument && let Some(function) = enclosing_call(&before[..start]) {
+            candidates.extend(
+                self.params_of(function)
+                    .into_iter()
+                    .filter(|p| p.starts_with(word))
+                    .map(|p| Pair {
+                        display: format!("{p}:"),
+                        replacement: format!("{p}: "),
+                    }),
+            );
         }
         let interp = self.interp.borrow();
         let mut names: Vec<String> = interp
@@ -331,14 +486,15 @@ impl Completer for BebHelper {
         names.extend(Interp::module_names().map(String::from));
         names.sort();
         names.dedup();
-        let candidates = names
-            .into_iter()
-            .filter(|n| n.starts_with(word))
-            .map(|n| Pair {
-                display: n.clone(),
-                replacement: n,
-            })
-            .collect();
+        candidates.extend(
+            names
+                .into_iter()
+                .filter(|n| n.starts_with(word))
+                .map(|n| Pair {
+                    display: n.clone(),
+                    replacement: n,
+                }),
+        );
         Ok((start, candidates))
     }
 }
@@ -357,13 +513,11 @@ impl Highlighter for BebHelper {
     }
 }
 
+/// Every line is accepted as typed: the session loop continues an incomplete input on a
+/// `...> ` prompt, so a paste of several lines runs line by line, as typed.
 impl Validator for BebHelper {
-    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        Ok(if incomplete(ctx.input()) {
-            ValidationResult::Incomplete
-        } else {
-            ValidationResult::Valid(None)
-        })
+    fn validate(&self, _: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        Ok(ValidationResult::Valid(None))
     }
 }
 
@@ -379,6 +533,7 @@ fn interactive(interp: Rc<RefCell<Interp>>) -> i32 {
     };
     editor.set_helper(Some(BebHelper {
         interp: interp.clone(),
+        files: FilenameCompleter::new(),
     }));
     let history = history_path();
     if let Some(h) = &history {
@@ -386,22 +541,38 @@ fn interactive(interp: Rc<RefCell<Interp>>) -> i32 {
     }
     let mut session = Session {
         interp,
+        terminal: true,
         counter: 0,
         worst: 0,
     };
+    // The input so far while it is incomplete; each line read (a pasted block is split into
+    // its lines) goes through it, exactly as piped input does.
+    let mut buffer = String::new();
     loop {
-        match editor.readline("beb> ") {
-            Ok(line) => {
-                let _ = editor.add_history_entry(line.as_str());
-                if let Some(h) = &history {
-                    let _ = editor.append_history(h);
-                }
-                if let Outcome::Quit = session.handle(&line) {
-                    break;
+        let prompt = if buffer.is_empty() { "beb> " } else { "...> " };
+        match editor.readline(prompt) {
+            Ok(text) => {
+                for line in text.split('\n') {
+                    buffer.push_str(line.strip_suffix('\r').unwrap_or(line));
+                    buffer.push('\n');
+                    if incomplete(&buffer) {
+                        continue;
+                    }
+                    let input = std::mem::take(&mut buffer);
+                    let entry = input.trim_end();
+                    if !entry.is_empty() {
+                        let _ = editor.add_history_entry(entry);
+                        if let Some(h) = &history {
+                            let _ = editor.append_history(h);
+                        }
+                    }
+                    if let Outcome::Quit = session.handle(&input) {
+                        return 0;
+                    }
                 }
             }
-            // Ctrl-C abandons the line; the session and its variables stay.
-            Err(ReadlineError::Interrupted) => continue,
+            // Ctrl-C at a prompt abandons the input so far; the session and its variables stay.
+            Err(ReadlineError::Interrupted) => buffer.clear(),
             Err(ReadlineError::Eof) => break,
             Err(e) => {
                 eprintln!("beb: {e}");

@@ -44,7 +44,33 @@ impl Interp {
         self.name_hint = hint;
         let result = self.call_at(&f, positional, named, span, Some(site));
         self.name_hint = None;
-        Ok(result?)
+        Ok(result.map_err(|e| self.where_bound(e, &f, callee, env))?)
+    }
+
+    /// A "not a function" error for a callee that is a name says where that name was bound,
+    /// and which builtin the binding hides.
+    fn where_bound(&self, error: BebError, f: &Value, callee: &Expr, env: &Rc<Env>) -> BebError {
+        let ExprKind::Ident(name) = &callee.node else {
+            return error;
+        };
+        if matches!(f, Value::Func(_) | Value::Native(_)) {
+            return error;
+        }
+        let mut error = error.with_label(format!("`{name}` is a {} here", f.type_name()));
+        let bound = env.bound_at(name);
+        if let Some(at) = bound {
+            error = error.with_note(at, format!("`{name}` is bound here"));
+        }
+        let place = bound
+            .map(|at| format!("`{name}` was bound at {}", self.location(at)))
+            .unwrap_or_else(|| format!("`{name}` is a variable or parameter"));
+        if self.builtins.contains_key(&**name) {
+            error.with_help(format!(
+                "{place}, which hides the builtin `{name}`; give it another name to call the builtin"
+            ))
+        } else {
+            error.with_help(place)
+        }
     }
 
     /// Call any function value with evaluated arguments.
@@ -80,7 +106,7 @@ impl Interp {
                 let mark = self.observe();
                 let result = Args::bind(b.clone(), positional, named, span, site)
                     .and_then(|args| (b.func)(self, &args))
-                    .map_err(|e| e.at(span));
+                    .map_err(|e| self.interrupted_instead(e).at(span));
                 let drawn = self.streams_since(mark);
                 if let Ok(v) = &result {
                     self.note_provenance(v, &drawn);
@@ -92,7 +118,12 @@ impl Interp {
                 self.call_closure(c, positional, named, span)
             }
             other => Err(BebError::type_error(format!(
-                "a {} is not a function",
+                "{} {} is not a function",
+                if other.type_name().starts_with(['a', 'e', 'i', 'o', 'u']) {
+                    "an"
+                } else {
+                    "a"
+                },
                 other.type_name()
             ))
             .at(span)),
@@ -156,9 +187,8 @@ impl Interp {
             let value = match (v, &p.default) {
                 (Some(v), _) => v,
                 (None, Some(d)) => match self.eval(d, &scope) {
-                    Ok(v) => v,
-                    Err(Control::Error(e)) => return Err(*e),
-                    Err(Control::Return(v)) => v,
+                    Ok(v) | Err(Control::Return(v)) => v,
+                    Err(other) => return Err(other.outside_loop()),
                 },
                 (None, None) => {
                     return Err(BebError::argument(format!(
@@ -174,7 +204,7 @@ impl Interp {
         }
         match self.eval(&def.body, &scope) {
             Ok(v) | Err(Control::Return(v)) => Ok(v),
-            Err(Control::Error(e)) => Err(*e),
+            Err(other) => Err(other.outside_loop()),
         }
     }
 }

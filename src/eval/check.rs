@@ -15,6 +15,23 @@ struct Resolver<'a> {
     module_names: &'a dyn Fn(&str) -> Option<Vec<String>>,
     /// How many function bodies enclose the current point (`return` needs at least one).
     fn_depth: usize,
+    /// Loops around the statement being checked, within the current function.
+    loop_depth: usize,
+    /// Whether a name is a builtin's (for the shadowing warning).
+    is_builtin: &'a dyn Fn(&str) -> bool,
+    /// `let`s and sweep columns in scope that hide a builtin: name, binding span, scope depth.
+    shadows: Vec<(Name, Span, usize)>,
+    /// Calls through such a binding: name, binding span, call span.
+    shadowed_calls: Vec<Shadowed>,
+}
+
+/// A call `NAME(...)` that reaches a `let` or sweep column named like a builtin, not the
+/// builtin (`sweep n in ... { kl: ..., mc: kl(...) }` calls the column).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shadowed {
+    pub name: Name,
+    pub bound: Span,
+    pub called: Span,
 }
 
 /// Check that every name used in `program` is defined where it is used.
@@ -24,20 +41,54 @@ pub fn check_names(
     known: impl IntoIterator<Item = Name>,
     module_names: &dyn Fn(&str) -> Option<Vec<String>>,
 ) -> Vec<BebError> {
+    resolve(program, known, module_names, &|_| false).0
+}
+
+/// The calls in `program` that go through a binding hiding a builtin (`is_builtin`).
+pub fn shadowed_builtins(
+    program: &[Stmt],
+    known: impl IntoIterator<Item = Name>,
+    is_builtin: &dyn Fn(&str) -> bool,
+) -> Vec<Shadowed> {
+    resolve(program, known, &|_| None, is_builtin).1
+}
+
+fn resolve(
+    program: &[Stmt],
+    known: impl IntoIterator<Item = Name>,
+    module_names: &dyn Fn(&str) -> Option<Vec<String>>,
+    is_builtin: &dyn Fn(&str) -> bool,
+) -> (Vec<BebError>, Vec<Shadowed>) {
     let mut r = Resolver {
         scopes: vec![known.into_iter().collect()],
         errors: Vec::new(),
         module_names,
         fn_depth: 0,
+        loop_depth: 0,
+        is_builtin,
+        shadows: Vec::new(),
+        shadowed_calls: Vec::new(),
     };
     r.block(program);
-    r.errors
+    (r.errors, r.shadowed_calls)
 }
 
 impl Resolver<'_> {
     fn define(&mut self, name: &Name) {
         if let Some(scope) = self.scopes.last_mut() {
             scope.insert(name.clone());
+        }
+    }
+
+    /// A `let` or sweep column: defined, and remembered when it hides a builtin.
+    fn define_at(&mut self, name: &Name, span: Span) {
+        self.define(name);
+        if (self.is_builtin)(name) {
+            self.shadows.push((name.clone(), span, self.scopes.len()));
+        } else {
+            // A later binding of the name hides an earlier shadowing one too.
+            let depth = self.scopes.len();
+            self.shadows.retain(|(n, _, d)| !(n == name && *d == depth));
         }
     }
 
@@ -69,6 +120,8 @@ impl Resolver<'_> {
         self.scopes.push(HashSet::new());
         f(self);
         self.scopes.pop();
+        let depth = self.scopes.len();
+        self.shadows.retain(|(_, _, d)| *d <= depth);
     }
 
     fn block(&mut self, stmts: &[Stmt]) {
@@ -86,6 +139,8 @@ impl Resolver<'_> {
 
     fn function(&mut self, def: &FnDef) {
         self.fn_depth += 1;
+        // A function body starts outside any loop: `break` cannot leave through a call.
+        let loops = std::mem::take(&mut self.loop_depth);
         self.scoped(|r| {
             for p in &def.params {
                 if let Some(d) = &p.default {
@@ -96,13 +151,14 @@ impl Resolver<'_> {
             r.expr(&def.body);
         });
         self.fn_depth -= 1;
+        self.loop_depth = loops;
     }
 
     fn stmt(&mut self, stmt: &Stmt) {
         match &stmt.node {
             StmtKind::Let(name, e) => {
                 self.expr(e);
-                self.define(&name.node);
+                self.define_at(&name.node, name.span);
             }
             StmtKind::Assign(name, _, e) => {
                 self.use_name(&name.node, name.span);
@@ -154,10 +210,32 @@ impl Resolver<'_> {
             }
             StmtKind::For { var, iter, body } => {
                 self.expr(iter);
+                self.loop_depth += 1;
                 self.scoped(|r| {
                     r.define(&var.node);
                     r.block(body);
                 });
+                self.loop_depth -= 1;
+            }
+            StmtKind::While { cond, body } => {
+                self.expr(cond);
+                self.loop_depth += 1;
+                self.scoped(|r| r.block(body));
+                self.loop_depth -= 1;
+            }
+            StmtKind::Break | StmtKind::Continue => {
+                if self.loop_depth == 0 {
+                    let word = if matches!(stmt.node, StmtKind::Break) {
+                        "break"
+                    } else {
+                        "continue"
+                    };
+                    self.errors.push(
+                        BebError::new(ErrorKind::Syntax, format!("`{word}` outside a loop"))
+                            .at(stmt.span)
+                            .with_label("not inside a `for` or `while`"),
+                    );
+                }
             }
             StmtKind::Return(e) => {
                 if self.fn_depth == 0 {
@@ -200,6 +278,15 @@ impl Resolver<'_> {
                 self.expr(r);
             }
             ExprKind::Call { callee, args, .. } => {
+                if let ExprKind::Ident(name) = &callee.node
+                    && let Some((_, bound, _)) = self.shadows.iter().rev().find(|(n, ..)| n == name)
+                {
+                    self.shadowed_calls.push(Shadowed {
+                        name: name.clone(),
+                        bound: *bound,
+                        called: callee.span,
+                    });
+                }
                 self.expr(callee);
                 args.iter().for_each(|a| self.expr(&a.value));
             }
@@ -224,11 +311,11 @@ impl Resolver<'_> {
             ExprKind::Sweep { vars, body, fields } => {
                 vars.iter().for_each(|(_, e)| self.expr(e));
                 self.scoped(|r| {
-                    vars.iter().for_each(|(n, _)| r.define(&n.node));
+                    vars.iter().for_each(|(n, _)| r.define_at(&n.node, n.span));
                     r.block(body);
                     for f in fields {
                         r.expr(&f.value);
-                        r.define(&f.name.node);
+                        r.define_at(&f.name.node, f.name.span);
                     }
                 });
             }

@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::eval::value::Value;
-use crate::syntax::ast::Name;
+use crate::syntax::ast::{Name, Span};
 
 #[derive(Default)]
 pub struct Env {
     vars: RefCell<HashMap<Name, Value>>,
+    /// Where `let` and sweep columns bound their names, for "is not a function" errors.
+    spans: RefCell<HashMap<Name, Span>>,
     parent: Option<Rc<Env>>,
 }
 
@@ -21,12 +23,31 @@ impl Env {
     pub fn child(parent: &Rc<Env>) -> Rc<Env> {
         Rc::new(Env {
             vars: RefCell::new(HashMap::new()),
+            spans: RefCell::new(HashMap::new()),
             parent: Some(parent.clone()),
         })
     }
 
     pub fn define(&self, name: Name, value: Value) {
         self.vars.borrow_mut().insert(name, value);
+    }
+
+    /// Define `name`, remembering the source span that bound it.
+    pub fn define_at(&self, name: Name, value: Value, span: Span) {
+        self.spans.borrow_mut().insert(name.clone(), span);
+        self.define(name, value);
+    }
+
+    /// Where the binding `name` resolves to was made, when it was made by `define_at`.
+    pub fn bound_at(&self, name: &str) -> Option<Span> {
+        let mut scope = Some(self);
+        while let Some(env) = scope {
+            if env.vars.borrow().contains_key(name) {
+                return env.spans.borrow().get(name).copied();
+            }
+            scope = env.parent.as_deref();
+        }
+        None
     }
 
     pub fn get(&self, name: &str) -> Option<Value> {

@@ -380,7 +380,7 @@ impl Interp {
             self.exec_block(body, &scope)?;
             for f in fields {
                 let v = self.eval(&f.value, &scope)?;
-                scope.define(f.name.node.clone(), v.clone());
+                scope.define_at(f.name.node.clone(), v.clone(), f.name.span);
                 row.push(v);
             }
             rows.push(row);

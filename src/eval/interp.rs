@@ -38,6 +38,26 @@ pub const MAIN_MODULE: &str = "main";
 pub enum Control {
     Error(Box<BebError>),
     Return(Value),
+    /// `break` / `continue` on their way to the innermost loop (at the statement's span).
+    Break(Span),
+    Continue(Span),
+}
+
+impl Control {
+    /// The error for a `break` or `continue` that reached no loop (the checker refuses them
+    /// first; a value carried out of a function body is the caller's).
+    pub(super) fn outside_loop(self) -> BebError {
+        match self {
+            Control::Error(e) => *e,
+            Control::Return(_) => BebError::new(ErrorKind::Value, "`return` outside a function"),
+            Control::Break(span) => {
+                BebError::new(ErrorKind::Syntax, "`break` outside a loop").at(span)
+            }
+            Control::Continue(span) => {
+                BebError::new(ErrorKind::Syntax, "`continue` outside a loop").at(span)
+            }
+        }
+    }
 }
 
 impl From<BebError> for Control {
@@ -246,15 +266,10 @@ impl Interp {
 
     /// Run a parsed program in the global scope. Returns the value of a trailing expression.
     pub fn run(&mut self, program: &[Stmt]) -> BebResult<Value> {
+        self.warn_shadowed_builtins(program);
         let globals = self.globals.clone();
-        match self.exec_block(program, &globals) {
-            Ok(v) => Ok(v),
-            Err(Control::Error(e)) => Err(*e),
-            Err(Control::Return(_)) => Err(BebError::new(
-                ErrorKind::Value,
-                "`return` outside a function",
-            )),
-        }
+        self.exec_block(program, &globals)
+            .map_err(Control::outside_loop)
     }
 
     pub fn print_line(&mut self, text: &str) -> BebResult<()> {
@@ -290,7 +305,18 @@ impl Interp {
     /// `model` as measurements in this run should call it: samples and scores of neural models
     /// (and mixtures of them) go through the cache and show progress bars.
     pub fn for_run(&self, model: crate::lm::ModelRef) -> crate::lm::ModelRef {
-        crate::lm::run_cache::for_run(model, &self.run.cache, &self.run.progress)
+        let model = crate::lm::run_cache::for_run(model, &self.run.cache, &self.run.progress);
+        crate::eval::interruptible::wrap(model, self.interrupt.clone())
+    }
+
+    /// A builtin's error once Ctrl-C was pressed during it: the interruption, not whatever
+    /// the interrupted computation failed with.
+    pub(super) fn interrupted_instead(&self, error: BebError) -> BebError {
+        if self.interrupt.swap(false, Ordering::SeqCst) {
+            BebError::new(ErrorKind::Interrupted, "interrupted")
+        } else {
+            error
+        }
     }
 
     /// A progress bar for `total` steps of `label` (drawn only on a terminal, after half a
@@ -353,6 +379,25 @@ impl Interp {
             )
         };
         crate::eval::check::check_names(program, self.globals.names(), &module_names)
+    }
+
+    /// Warn, with both places, about each call that reaches a `let` or sweep column named like
+    /// a builtin instead of the builtin.
+    fn warn_shadowed_builtins(&mut self, program: &[Stmt]) {
+        let builtins = &self.builtins;
+        let found = crate::eval::check::shadowed_builtins(program, self.globals.names(), &|n| {
+            builtins.contains_key(n)
+        });
+        for s in found {
+            let text = format!(
+                "`{name}(...)` at {called} calls the `{name}` bound at {bound}, not the builtin \
+                 `{name}`; rename that binding to call the builtin",
+                name = s.name,
+                called = self.location(s.called),
+                bound = self.location(s.bound),
+            );
+            self.warn(&text);
+        }
     }
 
     /// The doc comment and parameters of a user or stdlib function, for `:help`.

@@ -96,11 +96,8 @@ impl Interp {
         let file = self.add_module_source(file_name, text, module);
         let program = self.parse(file).map_err(BebError::from_syntax)?;
         let scope = Env::child(&self.builtin_env);
-        match self.exec_block(&program, &scope) {
-            Ok(_) => {}
-            Err(Control::Error(e)) => return Err(*e),
-            Err(Control::Return(_)) => return Err(BebError::value("`return` outside a function")),
-        }
+        self.exec_block(&program, &scope)
+            .map_err(Control::outside_loop)?;
         let record = Record {
             fields: scope.local_bindings(),
         };

@@ -1,4 +1,5 @@
-//! Statements: blocks (with hoisted functions), bindings, loops, print and save.
+//! Statements: blocks (with hoisted functions), bindings, loops (`for`, `while`, `break`,
+//! `continue`), print and save.
 
 use std::rc::Rc;
 
@@ -38,7 +39,7 @@ impl Interp {
                 self.name_hint = Some(name.node.clone());
                 let value = self.eval(e, env);
                 self.name_hint = None;
-                env.define(name.node.clone(), value?);
+                env.define_at(name.node.clone(), value?, name.span);
             }
             StmtKind::Assign(name, op, e) => {
                 let current = env.get(&name.node).ok_or_else(|| {
@@ -117,9 +118,35 @@ impl Interp {
                     self.check_interrupt().map_err(|e| e.at(stmt.span))?;
                     let scope = Env::child(env);
                     scope.define(var.node.clone(), item);
-                    self.exec_block(body, &scope)?;
+                    match self.exec_block(body, &scope) {
+                        Ok(_) | Err(Control::Continue(_)) => {}
+                        Err(Control::Break(_)) => break,
+                        Err(other) => return Err(other),
+                    }
                 }
             }
+            StmtKind::While { cond, body } => loop {
+                self.check_interrupt().map_err(|e| e.at(stmt.span))?;
+                match self.eval(cond, env)? {
+                    Value::Bool(true) => {}
+                    Value::Bool(false) => break,
+                    other => {
+                        return Err(BebError::type_error(format!(
+                            "`while` needs true or false, found a {}",
+                            other.type_name()
+                        ))
+                        .at(cond.span)
+                        .into());
+                    }
+                }
+                match self.exec_block(body, &Env::child(env)) {
+                    Ok(_) | Err(Control::Continue(_)) => {}
+                    Err(Control::Break(_)) => break,
+                    Err(other) => return Err(other),
+                }
+            },
+            StmtKind::Break => return Err(Control::Break(stmt.span)),
+            StmtKind::Continue => return Err(Control::Continue(stmt.span)),
             StmtKind::Return(e) => {
                 let value = match e {
                     Some(e) => self.eval(e, env)?,

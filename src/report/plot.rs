@@ -206,7 +206,7 @@ pub fn render(figure: &Figure, format: Format) -> Result<Rendered, String> {
         return Err("there is nothing to draw: every series is empty".into());
     }
     let x = axis_range(&figure, true)?;
-    let y = axis_range(&figure, false)?;
+    let y = legend_headroom(&figure, x, axis_range(&figure, false)?);
     let bytes = match format {
         Format::Svg => {
             let mut text = String::new();
@@ -354,8 +354,9 @@ fn superscript(n: i32) -> String {
 }
 
 /// A tick label: powers of ten as 10ⁿ on a log axis spanning decades (other ticks unlabelled),
-/// otherwise the number to four significant digits.
-fn tick(v: f64, log: bool, decades: bool) -> String {
+/// otherwise the number to four significant digits, with a true minus sign (U+2212). A tick
+/// within floating noise of zero (a billionth of the axis `span`) is 0, not -5.551e-17.
+fn tick(v: f64, log: bool, decades: bool, span: f64) -> String {
     if log && decades {
         let e = v.log10().round();
         if (v / 10f64.powf(e) - 1.0).abs() < 1e-9 {
@@ -367,8 +368,15 @@ fn tick(v: f64, log: bool, decades: bool) -> String {
         }
         return String::new();
     }
+    if !log && v.abs() <= span.abs() * 1e-9 {
+        return "0".into();
+    }
     let text = crate::format::significant(v, 4);
-    if text == "-0" { "0".into() } else { text }
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.replace('-', "\u{2212}")
+    }
 }
 
 /// The outline of series `i`'s marker around (0, 0), `r` pixels in radius: a circle, a
@@ -396,8 +404,31 @@ fn marker_shape(i: usize, r: i32) -> Vec<(i32, i32)> {
     }
 }
 
-/// The corner whose quarter of the plot holds the fewest points.
-fn auto_legend(figure: &Figure, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+/// The legend box's share of the plotting area's width and height (approximate, from the
+/// labels' widths at the legend's font size).
+fn legend_box(figure: &Figure) -> (f64, f64) {
+    let widest = figure
+        .series
+        .iter()
+        .map(|s| f64::from(measure(&s.label, 12.5).0))
+        .fold(0.0, f64::max);
+    let plot_w = (f64::from(figure.width) - 100.0).max(1.0);
+    let plot_h = (f64::from(figure.height) - 90.0).max(1.0);
+    let rows = figure.series.len() as f64;
+    (
+        ((widest + 60.0) / plot_w).min(1.0),
+        ((rows * 19.0 + 26.0) / plot_h).min(1.0),
+    )
+}
+
+/// Whether a legend is drawn by `draw`.
+fn shows_legend(figure: &Figure) -> bool {
+    figure.legend != Legend::Hidden && (figure.series.len() > 1 || figure.legend != Legend::Auto)
+}
+
+/// How many points (with their error bars) fall under a legend box in each corner, in the
+/// order upper right, upper left, lower right, lower left.
+fn corner_counts(figure: &Figure, x: (f64, f64), y: (f64, f64)) -> [usize; 4] {
     let norm = |v: f64, (lo, hi): (f64, f64), log: bool| {
         if log {
             (v.log10() - lo.log10()) / (hi.log10() - lo.log10())
@@ -405,31 +436,65 @@ fn auto_legend(figure: &Figure, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosi
             (v - lo) / (hi - lo)
         }
     };
-    let corners = [
-        (SeriesLabelPosition::UpperRight, true, true),
-        (SeriesLabelPosition::UpperLeft, false, true),
-        (SeriesLabelPosition::LowerRight, true, false),
-        (SeriesLabelPosition::LowerLeft, false, false),
-    ];
-    let mut best = (usize::MAX, SeriesLabelPosition::UpperRight);
-    for (pos, right, upper) in corners {
-        let count = figure
+    let (w, h) = legend_box(figure);
+    let mut counts = [0; 4];
+    for (k, (right, upper)) in [(true, true), (false, true), (true, false), (false, false)]
+        .into_iter()
+        .enumerate()
+    {
+        counts[k] = figure
             .series
             .iter()
             .flat_map(|s| &s.points)
             .filter(|p| {
                 let u = norm(p.x, x, figure.log_x);
-                let v = norm(p.y, y, figure.log_y);
-                let in_x = if right { u > 0.55 } else { u < 0.45 };
-                let in_y = if upper { v > 0.6 } else { v < 0.4 };
+                let e = p.err.filter(|e| e.is_finite()).unwrap_or(0.0);
+                let low = if figure.log_y && p.y - e <= 0.0 {
+                    p.y
+                } else {
+                    p.y - e
+                };
+                let (v_lo, v_hi) = (norm(low, y, figure.log_y), norm(p.y + e, y, figure.log_y));
+                let in_x = if right { u >= 1.0 - w } else { u <= w };
+                let in_y = if upper { v_hi >= 1.0 - h } else { v_lo <= h };
                 in_x && in_y
             })
             .count();
-        if count < best.0 {
-            best = (count, pos);
-        }
     }
-    best.1
+    counts
+}
+
+/// The y range with room above the data for the legend when every corner holds data, so the
+/// legend never covers points or error bars.
+fn legend_headroom(figure: &Figure, x: (f64, f64), y: (f64, f64)) -> (f64, f64) {
+    if figure.legend != Legend::Auto
+        || !shows_legend(figure)
+        || figure.y_range.is_some()
+        || corner_counts(figure, x, y).contains(&0)
+    {
+        return y;
+    }
+    let (_, h) = legend_box(figure);
+    let keep = (1.0 - h).max(0.3);
+    if figure.log_y {
+        let (a, b) = (y.0.log10(), y.1.log10());
+        (y.0, 10f64.powf(a + (b - a) / keep))
+    } else {
+        (y.0, y.0 + (y.1 - y.0) / keep)
+    }
+}
+
+/// The corner whose legend box covers the fewest points (with their error bars).
+fn auto_legend(figure: &Figure, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let counts = corner_counts(figure, x, y);
+    let corners = [
+        SeriesLabelPosition::UpperRight,
+        SeriesLabelPosition::UpperLeft,
+        SeriesLabelPosition::LowerRight,
+        SeriesLabelPosition::LowerLeft,
+    ];
+    let best = (0..4).min_by_key(|&k| counts[k]).unwrap_or(0);
+    corners[best].clone()
 }
 
 fn draw<DB, X, Y>(
@@ -474,8 +539,9 @@ where
     let y_span = chart.y_range();
     let x_decades = figure.log_x && x_span.end / x_span.start >= 10.0;
     let y_decades = figure.log_y && y_span.end / y_span.start >= 10.0;
-    let x_fmt = |v: &f64| tick(*v, figure.log_x, x_decades);
-    let y_fmt = |v: &f64| tick(*v, figure.log_y, y_decades);
+    let (x_width, y_width) = (x_span.end - x_span.start, y_span.end - y_span.start);
+    let x_fmt = |v: &f64| tick(*v, figure.log_x, x_decades, x_width);
+    let y_fmt = |v: &f64| tick(*v, figure.log_y, y_decades, y_width);
     chart
         .configure_mesh()
         .bold_line_style(RGBColor(0, 0, 0).mix(0.07).stroke_width(1))
@@ -605,9 +671,7 @@ where
                     + Polygon::new(glyph.clone(), marker_style)
             });
     }
-    let show_legend = figure.legend != Legend::Hidden
-        && (figure.series.len() > 1 || figure.legend != Legend::Auto);
-    if show_legend {
+    if shows_legend(figure) {
         let position = match figure.legend {
             Legend::UpperRight => SeriesLabelPosition::UpperRight,
             Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
@@ -862,6 +926,58 @@ mod tests {
         }
     }
 
+    /// Two series filling every corner of the plot, with wide error bars, on a y axis that
+    /// crosses zero.
+    fn crowded() -> Figure {
+        let zigzag = |sign: f64| {
+            (0..21)
+                .map(|i| Point {
+                    x: i as f64,
+                    y: if i % 2 == 0 { 0.3 * sign } else { -0.3 * sign },
+                    err: Some(0.05),
+                })
+                .collect()
+        };
+        Figure {
+            series: vec![
+                Series::new("first", zigzag(1.0)),
+                Series::new("second", zigzag(-1.0)),
+            ],
+            ..Figure::default()
+        }
+    }
+
+    #[test]
+    fn the_legend_gets_room_above_data_that_fill_every_corner() {
+        let f = crowded();
+        let x = axis_range(&f, true).unwrap();
+        let y = axis_range(&f, false).unwrap();
+        assert!(!corner_counts(&f, x, y).contains(&0), "the case is crowded");
+        let roomy = legend_headroom(&f, x, y);
+        assert!(roomy.1 > y.1 && roomy.0 == y.0, "{y:?} -> {roomy:?}");
+        let counts = corner_counts(&f, x, roomy);
+        assert_eq!(
+            counts[0].min(counts[1]),
+            0,
+            "an upper corner is free: {counts:?}"
+        );
+        // A figure with a free corner keeps its range.
+        let g = figure();
+        let (gx, gy) = (
+            axis_range(&g, true).unwrap(),
+            axis_range(&g, false).unwrap(),
+        );
+        assert_eq!(legend_headroom(&g, gx, gy), gy);
+    }
+
+    #[test]
+    fn svg_ticks_have_true_minus_signs_and_no_floating_noise() {
+        let svg = String::from_utf8(render(&crowded(), Format::Svg).unwrap().bytes).unwrap();
+        assert!(svg.contains("\n\u{2212}0."), "a negative tick with U+2212");
+        assert!(!svg.contains("e-1"), "no floating noise such as -5.551e-17");
+        assert!(!svg.contains("\n-0."), "no hyphen-minus in tick labels");
+    }
+
     #[test]
     fn svg_has_labels_and_series() {
         let out =
@@ -897,11 +1013,15 @@ mod tests {
 
     #[test]
     fn ticks_read_like_a_paper() {
-        assert_eq!(tick(1e-4, true, true), "10⁻⁴");
-        assert_eq!(tick(100.0, true, true), "10²");
-        assert_eq!(tick(3e-4, true, true), "");
-        assert_eq!(tick(0.25, false, false), "0.25");
-        assert_eq!(tick(-0.0, false, false), "0");
+        assert_eq!(tick(1e-4, true, true, 1.0), "10⁻⁴");
+        assert_eq!(tick(100.0, true, true, 1.0), "10²");
+        assert_eq!(tick(3e-4, true, true, 1.0), "");
+        assert_eq!(tick(0.25, false, false, 1.0), "0.25");
+        assert_eq!(tick(-0.0, false, false, 1.0), "0");
+        // Floating noise around zero is zero; negative ticks have a true minus sign.
+        assert_eq!(tick(-5.551115123125783e-17, false, false, 0.5), "0");
+        assert_eq!(tick(-0.1, false, false, 0.5), "\u{2212}0.1");
+        assert_eq!(tick(-0.1, false, false, 0.5).chars().next(), Some('−'));
     }
 
     #[test]

@@ -238,6 +238,15 @@ pub enum StmtKind {
         iter: Expr,
         body: Vec<Stmt>,
     },
+    /// `while cond { ... }`: the body runs as long as `cond` is true.
+    While {
+        cond: Expr,
+        body: Vec<Stmt>,
+    },
+    /// Leaves the innermost `for` or `while`.
+    Break,
+    /// Goes on with the next step of the innermost `for` or `while`.
+    Continue,
     Return(Option<Expr>),
     Expr(Expr),
     /// Doc comments not attached to a function: kept so tools can show them, evaluated as nothing.

@@ -412,6 +412,14 @@ impl Builder {
                 let body = self.statements(next(&mut inner)?.into_inner())?;
                 StmtKind::For { var, iter, body }
             }
+            Rule::while_stmt => {
+                skip_keyword(&mut inner);
+                let cond = self.expr(next(&mut inner)?)?;
+                let body = self.statements(next(&mut inner)?.into_inner())?;
+                StmtKind::While { cond, body }
+            }
+            Rule::break_stmt => StmtKind::Break,
+            Rule::continue_stmt => StmtKind::Continue,
             Rule::return_stmt => {
                 skip_keyword(&mut inner);
                 StmtKind::Return(inner.next().map(|p| self.expr(p)).transpose()?)
@@ -881,6 +889,7 @@ fn skip_keyword(pairs: &mut Pairs<Rule>) {
                 | Rule::kw_if
                 | Rule::kw_else
                 | Rule::kw_for
+                | Rule::kw_while
                 | Rule::kw_sweep
                 | Rule::kw_import
                 | Rule::kw_assert
@@ -1106,6 +1115,9 @@ mod tests {
                 StmtKind::Save { .. } => "save",
                 StmtKind::Plot { .. } => "plot",
                 StmtKind::For { .. } => "for",
+                StmtKind::While { .. } => "while",
+                StmtKind::Break => "break",
+                StmtKind::Continue => "continue",
                 StmtKind::Return(_) => "return",
                 StmtKind::Expr(_) => "expr",
                 StmtKind::Doc => "doc",

@@ -14,6 +14,7 @@ pub struct Beb {
     dir: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
     runs_dir: Option<PathBuf>,
+    envs: Vec<(OsString, OsString)>,
 }
 
 /// What a finished `beb` printed, and its exit status (`None` when a signal ended it).
@@ -31,6 +32,7 @@ pub fn beb<S: AsRef<OsStr>>(args: &[S]) -> Beb {
         dir: None,
         stdin: None,
         runs_dir: None,
+        envs: Vec::new(),
     }
 }
 
@@ -65,6 +67,13 @@ impl Beb {
         self
     }
 
+    /// An environment variable for it (e.g. `HF_HOME`).
+    pub fn env(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Beb {
+        self.envs
+            .push((name.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
     /// Where runs without `--out` put their run folders (`BEB_RUNS_DIR`).
     pub fn runs_dir(mut self, dir: impl AsRef<Path>) -> Beb {
         self.runs_dir = Some(dir.as_ref().to_path_buf());
@@ -90,6 +99,9 @@ impl Beb {
         }
         if let Some(runs) = &self.runs_dir {
             command.env("BEB_RUNS_DIR", runs);
+        }
+        for (name, value) in &self.envs {
+            command.env(name, value);
         }
         command
     }

@@ -626,11 +626,14 @@ builtin! {
     /// Conditional KL divergence D_KL(P(.|given) || Q(.|given)) over the next `sentences` units
     /// (def. 2). Exact by enumeration; with samples: N a Monte Carlo estimate. A list of
     /// prompts as `given` averages over them; its error bar is the spread across the prompts
-    /// (n = prompts), or with error: "given_prompts" the error conditional on them.
+    /// (n = prompts), or with error: "given_prompts" the error conditional on them. `given_q`
+    /// conditions Q on another prompt (one per prompt of `given`):
+    /// D_KL(P(.|given) || Q(.|given_q)), e.g. Q behind an aligning prefix s0 + given.
     Kl = kl(
         p: ModelRef,
         q: ModelRef,
         given: Prompts = [],
+        given_q: Option<Prompts> = none,
         sentences: usize = 1,
         samples: Option<usize> = none,
         seed: Option<Seed> = none,
@@ -645,9 +648,26 @@ impl Kl {
         let q = interp.for_run(viewed(&self.q, &self.unit, None)?);
         let prompts = &self.given.0;
         let error = prompt_error(&self.error)?;
+        if let Some(q_prompts) = &self.given_q.value
+            && q_prompts.0.len() != prompts.len()
+        {
+            return Err(self.given_q.invalid(format!(
+                "`given_q` needs one prompt per prompt of `given`: {} for {}",
+                q_prompts.0.len(),
+                prompts.len()
+            )));
+        }
         let plan = method(interp, &self.call, &self.samples, &self.seed)?;
         let mut values = Vec::with_capacity(prompts.len());
         for (i, prompt) in prompts.iter().enumerate() {
+            let q = match &self.given_q.value {
+                Some(q_prompts) => crate::eval::conditioned::wrap(
+                    q.clone(),
+                    prompt.units.clone(),
+                    q_prompts.0[i].units.clone(),
+                ),
+                None => q.clone(),
+            };
             values.push(measure::kl(
                 p.as_ref(),
                 q.as_ref(),
@@ -799,6 +819,8 @@ builtin! {
     /// says why; the line's fit is still returned. `regime` says where the line's points sit
     /// on Lemma 5's curve ("linear", "transition", "saturated") and the bias that puts in the
     /// line's slope; a warning says so when the two fits disagree by more than their errors.
+    /// A curve that rises (beta more than two standard errors below 0) is refused; a slightly
+    /// negative beta within noise is a warning.
     FitKlDecay = fit_kl_decay(curve: Curve, points: usize = 3) -> "record"
 }
 
@@ -806,6 +828,27 @@ impl FitKlDecay {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let points = curve_points(&self.call, &self.curve, "kl")?;
         let fit = fit::fit_kl_decay(&points, *self.points)?;
+        let beta = fit.linear.beta;
+        // The model is a decay; a negative beta means the data are not one (KL against the
+        // wrong variable, p and q swapped, a prompt that aligns instead), not a finding.
+        if beta.mean < 0.0 {
+            let what = format!(
+                "the KL curve rises over its first {} points: fitted beta = {:.4} < 0, but \
+                 fit_kl_decay fits a decay log(1/a) - beta n",
+                *self.points, beta.mean
+            );
+            if beta.mean + 2.0 * beta.stderr < 0.0 {
+                return Err(BebError::value(format!(
+                    "{what} (beta is more than two standard errors below 0)"
+                ))
+                .at(self.curve.span)
+                .with_help(
+                    "check that the curve is KL(P(.|prompt of length n) || model) against n, \
+                         in the order the paper uses, with prompts that push toward P_minus",
+                ));
+            }
+            interp.warn(&format!("{what} (within two standard errors of 0)"));
+        }
         if let (Some(regime), Ok(l5)) = (&fit.regime, &fit.lemma5)
             && regime.disagrees(fit.linear.beta.mean, l5.beta.mean)
         {

@@ -255,7 +255,15 @@ fn elements_as<T>(
 }
 
 /// The numbers in `items`, the elements of argument `name` (e.g. a row of a nested list).
+/// An estimate among them is refused with the two ways on: its value, or `sample_mean`.
 pub fn numbers_in(items: &[Value], name: &str) -> Result<Vec<f64>, String> {
+    if let Some(i) = items.iter().position(|v| matches!(v, Value::Estimate(_))) {
+        return Err(format!(
+            "element {i} of `{name}` is an estimate, not a number: take its value with `.mean` \
+             (e.g. `e.mean`), or, for the mean of sampled values with its standard error, \
+             `sample_mean(values)` of plain numbers"
+        ));
+    }
     elements_as(items, name, "number", |v| match v {
         Value::Num(x) => Some(*x),
         _ => None,

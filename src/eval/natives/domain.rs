@@ -13,7 +13,8 @@ use crate::measure::behavior::{ScoreError, Scorer};
 use super::{FromArg, Mismatch, as_text};
 
 /// A path to a model or data file; `$BEB_SHARED/...` reads the shared folder from the
-/// environment (default `../shared`).
+/// environment (default `../shared`). As an argument, a Hugging Face hub id (`org/name`) that
+/// is not a path here is looked up in the local hub cache, offline.
 #[derive(Clone, Debug)]
 pub struct ModelPath(pub PathBuf);
 
@@ -27,6 +28,87 @@ impl ModelPath {
             None => PathBuf::from(path),
         })
     }
+
+    /// `path` resolved: as written (with `$BEB_SHARED`) when it exists, else a hub id from the
+    /// local cache; a hub id not in the cache is an error saying where it looked and how to
+    /// download it.
+    pub fn resolve(path: &str) -> Result<ModelPath, String> {
+        let direct = ModelPath::new(path);
+        if direct.0.exists() {
+            return Ok(direct);
+        }
+        if let Some((org, name)) = hub_id(path) {
+            let cache = hub_cache();
+            let repo = cache.join(format!("models--{org}--{name}"));
+            if let Some(snapshot) = snapshot(&repo) {
+                return Ok(ModelPath(snapshot));
+            }
+            return Err(format!(
+                "`{path}` is neither a path here nor in the local Hugging Face cache (looked in \
+                 {}); download it with `huggingface-cli download {path}` (or `hf download \
+                 {path}`), or set HF_HOME / HF_HUB_CACHE to the cache that holds it; shared \
+                 models are written `$BEB_SHARED/...`",
+                repo.join("snapshots").display()
+            ));
+        }
+        // Anything else is for the reader to report (it says the path does not exist).
+        Ok(direct)
+    }
+}
+
+/// `org/name` when `path` has the shape of a hub id (two plain parts, no file extension).
+fn hub_id(path: &str) -> Option<(&str, &str)> {
+    let (org, name) = path.split_once('/')?;
+    let plain = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let has_extension = [
+        ".gguf",
+        ".bin",
+        ".safetensors",
+        ".json",
+        ".txt",
+        ".jsonl",
+        ".csv",
+    ]
+    .iter()
+    .any(|e| name.ends_with(e));
+    (plain(org) && plain(name) && !has_extension && !path.starts_with('$')).then_some((org, name))
+}
+
+/// The hub cache folder: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub.
+fn hub_cache() -> PathBuf {
+    if let Some(cache) = std::env::var_os("HF_HUB_CACHE") {
+        return PathBuf::from(cache);
+    }
+    if let Some(home) = std::env::var_os("HF_HOME") {
+        return PathBuf::from(home).join("hub");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache").join("huggingface").join("hub")
+}
+
+/// The snapshot a cached repo's `refs/main` names, else its only (or last by name) snapshot.
+fn snapshot(repo: &std::path::Path) -> Option<PathBuf> {
+    let snapshots = repo.join("snapshots");
+    if let Ok(rev) = std::fs::read_to_string(repo.join("refs").join("main")) {
+        let dir = snapshots.join(rev.trim());
+        if dir.is_dir() {
+            return Some(dir);
+        }
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.pop()
 }
 
 impl FromArg for ModelPath {
@@ -34,7 +116,7 @@ impl FromArg for ModelPath {
     const EXPECTED: &'static str = "a string";
     fn from_value(value: &Value, _: &str) -> Result<Self, Mismatch> {
         match value {
-            Value::Str(s) => Ok(ModelPath::new(s)),
+            Value::Str(s) => ModelPath::resolve(s).map_err(Mismatch::Invalid),
             _ => Err(Mismatch::Type),
         }
     }

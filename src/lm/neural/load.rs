@@ -68,8 +68,13 @@ fn candle_err(path: &Path, what: &str) -> impl Fn(candle_core::Error) -> ModelEr
 /// Load a model, choosing the format from the path.
 pub fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
     if !path.exists() {
+        let shared = match std::env::var("BEB_SHARED") {
+            Ok(root) => format!("BEB_SHARED is {root}"),
+            Err(_) => "BEB_SHARED is not set, so it is ../shared".to_string(),
+        };
         return Err(invalid(format!(
-            "no model at {}: the path does not exist",
+            "no model at {}: the path does not exist (a relative path is read from the current \
+             folder; shared models are written `$BEB_SHARED/...`, and {shared})",
             path.display()
         )));
     }
