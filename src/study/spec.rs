@@ -326,6 +326,9 @@ struct RawStudy {
     seeds: Option<Seeds>,
     out: Option<String>,
     report: Option<Vec<String>>,
+    /// Hosts the scripts may connect to, as `--allow-net` gives them.
+    #[serde(default)]
+    allow_net: Vec<String>,
 }
 
 /// A problem in a study file, with its position (1-based line and column).
@@ -351,6 +354,8 @@ pub struct Study {
     pub seeds: Vec<u64>,
     pub out: PathBuf,
     pub report: Option<Vec<String>>,
+    /// Hosts (`HOST` or `HOST:PORT`) every run may connect to, besides `--allow-net`'s.
+    pub allow_net: Vec<String>,
 }
 
 /// Where `needle` first appears as a key in `text` (line, column, offset), for errors found
@@ -462,6 +467,7 @@ impl Study {
             seeds: raw.seeds.map_or_else(|| vec![1], |s| s.0),
             out,
             report: raw.report,
+            allow_net: raw.allow_net,
         })
     }
 
