@@ -93,7 +93,7 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Measure speed against a baseline on this machine (benchmarks: loop, figure2).
+    /// Measure speed against a baseline on this machine (benchmarks: loop, figure2, server).
     Bench { name: Option<String> },
     /// Interactive session (also what `beb` alone starts).
     Repl {
