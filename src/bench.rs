@@ -328,7 +328,11 @@ mod server {
         };
         let model = NeuralModel::load(path, &options, &ComputeOptions::default())
             .map_err(|e| e.to_string())?;
-        Ok(Rc::new(NeuralLm::new("local", Rc::new(model), UnitSpec::Tokens(TOKENS))))
+        Ok(Rc::new(NeuralLm::new(
+            "local",
+            Rc::new(model),
+            UnitSpec::Tokens(TOKENS),
+        )))
     }
 
     /// KL(P||Q) over the next 8 tokens (Monte Carlo) and log P of the prompt after its first
@@ -345,8 +349,10 @@ mod server {
                     SAMPLES,
                     crate::seed::Stream::new(1, format!("bench-server/{i}/{n}")),
                 );
-                measure::kl(p.as_ref(), q.as_ref(), given, 1, &method).map_err(|e| e.to_string())?;
-                p.logprob(&given[..1], &given[1..]).map_err(|e| e.to_string())?;
+                measure::kl(p.as_ref(), q.as_ref(), given, 1, &method)
+                    .map_err(|e| e.to_string())?;
+                p.logprob(&given[..1], &given[1..])
+                    .map_err(|e| e.to_string())?;
                 tokens += 3 * SAMPLES * TOKENS + (given.len() - 1) * TOKENS;
             }
         }
@@ -392,12 +398,18 @@ mod server {
                 Err(_) => std::thread::sleep(Duration::from_millis(250)),
             }
         };
-        let remote: ModelRef = Rc::new(RemoteLm::new("served", Rc::new(served), UnitSpec::Tokens(TOKENS)));
+        let remote: ModelRef = Rc::new(RemoteLm::new(
+            "served",
+            Rc::new(served),
+            UnitSpec::Tokens(TOKENS),
+        ));
         let p = local(&dir.join("stories260K-f32.gguf"), &tokenizer)?;
         let q = local(&dir.join("stories260K-q8_0.gguf"), &tokenizer)?;
         let texts = vec![
-            "Once upon a time, there was a little girl named Lily. She loved to play outside.".to_string(),
-            "One day, a big dog came to the park. The dog was very happy and wanted to play.".to_string(),
+            "Once upon a time, there was a little girl named Lily. She loved to play outside."
+                .to_string(),
+            "One day, a big dog came to the park. The dog was very happy and wanted to play."
+                .to_string(),
             "Tom had a red ball. He liked to throw it high in the sky and catch it.".to_string(),
         ];
         println!(

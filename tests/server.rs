@@ -269,8 +269,11 @@ fn numbers(stdout: &str) -> Vec<f64> {
         .collect()
 }
 
-/// The reference rows: (text, token ids with BOS, float64 log-probs of ids[1..]).
-fn reference() -> Option<Vec<(String, Vec<u32>, Vec<f64>)>> {
+/// A reference row: (text, token ids with BOS, float64 log-probs of ids[1..]).
+type Row = (String, Vec<u32>, Vec<f64>);
+
+/// The reference rows.
+fn reference() -> Option<Vec<Row>> {
     let path = common::stories()?.join("reference_logprobs.json");
     let json: Json = serde_json::from_str(&common::read(&path)).expect("reference JSON");
     Some(
@@ -301,7 +304,7 @@ fn reference() -> Option<Vec<(String, Vec<u32>, Vec<f64>)>> {
 
 /// A script printing log P(token i | tokens before it) for every token of every reference
 /// text after its first (which a text-mode server cannot score), model by model.
-fn per_token_script(models: &str, names: &[&str], rows: &[(String, Vec<u32>, Vec<f64>)]) -> String {
+fn per_token_script(models: &str, names: &[&str], rows: &[Row]) -> String {
     let mut s = models.to_string();
     for (text, _, _) in rows {
         let text = text

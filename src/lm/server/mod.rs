@@ -86,7 +86,7 @@ pub struct Server {
     /// Text mode: each token's text as the server prints it.
     pieces: OnceCell<Vec<String>>,
     /// Log-probs of texts this model sampled: (context ids, text ids) -> log P(text | context).
-    drawn: RefCell<HashMap<(Vec<u32>, Vec<u32>), f64>>,
+    drawn: RefCell<HashMap<Drawn, f64>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -102,6 +102,9 @@ fn invalid(message: impl Into<String>) -> ModelError {
 fn http_err(e: HttpError) -> ModelError {
     invalid(format!("the server failed: {e}"))
 }
+
+/// A sampled text as remembered: (context ids with BOS, the text's ids).
+type Drawn = (Vec<u32>, Vec<u32>);
 
 /// Texts sampled and remembered with their log-probs before the memo is emptied.
 const DRAWN_LIMIT: usize = 200_000;
