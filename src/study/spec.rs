@@ -652,6 +652,14 @@ mod tests {
     }
 
     #[test]
+    fn a_study_lists_the_hosts_its_runs_may_reach() {
+        let s = study("script: a.beb\nallow_net: [\"127.0.0.1:8000\", gpu-node-3]\n")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(s.allow_net, ["127.0.0.1:8000", "gpu-node-3"]);
+        assert!(study("script: a.beb\n").is_ok_and(|s| s.allow_net.is_empty()));
+    }
+
+    #[test]
     fn shards_partition_the_combinations() {
         for n in 1..6 {
             let mut seen = [0; 23];

@@ -937,3 +937,45 @@ impl LanguageModel for RemoteLm {
         Ok(Some(Rc::new(out)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_give_their_host_and_port() {
+        assert_eq!(
+            host_port("http://127.0.0.1:8000/v1").ok(),
+            Some(("127.0.0.1".into(), 8000))
+        );
+        assert_eq!(
+            host_port("http://GPU-3/v1").ok(),
+            Some(("gpu-3".into(), 80))
+        );
+        assert_eq!(host_port("http://[::1]:9/v1").ok(), Some(("::1".into(), 9)));
+        assert!(host_port("ftp://x/v1").is_err());
+        assert!(host_port("http://user:secret@x:1/v1").is_err());
+        assert!(host_port("http://x:port/v1").is_err());
+    }
+
+    #[test]
+    fn allow_net_names_a_host_or_a_host_and_port() {
+        let allowed = vec![
+            "127.0.0.1:8000".to_string(),
+            "gpu-3".to_string(),
+            "[::1]:9".to_string(),
+        ];
+        assert!(net_allowed(&allowed, "127.0.0.1", 8000));
+        assert!(!net_allowed(&allowed, "127.0.0.1", 8001));
+        assert!(net_allowed(&allowed, "gpu-3", 1234));
+        assert!(net_allowed(&allowed, "::1", 9));
+        assert!(!net_allowed(&allowed, "localhost", 8000));
+        assert!(!net_allowed(&[], "127.0.0.1", 8000));
+    }
+
+    #[test]
+    fn excerpts_are_short_and_on_one_line() {
+        assert_eq!(http::excerpt("a\nb", 10), "a b");
+        assert_eq!(http::excerpt("abcdef", 3), "abc...");
+    }
+}
