@@ -291,15 +291,14 @@ mod figure2 {
     }
 }
 
-/// The Figure 2 procedure with P served over HTTP (llama-cpp-python serving stories260K f32 on
-/// 127.0.0.1, started here from `$BEB_LLAMA_SERVER_PYTHON`) against the same with P local:
-/// the HTTP overhead per processed token.
+/// The Figure 2 procedure with P served over HTTP (stories260K f32 served as "stories260K" at
+/// `$BEB_BENCH_SERVER`, e.g. llama-cpp-python on 127.0.0.1; docs/servers.md) against the same
+/// with P local: the HTTP overhead per processed token. beb starts no programs, so the server
+/// is started beforehand.
 mod server {
-    use std::net::TcpListener;
     use std::path::Path;
-    use std::process::{Child, Command, Stdio};
     use std::rc::Rc;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use crate::lm::neural::{ComputeOptions, LoadOptions, NeuralLm, NeuralModel};
     use crate::lm::server::http::HttpOptions;
@@ -310,16 +309,6 @@ mod server {
     const SAMPLES: usize = 64;
     const TOKENS: usize = 8;
     const LENGTHS: [usize; 3] = [1, 2, 3];
-
-    /// The server process, killed when dropped.
-    struct Process(Child);
-
-    impl Drop for Process {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 
     fn local(path: &Path, tokenizer: &Path) -> Result<ModelRef, String> {
         let options = LoadOptions {
@@ -361,43 +350,18 @@ mod server {
     }
 
     pub fn run() -> Result<(), String> {
-        let python = std::env::var("BEB_LLAMA_SERVER_PYTHON")
-            .map_err(|_| "set BEB_LLAMA_SERVER_PYTHON to a Python with llama-cpp-python[server] (docs/servers.md)".to_string())?;
+        let url = std::env::var("BEB_BENCH_SERVER").map_err(|_| {
+            "set BEB_BENCH_SERVER to the /v1 URL of a server of stories260K-f32.gguf named stories260K (docs/servers.md)".to_string()
+        })?;
         let dir = super::figure2::shared()?;
         let tokenizer = dir.join("tokenizer.json");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let _process = Process(
-            Command::new(&python)
-                .args(["-m", "llama_cpp.server", "--model"])
-                .arg(dir.join("stories260K-f32.gguf"))
-                .args(["--model_alias", "stories260K", "--logits_all", "true"])
-                .args(["--n_ctx", "512", "--type_k", "0", "--type_v", "0"])
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot start {python}: {e}"))?,
-        );
         let options = ServerOptions {
-            url: format!("http://127.0.0.1:{port}/v1"),
+            url,
             model: "stories260K".into(),
-            http: HttpOptions {
-                retries: 0,
-                ..HttpOptions::default()
-            },
+            http: HttpOptions::default(),
             api_key: None,
         };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let served = loop {
-            match Server::connect(options.clone(), &tokenizer) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() > deadline => return Err(e.to_string()),
-                Err(_) => std::thread::sleep(Duration::from_millis(250)),
-            }
-        };
+        let served = Server::connect(options, &tokenizer).map_err(|e| e.to_string())?;
         let remote: ModelRef = Rc::new(RemoteLm::new(
             "served",
             Rc::new(served),
@@ -413,7 +377,7 @@ mod server {
             "Tom had a red ball. He liked to throw it high in the sky and catch it.".to_string(),
         ];
         println!(
-            "server: KL(P||Q) over 8 tokens ({SAMPLES} samples) and log P(prompt), {} texts x {} lengths; P stories260K f32 served by llama-cpp-python on 127.0.0.1 or local, Q local q8_0",
+            "server: KL(P||Q) over 8 tokens ({SAMPLES} samples) and log P(prompt), {} texts x {} lengths; P stories260K f32 served or local, Q local q8_0",
             texts.len(),
             LENGTHS.len()
         );
