@@ -26,6 +26,10 @@ pub struct RunFlags {
     /// Let the script write inside this folder too (scripts write only inside their run folder).
     #[arg(long = "allow-write", value_name = "PATH")]
     pub allow_write: Vec<PathBuf>,
+    /// Let the script connect to this host (`HOST` or `HOST:PORT`; loopback included): runs
+    /// reach no network otherwise.
+    #[arg(long = "allow-net", value_name = "HOST[:PORT]")]
+    pub allow_net: Vec<String>,
     /// Compute every model call afresh: neither read nor fill the cache.
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -49,6 +53,7 @@ impl RunFlags {
             sets: self.sets.clone(),
             out,
             allow_write: self.allow_write.clone(),
+            allow_net: self.allow_net.clone(),
             cache: self.cache_choice(),
         }
     }
@@ -88,7 +93,7 @@ pub enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Measure speed against a baseline on this machine (benchmarks: loop, figure2).
+    /// Measure speed against a baseline on this machine (benchmarks: loop, figure2, server).
     Bench { name: Option<String> },
     /// Interactive session (also what `beb` alone starts).
     Repl {

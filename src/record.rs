@@ -301,6 +301,9 @@ impl RunRecord {
                     .map(|f| json!({"path": f.path, "sha256": f.sha256}))
                     .collect();
                 m.insert("inputs".into(), Json::Array(inputs));
+                if !run.servers.is_empty() {
+                    m.insert("servers".into(), json!(run.servers));
+                }
                 let mut files: Vec<String> = run.saved.iter().map(|(p, _)| p.clone()).collect();
                 files.extend(run.plots.iter().cloned());
                 files.dedup();

@@ -192,6 +192,8 @@ pub struct RunOptions {
     pub out: Option<PathBuf>,
     /// Folders outside the run folder the script may write to.
     pub allow_write: Vec<PathBuf>,
+    /// Hosts (`HOST` or `HOST:PORT`) the script may connect to (`--allow-net`).
+    pub allow_net: Vec<String>,
     pub cache: CacheChoice,
 }
 
@@ -258,6 +260,7 @@ pub fn execute(
             root_seed,
             out_dir: record.folder.clone(),
             allow_write: options.allow_write.clone(),
+            allow_net: options.allow_net.clone(),
             module_dirs: vec![script_dir(file)],
             cache: options.cache.open(),
             progress,

@@ -69,6 +69,7 @@ const DOCUMENTED_MODULES: &[&str] = &[
     "prelude",
     "models",
     "neural",
+    "server",
     "data",
     "finetune",
     "probe",

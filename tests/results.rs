@@ -288,8 +288,15 @@ fn scripts_cannot_write_outside_their_run_folder() {
 fn beb_has_no_builtin_that_runs_programs_or_opens_connections() {
     let files = common::files_under(&common::root().join("src"), "rs");
     assert!(!files.is_empty());
+    // The one way out is the served-model client, behind `--allow-net` (tests/server.rs).
+    let client = common::root().join("src/lm/server/http.rs");
     for file in files {
         let code = read(&file);
+        assert!(
+            file == client || !code.contains("ureq::"),
+            "{} uses the HTTP client: only src/lm/server/http.rs may",
+            file.display()
+        );
         for forbidden in [
             "process::Command",
             "std::net",

@@ -77,6 +77,8 @@ pub struct Settings {
     pub out_dir: PathBuf,
     /// Folders outside the run folder that scripts may write to (`--allow-write`).
     pub allow_write: Vec<PathBuf>,
+    /// Hosts (`HOST` or `HOST:PORT`) scripts may connect to (`--allow-net`).
+    pub allow_net: Vec<String>,
     /// Where `import NAME` looks for `NAME.beb` when NAME is not a stdlib module.
     pub module_dirs: Vec<PathBuf>,
     /// The on-disk cache of expensive model calls.
@@ -96,6 +98,7 @@ impl Default for Settings {
             root_seed: 0,
             out_dir: PathBuf::from("."),
             allow_write: Vec::new(),
+            allow_net: Vec::new(),
             module_dirs: vec![PathBuf::from(".")],
             cache: Cache::disabled(),
             progress: ProgressHub::detect(),
@@ -172,12 +175,15 @@ impl Interp {
             name_hint: None,
             provenance: Provenance::default(),
             sweep_depth: 0,
-            run: RunContext::new(
-                settings.out_dir,
-                settings.allow_write,
-                settings.cache,
-                settings.progress,
-            ),
+            run: RunContext {
+                allow_net: settings.allow_net,
+                ..RunContext::new(
+                    settings.out_dir,
+                    settings.allow_write,
+                    settings.cache,
+                    settings.progress,
+                )
+            },
         }
     }
 
@@ -286,6 +292,14 @@ impl Interp {
     }
 
     // ----- services for builtins: input files, the cache, progress bars -----
+
+    /// Record a served model the results depend on (one line: URL, model, what the server
+    /// reports, tokenizer digest), for the run record.
+    pub fn note_server(&mut self, line: String) {
+        if !self.run.servers.contains(&line) {
+            self.run.servers.push(line);
+        }
+    }
 
     /// Record a file the results depend on with its sha256 (hex), for the run record.
     pub fn note_input_file(&mut self, path: impl AsRef<Path>, sha256: &str) {

@@ -32,6 +32,11 @@ pub struct RunContext {
     pub out_dir: PathBuf,
     /// Folders outside the run folder that scripts may write to (`--allow-write`).
     pub allow_write: Vec<PathBuf>,
+    /// Hosts (`HOST` or `HOST:PORT`) scripts may connect to (`--allow-net`).
+    pub allow_net: Vec<String>,
+    /// Served models used, one line each (URL, model, what the server reports, tokenizer
+    /// digest), for the run record.
+    pub servers: Vec<String>,
     /// The run's `--set` values by name (what `param` reads).
     pub params: BTreeMap<String, Value>,
     /// The on-disk cache of expensive model calls.
@@ -60,6 +65,8 @@ impl RunContext {
         RunContext {
             out_dir,
             allow_write,
+            allow_net: Vec::new(),
+            servers: Vec::new(),
             params: BTreeMap::new(),
             cache: Rc::new(cache),
             progress,

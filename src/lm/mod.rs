@@ -7,6 +7,7 @@ pub mod analytic;
 pub mod mixture;
 pub mod neural;
 pub mod run_cache;
+pub mod server;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -195,6 +196,21 @@ pub enum ModelError {
 
 pub type ModelResult<T> = Result<T, ModelError>;
 
+/// What a model whose units are token runs offers besides its distribution: turning strings
+/// into its units and ids back into text (prompts, decoding, the run cache's rebuilt units).
+/// Local neural models and served models both have it.
+pub trait TokenText {
+    /// The token ids of a text (plain sentences are tokenized on their own).
+    fn ids(&self, units: &[Unit]) -> ModelResult<Vec<u32>>;
+    /// A string as a text of units: tokenized once, then cut by the unit rule.
+    fn prompt(&self, text: &str) -> ModelResult<Vec<Unit>>;
+    fn decode(&self, ids: &[u32]) -> String;
+    /// A unit of these token ids, printable with this model's tokenizer.
+    fn token_run(&self, ids: Vec<u32>) -> Unit;
+    /// How many texts are sampled or scored together (a progress and cache-write step).
+    fn batch(&self) -> usize;
+}
+
 /// A distribution over sequences of units, queried one unit at a time.
 pub trait LanguageModel: fmt::Debug {
     /// A short human name (shown in diagnostics and tables).
@@ -230,6 +246,12 @@ pub trait LanguageModel: fmt::Debug {
     /// The neural model behind this one, if it is one.
     fn as_neural(&self) -> Option<&neural::NeuralLm> {
         None
+    }
+
+    /// The tokenizer side of this model, if its units are token runs (neural and served
+    /// models).
+    fn as_tokens(&self) -> Option<&dyn TokenText> {
+        self.as_neural().map(|n| n as &dyn TokenText)
     }
 
     /// A one-line identity for printing (architecture, size, weights digest...), if the model

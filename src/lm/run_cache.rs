@@ -18,7 +18,7 @@ use std::rc::Rc;
 use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
 
-use super::{LanguageModel, ModelError, ModelRef, ModelResult, Unit, Vocabulary};
+use super::{LanguageModel, ModelError, ModelRef, ModelResult, TokenText, Unit, Vocabulary};
 use crate::cache::{Cache, CacheKey, Cacheable};
 use crate::lm::neural::NeuralLm;
 
@@ -78,9 +78,9 @@ fn wrap(model: ModelRef, cache: &Rc<Cache>, progress: &Rc<dyn ProgressSink>) -> 
     })
 }
 
-/// The neural model whose tokenizer decodes this model's units.
-fn token_owner(model: &dyn LanguageModel) -> Option<&NeuralLm> {
-    if let Some(lm) = model.as_neural() {
+/// The model (neural or served) whose tokenizer decodes this model's units.
+fn token_owner(model: &dyn LanguageModel) -> Option<&dyn TokenText> {
+    if let Some(lm) = model.as_tokens() {
         return Some(lm);
     }
     let (_, first, _) = model.as_mixture()?.components().next()?;
@@ -135,7 +135,7 @@ impl Cached {
 
     /// Texts per progress-bar step: the model's batch, so chunking never splits a batch.
     fn chunk(&self) -> usize {
-        token_owner(self.inner.as_ref()).map_or(64, |lm| lm.model().batch().max(1))
+        token_owner(self.inner.as_ref()).map_or(64, |lm| lm.batch().max(1))
     }
 
     fn key(&self, operation: &str, given: &[Unit]) -> CacheKey {
@@ -152,35 +152,51 @@ impl Cached {
             .bytes("rng_word_pos", &rng.get_word_pos().to_le_bytes())
     }
 
-    /// Draw the texts of `rngs` (all misses) in chunks, with a progress bar.
+    /// Draw the texts of `rngs` (all misses) in chunks, with a progress bar; `done` sees each
+    /// chunk as it finishes (its first row's index, generators and texts), so a run that
+    /// fails later keeps what was drawn.
     fn draw(
         &self,
         given: &[Unit],
         units: usize,
         rngs: &mut [ChaCha20Rng],
+        mut done: impl FnMut(usize, &[ChaCha20Rng], &[Vec<Unit>]),
     ) -> ModelResult<Vec<Vec<Unit>>> {
         let bar = self.progress.bar(
             rngs.len() as u64,
             &format!("sampling {}", self.inner.name()),
         );
         let mut texts = Vec::with_capacity(rngs.len());
-        for chunk in rngs.chunks_mut(self.chunk()) {
+        let step = self.chunk();
+        for (k, chunk) in rngs.chunks_mut(step).enumerate() {
             let n = chunk.len();
-            texts.extend(self.inner.sample_many(given, units, chunk)?);
+            let drawn = self.inner.sample_many(given, units, chunk)?;
+            done(k * step, chunk, &drawn);
+            texts.extend(drawn);
             bar.inc(n as u64);
         }
         bar.finish();
         Ok(texts)
     }
 
-    fn score(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
+    /// Score `texts` in chunks with a progress bar; `done` sees each chunk's scores as they
+    /// come (its first text's index), so a run that fails later keeps them.
+    fn score(
+        &self,
+        given: &[Unit],
+        texts: &[Vec<Unit>],
+        mut done: impl FnMut(usize, &[f64]),
+    ) -> ModelResult<Vec<f64>> {
         let bar = self.progress.bar(
             texts.len() as u64,
             &format!("scoring {}", self.inner.name()),
         );
         let mut scores = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(self.chunk()) {
-            scores.extend(self.inner.logprob_many(given, chunk)?);
+        let step = self.chunk();
+        for (k, chunk) in texts.chunks(step).enumerate() {
+            let got = self.inner.logprob_many(given, chunk)?;
+            done(k * step, &got);
+            scores.extend(got);
             bar.inc(chunk.len() as u64);
         }
         bar.finish();
@@ -225,6 +241,10 @@ impl LanguageModel for Cached {
         self.inner.as_neural()
     }
 
+    fn as_tokens(&self) -> Option<&dyn TokenText> {
+        self.inner.as_tokens()
+    }
+
     fn describe(&self) -> Option<String> {
         self.inner.describe()
     }
@@ -251,10 +271,10 @@ impl LanguageModel for Cached {
         rngs: &mut [ChaCha20Rng],
     ) -> ModelResult<Vec<Vec<Unit>>> {
         if !self.enabled() {
-            return self.draw(given, units, rngs);
+            return self.draw(given, units, rngs, |_, _, _| ());
         }
         let Some(owner) = token_owner(self.inner.as_ref()) else {
-            return self.draw(given, units, rngs);
+            return self.draw(given, units, rngs, |_, _, _| ());
         };
         let keys: Vec<CacheKey> = rngs
             .iter()
@@ -267,7 +287,11 @@ impl LanguageModel for Cached {
                 Some(drawn) => {
                     rng.set_word_pos(drawn.word_pos);
                     texts.push(Some(
-                        drawn.units.into_iter().map(|ids| owner.run(ids)).collect(),
+                        drawn
+                            .units
+                            .into_iter()
+                            .map(|ids| owner.token_run(ids))
+                            .collect(),
                     ));
                 }
                 None => {
@@ -278,15 +302,18 @@ impl LanguageModel for Cached {
         }
         if !missing.is_empty() {
             let mut todo: Vec<ChaCha20Rng> = missing.iter().map(|&i| rngs[i].clone()).collect();
-            let drawn = self.draw(given, units, &mut todo)?;
-            for ((&i, rng), text) in missing.iter().zip(todo).zip(drawn) {
-                if let Some(units) = text.iter().map(unit_ids).collect::<Option<Vec<_>>>() {
-                    let stored = Drawn {
-                        word_pos: rng.get_word_pos(),
-                        units,
-                    };
-                    self.cache.put(&keys[i], &stored);
+            let drawn = self.draw(given, units, &mut todo, |start, chunk, texts| {
+                for (k, (rng, text)) in chunk.iter().zip(texts).enumerate() {
+                    if let Some(units) = text.iter().map(unit_ids).collect::<Option<Vec<_>>>() {
+                        let stored = Drawn {
+                            word_pos: rng.get_word_pos(),
+                            units,
+                        };
+                        self.cache.put(&keys[missing[start + k]], &stored);
+                    }
                 }
+            })?;
+            for ((&i, rng), text) in missing.iter().zip(todo).zip(drawn) {
                 rngs[i] = rng;
                 texts[i] = Some(text);
             }
@@ -297,7 +324,7 @@ impl LanguageModel for Cached {
 
     fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
         if !self.enabled() {
-            return self.score(given, texts);
+            return self.score(given, texts, |_, _| ());
         }
         let base = self.key("logprob", given);
         let keys: Vec<CacheKey> = texts
@@ -308,8 +335,12 @@ impl LanguageModel for Cached {
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| scores[i].is_none()).collect();
         if !missing.is_empty() {
             let todo: Vec<Vec<Unit>> = missing.iter().map(|&i| texts[i].clone()).collect();
-            for (&i, score) in missing.iter().zip(self.score(given, &todo)?) {
-                self.cache.put(&keys[i], &score);
+            let got = self.score(given, &todo, |start, chunk| {
+                for (k, score) in chunk.iter().enumerate() {
+                    self.cache.put(&keys[missing[start + k]], score);
+                }
+            })?;
+            for (&i, score) in missing.iter().zip(got) {
                 scores[i] = Some(score);
             }
         }

@@ -150,6 +150,12 @@ pub fn run(path: &Path, shard: Option<&str>, options: &RunOptions) -> i32 {
             sets,
             out: Some(folder.clone()),
             allow_write: options.allow_write.clone(),
+            allow_net: options
+                .allow_net
+                .iter()
+                .chain(&study.allow_net)
+                .cloned()
+                .collect(),
             cache: cache.clone(),
         };
         let started = Instant::now();

@@ -326,6 +326,9 @@ struct RawStudy {
     seeds: Option<Seeds>,
     out: Option<String>,
     report: Option<Vec<String>>,
+    /// Hosts the scripts may connect to, as `--allow-net` gives them.
+    #[serde(default)]
+    allow_net: Vec<String>,
 }
 
 /// A problem in a study file, with its position (1-based line and column).
@@ -351,6 +354,8 @@ pub struct Study {
     pub seeds: Vec<u64>,
     pub out: PathBuf,
     pub report: Option<Vec<String>>,
+    /// Hosts (`HOST` or `HOST:PORT`) every run may connect to, besides `--allow-net`'s.
+    pub allow_net: Vec<String>,
 }
 
 /// Where `needle` first appears as a key in `text` (line, column, offset), for errors found
@@ -462,6 +467,7 @@ impl Study {
             seeds: raw.seeds.map_or_else(|| vec![1], |s| s.0),
             out,
             report: raw.report,
+            allow_net: raw.allow_net,
         })
     }
 
@@ -643,6 +649,14 @@ mod tests {
         folders.sort();
         folders.dedup();
         assert_eq!(folders.len(), combos.len());
+    }
+
+    #[test]
+    fn a_study_lists_the_hosts_its_runs_may_reach() {
+        let s = study("script: a.beb\nallow_net: [\"127.0.0.1:8000\", gpu-node-3]\n")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(s.allow_net, ["127.0.0.1:8000", "gpu-node-3"]);
+        assert!(study("script: a.beb\n").is_ok_and(|s| s.allow_net.is_empty()));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod neural;
 pub mod prelude;
 pub mod probe;
 pub mod results;
+pub mod server;
 
 use crate::eval::natives::Native;
 
@@ -17,6 +18,7 @@ pub const MODULES: &[(&str, &[Native])] = &[
     ("prelude", prelude::NATIVES),
     ("models", models::NATIVES),
     ("neural", neural::NATIVES),
+    ("server", server::NATIVES),
     ("data", data::NATIVES),
     ("finetune", finetune::NATIVES),
     ("probe", probe::NATIVES),

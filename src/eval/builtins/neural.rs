@@ -187,16 +187,26 @@ builtin! {
 
 impl Prompt {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
-        neural(&self.model)?;
+        tokens_of(&self.model)?;
         let model = with_unit(&self.model, self.unit.as_ref())?;
         let lm = model
-            .as_neural()
+            .as_tokens()
             .ok_or_else(|| self.model.invalid("not a neural model"))?;
         let units = lm
             .prompt(&self.text)
             .map_err(|e| BebError::from(e).at(self.text.span))?;
         Ok(Value::text(units))
     }
+}
+
+/// The tokenizer side of a `model` argument (a neural or served model).
+fn tokens_of(model: &Arg<ModelRef>) -> BebResult<&dyn crate::lm::TokenText> {
+    model.value.as_tokens().ok_or_else(|| {
+        model.invalid(format!(
+            "{} is not a neural model (load one with load(...) or server(...))",
+            model.value.name()
+        ))
+    })
 }
 
 builtin! {
@@ -206,9 +216,9 @@ builtin! {
 
 impl Decode {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
-        let lm = neural(&self.model)?;
+        let lm = tokens_of(&self.model)?;
         let ids = lm.ids(&self.text.units)?;
-        Ok(Value::str(&lm.model().decode(&ids)))
+        Ok(Value::str(&lm.decode(&ids)))
     }
 }
 
@@ -219,7 +229,7 @@ builtin! {
 
 impl TokenIds {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
-        let lm = neural(&self.model)?;
+        let lm = tokens_of(&self.model)?;
         let ids = lm.ids(&self.text.units)?;
         Ok(Value::list(
             ids.into_iter().map(|i| Value::Num(f64::from(i))).collect(),

@@ -67,6 +67,12 @@ fn candle_err(path: &Path, what: &str) -> impl Fn(candle_core::Error) -> ModelEr
 
 /// Load a model, choosing the format from the path.
 pub fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
+    let text = path.to_string_lossy();
+    if text.starts_with("http://") || text.starts_with("https://") {
+        return Err(invalid(format!(
+            "{text} is a server, not a file: use server(\"{text}\", model: \"NAME\", tokenizer: \"path/to/tokenizer.json\") (docs/servers.md)"
+        )));
+    }
     if !path.exists() {
         let shared = match std::env::var("BEB_SHARED") {
             Ok(root) => format!("BEB_SHARED is {root}"),
@@ -117,6 +123,13 @@ fn tokenizer_beside(
             path.display()
         )))
     }
+}
+
+/// The beginning- and end-of-sequence ids a tokenizer knows by their usual names (for a model
+/// whose weights live elsewhere, such as a server's).
+pub fn named_special_tokens(t: &TokenizerHandle) -> (Option<u32>, Vec<u32>) {
+    let bos = token_named(t, BOS_NAMES);
+    (bos, token_named(t, EOS_NAMES).into_iter().collect())
 }
 
 /// Special token ids the tokenizer knows by their usual names.

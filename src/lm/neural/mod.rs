@@ -701,6 +701,28 @@ impl NeuralLm {
     }
 }
 
+impl super::TokenText for NeuralLm {
+    fn ids(&self, units: &[Unit]) -> ModelResult<Vec<u32>> {
+        NeuralLm::ids(self, units)
+    }
+
+    fn prompt(&self, text: &str) -> ModelResult<Vec<Unit>> {
+        NeuralLm::prompt(self, text)
+    }
+
+    fn decode(&self, ids: &[u32]) -> String {
+        self.model.decode(ids)
+    }
+
+    fn token_run(&self, ids: Vec<u32>) -> Unit {
+        self.run(ids)
+    }
+
+    fn batch(&self) -> usize {
+        self.model.batch()
+    }
+}
+
 impl LanguageModel for NeuralLm {
     fn name(&self) -> &str {
         &self.name

@@ -84,6 +84,11 @@ impl TokenizerHandle {
             .map_err(|e| ModelError::Invalid(format!("cannot tokenize {text:?}: {e}")))
     }
 
+    /// The vocabulary entry of an id (`<0x2E>` for a byte-fallback token).
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
