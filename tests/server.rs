@@ -565,6 +565,7 @@ fn faults_are_diagnosed_and_500s_are_retried() {
         .args(["run", "s.beb", "--seed", "1", "--allow-net"])
         .arg(format!("127.0.0.1:{}", seen.port))
         .current_dir(&dir)
+        .env("BEB_SHARED", common::shared_root())
         .env("BEB_TEST_KEY", key)
         .env("NO_COLOR", "1")
         .output()

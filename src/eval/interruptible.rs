@@ -48,6 +48,10 @@ impl Interruptible {
 }
 
 impl LanguageModel for Interruptible {
+    fn unwrapped(&self) -> Option<&dyn LanguageModel> {
+        Some(self.inner.as_ref())
+    }
+
     fn name(&self) -> &str {
         self.inner.name()
     }

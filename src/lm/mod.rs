@@ -177,8 +177,17 @@ pub fn check_same_vocabulary(
 /// Whether two handles are the same model: one object, or two wrappers of the same weights
 /// and settings (equal cache identities).
 pub fn same_model(a: &dyn LanguageModel, b: &dyn LanguageModel) -> bool {
+    let (a, b) = (innermost(a), innermost(b));
     std::ptr::addr_eq(a as *const dyn LanguageModel, b as *const dyn LanguageModel)
         || matches!((a.cache_identity(), b.cache_identity()), (Some(x), Some(y)) if x == y)
+}
+
+/// The model under every distribution-preserving wrapper.
+fn innermost(mut model: &dyn LanguageModel) -> &dyn LanguageModel {
+    while let Some(inner) = model.unwrapped() {
+        model = inner;
+    }
+    model
 }
 
 /// Why a model could not answer.
@@ -245,6 +254,12 @@ pub trait LanguageModel: fmt::Debug {
 
     /// The neural model behind this one, if it is one.
     fn as_neural(&self) -> Option<&neural::NeuralLm> {
+        None
+    }
+
+    /// The model this one wraps without changing its distribution (a run-cache or interrupt
+    /// wrapper), so that identity checks see through it.
+    fn unwrapped(&self) -> Option<&dyn LanguageModel> {
         None
     }
 

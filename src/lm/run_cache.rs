@@ -205,6 +205,10 @@ impl Cached {
 }
 
 impl LanguageModel for Cached {
+    fn unwrapped(&self) -> Option<&dyn LanguageModel> {
+        Some(self.inner.as_ref())
+    }
+
     fn name(&self) -> &str {
         self.inner.name()
     }

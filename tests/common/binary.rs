@@ -82,7 +82,10 @@ impl Beb {
 
     fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_beb"));
+        // Scripts name shared files as $BEB_SHARED/...; the tests run them from scratch
+        // folders, so the default (../shared beside the repository) is passed as a full path.
         command
+            .env("BEB_SHARED", super::shared_root())
             .args(&self.args)
             .env("NO_COLOR", "1")
             .env_remove("CLICOLOR_FORCE")
