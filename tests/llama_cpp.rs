@@ -107,7 +107,10 @@ fn quantized_logprobs_agree_with_llama_cpp_token_by_token() {
         })
         .unwrap_or_default();
     let tokens: usize = reference.iter().map(Vec::len).sum();
-    for (file, max_allowed) in [("stories260K-f32.gguf", 1e-4), ("stories260K-q8_0.gguf", 0.1)] {
+    for (file, max_allowed) in [
+        ("stories260K-f32.gguf", 1e-4),
+        ("stories260K-q8_0.gguf", 0.1),
+    ] {
         let path = dir.join(file);
         let model = common::load(&path);
         let beb: Vec<Vec<f64>> = rows
@@ -141,7 +144,10 @@ fn quantized_logprobs_agree_with_llama_cpp_token_by_token() {
         println!(
             "{file}, {tokens} tokens: beb vs llama.cpp max {max:.2e} mean {mean:.2e}; beb vs float64 reference max {ref_max:.2e} mean {ref_mean:.2e}; llama.cpp vs reference max {their_ref_max:.2e} mean {their_ref_mean:.2e} nats/token"
         );
-        assert!(max < max_allowed, "{file}: beb and llama.cpp differ by up to {max}");
+        assert!(
+            max < max_allowed,
+            "{file}: beb and llama.cpp differ by up to {max}"
+        );
         // Both quantized implementations must agree with each other far better than either
         // agrees with the float64 reference of the dequantized weights.
         assert!(
