@@ -8,55 +8,17 @@ mod common;
 
 use std::rc::Rc;
 
-use beb::lm::analytic::Categorical;
-use beb::lm::mixture::Mixture;
 use beb::lm::{LanguageModel, ModelRef, Unit};
 use beb::measure::{self, Method};
 use beb::seed::Stream;
 use beb::stats::Estimate;
-
-fn model(label: &str, entries: &[(&str, f64, f64)]) -> ModelRef {
-    let entries = entries
-        .iter()
-        .map(|(s, p, b)| (s.to_string(), *p, *b))
-        .collect();
-    match Categorical::new(label, entries, false) {
-        Ok(m) => Rc::new(m),
-        Err(e) => panic!("{label}: {e}"),
-    }
-}
+use common::worlds;
 
 /// The README's world: (P_minus, P_plus, P = mixture at alpha 1e-4).
 fn quickstart() -> (ModelRef, ModelRef, ModelRef) {
-    let minus = model(
-        "minus",
-        &[("Go away.", 0.7, -1.0), ("You are useless.", 0.3, -1.0)],
-    );
-    let plus = model(
-        "plus",
-        &[
-            ("I am glad to help.", 0.5, 1.0),
-            ("The sky is blue.", 0.3, 0.0),
-            ("Go away.", 0.12, -1.0),
-            ("You are useless.", 0.08, -1.0),
-        ],
-    );
-    let llm: ModelRef = Rc::new(
-        Mixture::new(vec![
-            ("minus".into(), minus.clone(), 1e-4f64.ln()),
-            ("plus".into(), plus.clone(), (-1e-4f64).ln_1p()),
-        ])
-        .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let (minus, plus) = worlds::quickstart();
+    let llm: ModelRef = Rc::new(worlds::mixture(&minus, &plus, 1e-4));
     (minus, plus, llm)
-}
-
-/// Two sentences, one rare under P_minus: a two-point log-ratio.
-fn ab() -> (ModelRef, ModelRef) {
-    (
-        model("a", &[("A.", 0.9, 1.0), ("B.", 0.1, -1.0)]),
-        model("b", &[("A.", 0.5, 1.0), ("B.", 0.5, -1.0)]),
-    )
 }
 
 fn monte_carlo(seed: u64, samples: usize) -> Method {
@@ -133,7 +95,7 @@ fn kl_and_expect_intervals_cover() {
 #[test]
 fn logratio_variance_intervals_cover() {
     let (minus, plus, llm) = quickstart();
-    let (a, b) = ab();
+    let (a, b) = worlds::ab();
     // The first setup is the hard one: a log-ratio with kurtosis 12 whose rarest values
     // (prompts with at most 2 of 8 "Go away.", 1% of draws) carry 29% of its variance and are
     // missing from 10% of samples of 200, where no interval built from the sample can know

@@ -78,34 +78,9 @@ fn compare(a: &[Vec<f64>], b: &[Vec<f64>]) -> (f64, f64) {
 fn quantized_logprobs_agree_with_llama_cpp_token_by_token() {
     let Some(dir) = common::stories() else { return };
     let Some(python) = python() else { return };
-    let text = common::read(&dir.join("reference_logprobs.json"));
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
-    let rows: Vec<Vec<u32>> = json["rows"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    r["token_ids"]
-                        .as_array()
-                        .map(|v| v.iter().map(|x| x.as_u64().unwrap_or(0) as u32).collect())
-                        .unwrap_or_default()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let reference: Vec<Vec<f64>> = json["rows"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    r["token_logprobs"]
-                        .as_array()
-                        .map(|v| v.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect())
-                        .unwrap_or_default()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let rows_read = common::reference_rows(&dir);
+    let rows: Vec<Vec<u32>> = rows_read.iter().map(|r| r.ids.clone()).collect();
+    let reference: Vec<Vec<f64>> = rows_read.iter().map(|r| r.logprobs.clone()).collect();
     let tokens: usize = reference.iter().map(Vec::len).sum();
     for (file, max_allowed) in [
         ("stories260K-f32.gguf", 1e-4),

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::stories as shared;
-use common::{load, load_run, uncached};
+use common::{ReferenceRow, load, load_run, reference_rows, uncached};
 use std::rc::Rc;
 
 use beb::lm::mixture::Mixture;
@@ -24,39 +24,8 @@ fn lm(name: &str, model: NeuralModel, unit: UnitSpec) -> NeuralLm {
     NeuralLm::new(name, Rc::new(model), unit)
 }
 
-struct Row {
-    text: String,
-    ids: Vec<u32>,
-    logprobs: Vec<f64>,
-}
-
-fn reference(dir: &Path) -> Vec<Row> {
-    let text = std::fs::read_to_string(dir.join("reference_logprobs.json")).expect("reference");
-    let json: serde_json::Value = serde_json::from_str(&text).expect("reference JSON");
-    json["rows"]
-        .as_array()
-        .expect("rows")
-        .iter()
-        .map(|r| Row {
-            text: r["text"].as_str().unwrap_or_default().to_string(),
-            ids: r["token_ids"]
-                .as_array()
-                .expect("ids")
-                .iter()
-                .map(|x| x.as_u64().unwrap_or(0) as u32)
-                .collect(),
-            logprobs: r["token_logprobs"]
-                .as_array()
-                .expect("logprobs")
-                .iter()
-                .map(|x| x.as_f64().unwrap_or(f64::NAN))
-                .collect(),
-        })
-        .collect()
-}
-
 /// (max abs error per token, mean abs error per token) against the reference.
-fn errors(model: &NeuralModel, rows: &[Row]) -> (f64, f64) {
+fn errors(model: &NeuralModel, rows: &[ReferenceRow]) -> (f64, f64) {
     let mut max: f64 = 0.0;
     let mut sum = 0.0;
     let mut n = 0usize;
@@ -82,7 +51,7 @@ fn errors(model: &NeuralModel, rows: &[Row]) -> (f64, f64) {
 #[test]
 fn reference_logprobs_in_every_format() {
     let Some(dir) = shared() else { return };
-    let rows = reference(&dir);
+    let rows = reference_rows(&dir);
     for path in ["hf", "stories260K.bin", "stories260K-f32.gguf"] {
         let model = load(&dir.join(path));
         let (max, mean) = errors(&model, &rows);
@@ -140,7 +109,7 @@ fn gguf_metadata_tokenizer_matches_tokenizer_json() {
     let gguf = load(&dir.join("stories260K-q8_0.gguf"));
     let hf = load(&dir.join("hf"));
     assert_eq!(gguf.vocabulary(), hf.vocabulary());
-    for row in reference(&dir) {
+    for row in reference_rows(&dir) {
         assert_eq!(gguf.encode(&row.text).expect("encode"), row.ids[1..]);
     }
 }

@@ -6,40 +6,15 @@ mod common;
 
 use std::rc::Rc;
 
-use beb::lm::analytic::Categorical;
-use beb::lm::mixture::Mixture;
 use beb::lm::{ModelRef, Unit};
 use beb::measure::{Method, kl};
+use common::worlds;
 
 /// The two worlds of the fixture, as (P_minus, P_plus).
 fn world(name: &str) -> (ModelRef, ModelRef) {
-    let model = |label: &str, entries: &[(&str, f64)]| -> ModelRef {
-        let entries = entries
-            .iter()
-            .map(|(s, p)| (s.to_string(), *p, 0.0))
-            .collect();
-        match Categorical::new(label, entries, false) {
-            Ok(m) => Rc::new(m),
-            Err(e) => panic!("{label}: {e}"),
-        }
-    };
     match name {
-        "quickstart" => (
-            model("minus", &[("Go away.", 0.7), ("You are useless.", 0.3)]),
-            model(
-                "plus",
-                &[
-                    ("I am glad to help.", 0.5),
-                    ("The sky is blue.", 0.3),
-                    ("Go away.", 0.12),
-                    ("You are useless.", 0.08),
-                ],
-            ),
-        ),
-        "ab" => (
-            model("minus", &[("A.", 0.9), ("B.", 0.1)]),
-            model("plus", &[("A.", 0.5), ("B.", 0.5)]),
-        ),
+        "quickstart" => worlds::quickstart(),
+        "ab" => worlds::ab(),
         other => panic!("unknown world {other}"),
     }
 }
@@ -66,11 +41,7 @@ fn exact_kl_matches_1000_digit_references_down_to_1e_300() {
             .parse()
             .unwrap_or(f64::NAN);
         let (minus, plus) = world(world_name);
-        let llm = Mixture::new(vec![
-            ("minus".into(), minus.clone(), alpha.ln()),
-            ("plus".into(), plus, (-alpha).ln_1p()),
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
+        let llm = worlds::mixture(&minus, &plus, alpha);
         let mut given: Vec<Unit> = Vec::new();
         if let Some(counts) = case["counts"].as_object() {
             for (sentence, count) in counts {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value as Json;
+use common::ReferenceRow;
 
 /// The Python of a virtual environment with `llama-cpp-python[server]`, or `None` (skip).
 fn server_python() -> Option<PathBuf> {
@@ -269,45 +269,18 @@ fn numbers(stdout: &str) -> Vec<f64> {
         .collect()
 }
 
-/// A reference row: (text, token ids with BOS, float64 log-probs of ids[1..]).
-type Row = (String, Vec<u32>, Vec<f64>);
-
 /// The reference rows.
-fn reference() -> Option<Vec<Row>> {
-    let path = common::stories()?.join("reference_logprobs.json");
-    let json: Json = serde_json::from_str(&common::read(&path)).expect("reference JSON");
-    Some(
-        json["rows"]
-            .as_array()
-            .expect("rows")
-            .iter()
-            .map(|r| {
-                (
-                    r["text"].as_str().expect("text").to_string(),
-                    r["token_ids"]
-                        .as_array()
-                        .expect("ids")
-                        .iter()
-                        .map(|v| v.as_u64().expect("id") as u32)
-                        .collect(),
-                    r["token_logprobs"]
-                        .as_array()
-                        .expect("logprobs")
-                        .iter()
-                        .map(|v| v.as_f64().expect("logprob"))
-                        .collect(),
-                )
-            })
-            .collect(),
-    )
+fn reference() -> Option<Vec<ReferenceRow>> {
+    Some(common::reference_rows(&common::stories()?))
 }
 
 /// A script printing log P(token i | tokens before it) for every token of every reference
 /// text after its first (which a text-mode server cannot score), model by model.
-fn per_token_script(models: &str, names: &[&str], rows: &[Row]) -> String {
+fn per_token_script(models: &str, names: &[&str], rows: &[ReferenceRow]) -> String {
     let mut s = models.to_string();
-    for (text, _, _) in rows {
-        let text = text
+    for row in rows {
+        let text = row
+            .text
             .replace('\\', "\\\\")
             .replace('"', "\\\"")
             .replace('\n', "\\n");
@@ -336,7 +309,7 @@ fn scores_over_http_equal_the_float64_reference() {
     let got = numbers(&out.stdout);
     let want: Vec<f64> = rows
         .iter()
-        .flat_map(|(_, _, lp)| lp[1..].to_vec())
+        .flat_map(|row| row.logprobs[1..].to_vec())
         .collect();
     assert_eq!(got.len(), want.len(), "one score per token after the first");
     let worst = got
@@ -377,7 +350,7 @@ fn q8_0_over_http_agrees_with_the_local_q8_0_path() {
     // Per text: the server's scores, then the local ones.
     let mut diffs = Vec::new();
     let mut at = 0;
-    for (_, ids, _) in &rows {
+    for ReferenceRow { ids, .. } in &rows {
         let n = ids.len() - 2;
         let (remote, local) = (&got[at..at + n], &got[at + n..at + 2 * n]);
         diffs.extend(remote.iter().zip(local).map(|(a, b)| (a - b).abs()));

@@ -9,12 +9,16 @@ pub mod binary;
 pub mod docs;
 pub mod models;
 pub mod script;
+pub mod worlds;
 
 // Not every test binary uses every re-export.
 #[allow(unused_imports)]
 pub use binary::{Beb, Output, Running, beb, beb_in};
 #[allow(unused_imports)]
-pub use models::{load, load_run, load_with, log_softmax, max_diff, max_diff32, uncached};
+pub use models::{
+    ReferenceRow, load, load_run, load_with, log_softmax, max_diff, max_diff32, reference_rows,
+    uncached,
+};
 #[allow(unused_imports)]
 pub use script::{Options, Run, builtin, builtins, render, run_in_process, run_script};
 

@@ -52,3 +52,36 @@ pub fn log_softmax(logits: &[f64]) -> Vec<f64> {
     let z = logits.iter().map(|x| (x - max).exp()).sum::<f64>().ln() + max;
     logits.iter().map(|x| x - z).collect()
 }
+
+/// One text of a model folder's `reference_logprobs.json`: its token ids (BOS first) and the
+/// float64 log-probabilities of ids[1..], each given the ids before it.
+pub struct ReferenceRow {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub logprobs: Vec<f64>,
+}
+
+/// The rows of `dir/reference_logprobs.json`.
+pub fn reference_rows(dir: &Path) -> Vec<ReferenceRow> {
+    let text = super::read(&dir.join("reference_logprobs.json"));
+    let json: serde_json::Value = serde_json::from_str(&text).expect("reference JSON");
+    let numbers = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v.as_array().expect("a list of numbers").clone()
+    };
+    json["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| ReferenceRow {
+            text: r["text"].as_str().expect("text").to_string(),
+            ids: numbers(&r["token_ids"])
+                .iter()
+                .map(|x| x.as_u64().expect("id") as u32)
+                .collect(),
+            logprobs: numbers(&r["token_logprobs"])
+                .iter()
+                .map(|x| x.as_f64().expect("logprob"))
+                .collect(),
+        })
+        .collect()
+}
