@@ -96,31 +96,28 @@ impl Estimate {
     /// One-sided lower confidence bound at `level` (the true value is above it with
     /// probability `level`).
     pub fn lower_bound(&self, level: f64) -> f64 {
-        match self.shape {
-            Shape::Variance { kurtosis, widen } if self.n >= 5 => {
-                let z = widen * z_quantile(level);
-                let (center, spread) = bonett(self.mean, kurtosis, self.n, z);
-                (center - spread).exp()
-            }
-            Shape::Mean { skewness } if self.n >= 2 => {
-                self.mean - self.stderr * hall_inverse(skewness, self.n, t_quantile(level, self.n))
-            }
-            _ => self.mean - z_quantile(level) * self.stderr,
-        }
+        self.bound(level, -1.0)
     }
 
     /// One-sided upper confidence bound at `level`.
     pub fn upper_bound(&self, level: f64) -> f64 {
+        self.bound(level, 1.0)
+    }
+
+    /// The one-sided bound at `level` below (`side` = -1) or above (`side` = +1) the estimate,
+    /// by the estimate's own method.
+    fn bound(&self, level: f64, side: f64) -> f64 {
         match self.shape {
             Shape::Variance { kurtosis, widen } if self.n >= 5 => {
                 let z = widen * z_quantile(level);
                 let (center, spread) = bonett(self.mean, kurtosis, self.n, z);
-                (center + spread).exp()
+                (center + side * spread).exp()
             }
             Shape::Mean { skewness } if self.n >= 2 => {
-                self.mean - self.stderr * hall_inverse(skewness, self.n, -t_quantile(level, self.n))
+                let q = -side * t_quantile(level, self.n);
+                self.mean - self.stderr * hall_inverse(skewness, self.n, q)
             }
-            _ => self.mean + z_quantile(level) * self.stderr,
+            _ => self.mean + side * z_quantile(level) * self.stderr,
         }
     }
 
