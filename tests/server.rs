@@ -427,6 +427,144 @@ fn kl_over_http_agrees_with_the_local_estimate() {
     assert_eq!(again.stdout, out.stdout);
 }
 
+/// The estimates (mean, stderr) of a printed sweep table's rows, in order.
+fn table_estimates(stdout: &str) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    for line in stdout.lines() {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        for (i, cell) in cells.iter().enumerate() {
+            if *cell == "±" && i > 0 && i + 1 < cells.len() {
+                let (Ok(m), Ok(s)) = (cells[i - 1].parse::<f64>(), cells[i + 1].parse::<f64>())
+                else {
+                    continue;
+                };
+                out.push((m, s));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_figure2_procedure_runs_on_the_server_with_only_its_load_line_changed() {
+    let (Some(python), Some(stories)) = (server_python(), common::stories()) else {
+        return;
+    };
+    let server = LlamaServer::start(&python, &stories.join("stories260K-f32.gguf"), free_port());
+    let local = common::read(&common::root().join("examples/server/figure2.beb"));
+    let line = "let minus = load(\"$BEB_SHARED/models/stories260K/stories260K-f32.gguf\", unit: unit, name: \"minus\")";
+    assert_eq!(
+        local.matches(line).count(),
+        1,
+        "the example's load line moved"
+    );
+    let served = local.replace(
+        line,
+        &format!(
+            "let minus = server(\"{}\", model: \"stories260K\", tokenizer: \"$BEB_SHARED/models/stories260K/hf/tokenizer.json\", unit: unit, name: \"minus\")",
+            server.url()
+        ),
+    );
+    let finetunes = common::scratch("server-figure2-finetunes");
+    let run_one = |label: &str, script: &str| {
+        let dir = common::scratch(label);
+        common::write(&dir.join("figure2.beb"), script);
+        let allow = format!("127.0.0.1:{}", server.port);
+        let out = common::beb(&[
+            "run",
+            "figure2.beb",
+            "--seed",
+            "1",
+            "--no-cache",
+            "--allow-net",
+            &allow,
+        ])
+        .current_dir(&dir)
+        .env("BEB_FINETUNE_CACHE", &finetunes)
+        .run();
+        assert_eq!(out.code, Some(0), "{label}: {}", out.stderr);
+        assert_eq!(
+            common::files_under(&dir, "svg").len(),
+            1,
+            "{label}: no figure"
+        );
+        table_estimates(&out.stdout)
+    };
+    let here = run_one("server-figure2-local", &local);
+    let there = run_one("server-figure2-served", &served);
+    // 4 lengths x (KL, variance), same seeds: the server draws with its own generator, so the
+    // two agree statistically.
+    assert_eq!(here.len(), 8, "{here:?}");
+    assert_eq!(there.len(), here.len(), "{there:?}");
+    for ((a, sa), (b, sb)) in here.iter().zip(&there) {
+        let combined = (sa * sa + sb * sb).sqrt();
+        eprintln!(
+            "local {a} ± {sa}, served {b} ± {sb}: {:.2} combined stderr apart",
+            (a - b).abs() / combined
+        );
+        assert!((a - b).abs() <= 3.0 * combined, "{a} ± {sa} vs {b} ± {sb}");
+    }
+}
+
+#[test]
+fn texts_drawn_from_the_empty_prompt_keep_no_misplaced_log_probs() {
+    let (Some(python), Some(stories)) = (server_python(), common::stories()) else {
+        return;
+    };
+    let server = LlamaServer::start(&python, &stories.join("stories260K-f32.gguf"), free_port());
+    // llama-cpp-python gives a completion of the empty prompt the log-probs of the wrong
+    // positions; beb must not use them as the sampled text's score.
+    let script = server_line(&server.url(), ", unit: tokens(3)")
+        + &local_line("l", "stories260K-f32.gguf")
+        + "let t = sample(m, seed: 3)\nprint logprob(l, t)\nprint logprob(m, t)\n";
+    let (out, _) = run(
+        "server-empty-prompt",
+        &script,
+        &[server.port],
+        &["--no-cache"],
+    );
+    assert_eq!(out.code, Some(2), "{}{}", out.stdout, out.stderr);
+    assert_eq!(numbers(&out.stdout).len(), 1, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("cannot give the log-prob of a text's first token"),
+        "{}",
+        out.stderr
+    );
+    // After a non-empty prompt the kept log-probs are the server's scores of the same text.
+    let script = server_line(&server.url(), ", unit: tokens(3)")
+        + "let p = prompt(m, \"Once upon a time\")\nlet t = sample(m, given: p, seed: 3)\nprint logprob(m, t, given: p)\nprint logprob(m, p[1..] + t, given: p[..1]) - logprob(m, p[1..], given: p[..1])\n";
+    let (out, _) = run(
+        "server-kept-logprobs",
+        &script,
+        &[server.port],
+        &["--no-cache"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let xs = numbers(&out.stdout);
+    assert_eq!(xs.len(), 2, "{}", out.stdout);
+    assert!((xs[0] - xs[1]).abs() < 1e-4, "{xs:?}");
+}
+
+#[test]
+fn served_texts_do_not_depend_on_how_many_are_drawn_at_once() {
+    let (Some(python), Some(stories)) = (server_python(), common::stories()) else {
+        return;
+    };
+    let server = LlamaServer::start(&python, &stories.join("stories260K-f32.gguf"), free_port());
+    let script = server_line(
+        &server.url(),
+        ", unit: sentence(until: \".\", max_tokens: 16)",
+    ) + "let p = prompt(m, \"Once upon a time\")\n\
+           let many = sample(m, given: p, sentences: 2, count: 6, seed: 5)\n\
+           let one = sample(m, given: p, sentences: 2, count: 1, seed: 5)\n\
+           print str(many[0]) == str(one[0])\n\
+           print len(many)\n";
+    let (out, _) = run("server-batch", &script, &[server.port], &["--no-cache"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "true\n6", "{}", out.stdout);
+}
+
 /// The manifest.yaml of the one run under `dir`.
 fn find_manifest(dir: &Path) -> PathBuf {
     common::files_under(dir, "yaml")

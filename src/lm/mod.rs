@@ -294,8 +294,11 @@ pub trait LanguageModel: fmt::Debug {
     }
 
     /// `units` units after `given` for each generator: text i is drawn with `rngs[i]` alone,
-    /// exactly as repeated [`sample_next`](LanguageModel::sample_next) calls would draw it,
-    /// so a batched implementation gives the same texts as this one.
+    /// whatever the other generators, so results do not depend on how draws are batched.
+    /// Models that draw unit by unit draw it exactly as repeated
+    /// [`sample_next`](LanguageModel::sample_next) calls would (this default); a served model
+    /// draws a text's units as one stream from one seed, and its `sample_next` is this with
+    /// one unit.
     fn sample_many(
         &self,
         given: &[Unit],

@@ -539,6 +539,16 @@ impl Server {
         ))
     }
 
+    /// Whether `full` goes to the server as the empty prompt (text mode, BOS alone).
+    fn sends_nothing(&self, full: &[u32]) -> bool {
+        self.mode == PromptMode::Text
+            && match (full, self.bos) {
+                ([], _) => true,
+                ([first], Some(bos)) => *first == bos,
+                _ => false,
+            }
+    }
+
     /// Draw continuations of each prompt on the server: up to `max_tokens[i]` tokens with
     /// seed `seeds[i]`.
     fn complete(
@@ -561,11 +571,18 @@ impl Server {
             .collect::<ModelResult<_>>()?;
         let replies = self.client.post_all(&url, &bodies).map_err(http_err)?;
         let mut out = Vec::with_capacity(replies.len());
-        for (reply, &m) in replies.iter().zip(max_tokens) {
+        for ((reply, &m), prompt) in replies.iter().zip(max_tokens).zip(prompts) {
             let choice = first_choice(reply, &url)?;
             let texts = token_texts(choice)
                 .ok_or_else(|| self.incapable("a completion came without its tokens"))?;
-            let mut logprobs = token_logprobs(choice).unwrap_or_default();
+            let mut logprobs = if self.sends_nothing(prompt) {
+                // llama-cpp-python pairs the log-probs of a completion of the empty prompt
+                // with the wrong positions (each token gets the next one's distribution), so
+                // they are not kept: such texts are scored again, which says what it cannot.
+                Vec::new()
+            } else {
+                token_logprobs(choice).unwrap_or_default()
+            };
             logprobs.resize(texts.len(), None);
             let mut ids: Vec<u32> = match self.mode {
                 PromptMode::Ids => Self::read_ids(&texts).ok_or_else(|| {
@@ -893,7 +910,7 @@ impl LanguageModel for RemoteLm {
                 .sum::<Option<f64>>()
                 .ok_or_else(|| {
                     ModelError::Unsupported(format!(
-                        "{} cannot give the log-prob of a text's first token (it answers null there and reads an explicit \"<s>\" as a second BOS), so texts are scored after a non-empty prompt only; a server that takes token ids can ({CAPABLE})",
+                        "{} cannot give the log-prob of a text's first token (it answers null there and reads an explicit \"<s>\" as a second BOS), so texts are scored after a non-empty prompt only; a server that takes token ids can (vLLM: `vllm serve MODEL`)",
                         self.server.software
                     ))
                 })?;
