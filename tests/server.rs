@@ -50,6 +50,11 @@ struct LlamaServer {
 impl LlamaServer {
     /// Serve `gguf` (under the name "stories260K") on `port`, waiting until it answers.
     fn start(python: &Path, gguf: &Path, port: u16) -> LlamaServer {
+        LlamaServer::start_with(python, gguf, port, &[])
+    }
+
+    /// [`start`](LlamaServer::start) with more server options.
+    fn start_with(python: &Path, gguf: &Path, port: u16, extra: &[&str]) -> LlamaServer {
         let child = Command::new(python)
             .args(["-m", "llama_cpp.server", "--model"])
             .arg(gguf)
@@ -58,6 +63,7 @@ impl LlamaServer {
             // An f32 key/value cache (type 0), as beb's own: llama.cpp's default f16 cache
             // moves scores by up to 1e-2 nats.
             .args(["--n_ctx", "512", "--type_k", "0", "--type_v", "0"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -334,14 +340,19 @@ fn scores_over_http_equal_the_float64_reference() {
 }
 
 #[test]
-#[ignore = "llama-cpp-python 0.3.36 (llama.cpp) segfaults evaluating the shared stories260K-q8_0.gguf"]
 fn q8_0_over_http_agrees_with_the_local_q8_0_path() {
     let (Some(python), Some(stories), Some(rows)) =
         (server_python(), common::stories(), reference())
     else {
         return;
     };
-    let server = LlamaServer::start(&python, &stories.join("stories260K-q8_0.gguf"), free_port());
+    // One token per evaluation: llama.cpp 0.3.36 segfaults evaluating this file in batches.
+    let server = LlamaServer::start_with(
+        &python,
+        &stories.join("stories260K-q8_0.gguf"),
+        free_port(),
+        &["--n_batch", "1", "--n_ubatch", "1"],
+    );
     let models = server_line(&server.url(), "") + &local_line("q", "stories260K-q8_0.gguf");
     let script = per_token_script(&models, &["m", "q"], &rows);
     let (out, _) = run("server-q8", &script, &[server.port], &[]);
@@ -363,7 +374,9 @@ fn q8_0_over_http_agrees_with_the_local_q8_0_path() {
         "q8_0: llama.cpp over HTTP vs beb's local q8_0, {} tokens: max |diff| {max:.2e}, mean {mean:.2e}",
         diffs.len()
     );
-    assert!(max < 0.05 && mean < 0.01, "max {max}, mean {mean}");
+    // The bounds of tests/llama_cpp.rs: activation rounding in q8_0 moves single tokens by a
+    // few hundredths (docs/servers.md).
+    assert!(max < 0.1 && mean < 0.01, "max {max}, mean {mean}");
 }
 
 /// `mean ± stderr (n=N)` as (mean, stderr).
