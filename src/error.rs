@@ -110,7 +110,41 @@ impl BebError {
     }
 
     /// Attach the source text the spans point into (done once, when the error is rendered).
+    /// Lines longer than [`SHOWN_LINE`] characters are cut to a window around the spans:
+    /// the renderer cannot lay out columns past 65,535, and no reader wants them.
     pub fn with_source(mut self, name: &str, text: Arc<str>) -> BebError {
+        let text = match self.span {
+            Some(primary) if text.lines().any(|l| l.len() > SHOWN_LINE) => {
+                let clipped = Clipped::new(&text, primary.start as usize);
+                // The excerpt's column is not the file's: say where the span really is.
+                let mut cut = (primary.start as usize).min(text.len());
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let before = &text[..cut];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let at = format!("line {line}, column {column}");
+                self.label = Some(match self.label.take() {
+                    Some(label) => format!("{label} ({at})"),
+                    None => at,
+                });
+                let file = primary.file;
+                let moved = |s: Span| Span {
+                    start: clipped.map(s.start as usize) as u32,
+                    end: clipped.map(s.end as usize) as u32,
+                    file: s.file,
+                };
+                self.span = Some(moved(primary));
+                for (s, _) in &mut self.notes {
+                    if s.file == file {
+                        *s = moved(*s);
+                    }
+                }
+                Arc::from(clipped.text)
+            }
+            _ => text,
+        };
         self.source = Some(NamedSource::new(name, text));
         self
     }
@@ -170,5 +204,72 @@ impl Diagnostic for BebError {
             .filter(move |(s, _)| s.file == span.file)
             .map(|(s, text)| LabeledSpan::new_with_span(Some(text.clone()), miette_span(*s)));
         Some(Box::new(std::iter::once(primary).chain(notes)))
+    }
+}
+
+/// The most characters of one source line a diagnostic shows.
+pub const SHOWN_LINE: usize = 400;
+
+/// A source text whose long lines are cut to [`SHOWN_LINE`] characters around a focus, with
+/// the map from old byte offsets to new ones.
+struct Clipped {
+    text: String,
+    /// (old start of its line, old start, old end, new start) of each kept piece, one a
+    /// line, in order.
+    kept: Vec<(usize, usize, usize, usize)>,
+}
+
+impl Clipped {
+    fn new(text: &str, focus: usize) -> Clipped {
+        let mut out = String::with_capacity(text.len().min(1 << 20));
+        let mut kept = Vec::new();
+        let mut at = 0;
+        for line in text.split_inclusive('\n') {
+            let end = at + line.len();
+            if line.len() <= SHOWN_LINE {
+                kept.push((at, at, end, out.len()));
+                out.push_str(line);
+            } else {
+                // A window of SHOWN_LINE bytes around the focus (or the line's start), moved to
+                // character boundaries, with "…" where text was cut.
+                let centre = if (at..end).contains(&focus) {
+                    focus - at
+                } else {
+                    0
+                };
+                let mut from = centre.saturating_sub(SHOWN_LINE / 2);
+                let mut to = (from + SHOWN_LINE).min(line.len());
+                from = to.saturating_sub(SHOWN_LINE).min(from);
+                while !line.is_char_boundary(from) {
+                    from -= 1;
+                }
+                while !line.is_char_boundary(to) {
+                    to += 1;
+                }
+                if from > 0 {
+                    out.push('…');
+                }
+                kept.push((at, at + from, at + to, out.len()));
+                out.push_str(&line[from..to]);
+                if to < line.len() {
+                    out.push('…');
+                    if line.ends_with('\n') {
+                        out.push('\n');
+                    }
+                }
+            }
+            at = end;
+        }
+        Clipped { text: out, kept }
+    }
+
+    /// Where old offset `x` is now; an offset in a cut part goes to the nearest edge of its
+    /// line's window.
+    fn map(&self, x: usize) -> usize {
+        let i = self.kept.partition_point(|&(line, _, _, _)| line <= x);
+        match i.checked_sub(1).map(|k| self.kept[k]) {
+            Some((_, start, end, new)) => new + x.clamp(start, end) - start,
+            None => 0,
+        }
     }
 }

@@ -22,8 +22,22 @@ pub fn save(value: &Value, name: &str, dir: &Path, allowed: &[PathBuf]) -> BebRe
     save::write_confined(name, dir, allowed, contents.as_bytes())
 }
 
+/// The deepest nesting of lists and records a saved value may have: the depth JSON readers
+/// accept (serde_json's, Python's default is deeper), and far past any table of results.
+pub const MAX_SAVED_DEPTH: usize = 128;
+
 /// The value as JSON; full precision, estimates as {mean, stderr, n, ci95}.
 pub fn to_json(value: &Value) -> BebResult<Json> {
+    nested_json(value, 0)
+}
+
+fn nested_json(value: &Value, depth: usize) -> BebResult<Json> {
+    if depth > MAX_SAVED_DEPTH {
+        return Err(BebError::value(format!(
+            "this value nests lists or records deeper than {MAX_SAVED_DEPTH} levels, which no JSON reader accepts back"
+        )));
+    }
+    let to_json = |v: &Value| nested_json(v, depth + 1);
     Ok(match value {
         Value::None => Json::Null,
         Value::Bool(b) => json!(b),
@@ -57,7 +71,10 @@ pub fn to_json(value: &Value) -> BebResult<Json> {
         Value::Estimate(e) => json_estimate(e),
         Value::Text(t) => Json::Array(t.units.iter().map(|u| json!(u.to_string())).collect()),
         Value::Model(m) => json!(m.name()),
-        Value::Object(o) => to_json(&Value::Record(std::rc::Rc::new(Value::object_record(&**o))))?,
+        Value::Object(o) => nested_json(
+            &Value::Record(std::rc::Rc::new(Value::object_record(&**o))),
+            depth,
+        )?,
         Value::Func(_) | Value::Native(_) => {
             return Err(BebError::type_error("a function cannot be saved"));
         }

@@ -157,11 +157,12 @@ pub fn fit_lemma5(points: &[(f64, f64)]) -> Result<Lemma5Fit, FitError> {
     let s2 = current / (k as f64 - 2.0);
     let (a, _) = normal_equations(points, c, beta);
     let det = a[0] * a[2] - a[1] * a[1];
-    let (var_c, var_beta) = if det > 0.0 {
-        (s2 * a[2] / det, s2 * a[0] / det)
-    } else {
-        (f64::NAN, f64::NAN)
-    };
+    if det <= 0.0 || !s2.is_finite() {
+        return Err(FitError::Degenerate(
+            "Lemma 5's fit has no standard errors here (its normal equations are singular, or there are no residual degrees of freedom)".into(),
+        ));
+    }
+    let (var_c, var_beta) = (s2 * a[2] / det, s2 * a[0] / det);
     Ok(Lemma5Fit {
         log_inv_alpha: parameter(c, var_c.sqrt(), k),
         beta: parameter(beta, var_beta.sqrt(), k),

@@ -33,9 +33,15 @@ pub(super) struct Ols {
 }
 
 /// Ordinary least squares y = b0 + b1 x, centred for accuracy. Standard errors use
-/// s² = RSS / (k - 2): SE(b1) = s / sqrt(Sxx), SE(b0) = s sqrt(1/k + x̄² / Sxx). With k = 2
-/// points there are no residual degrees of freedom and both are NaN.
+/// s² = RSS / (k - 2): SE(b1) = s / sqrt(Sxx), SE(b0) = s sqrt(1/k + x̄² / Sxx). With 2
+/// points there are no residual degrees of freedom, so no standard error: an error.
 pub(super) fn ols(points: &[(f64, f64)]) -> Result<Ols, FitError> {
+    if points.len() < 3 {
+        return Err(FitError::Degenerate(format!(
+            "a line through {} points has no residuals, so its standard errors are unknown; fit 3 or more points",
+            points.len()
+        )));
+    }
     let k = points.len() as f64;
     let x_mean = points.iter().map(|p| p.0).sum::<f64>() / k;
     let y_mean = points.iter().map(|p| p.1).sum::<f64>() / k;
@@ -52,11 +58,7 @@ pub(super) fn ols(points: &[(f64, f64)]) -> Result<Ols, FitError> {
         .iter()
         .map(|p| (p.1 - intercept - slope * p.0).powi(2))
         .sum();
-    let s2 = if points.len() > 2 {
-        rss / (k - 2.0)
-    } else {
-        f64::NAN
-    };
+    let s2 = rss / (k - 2.0);
     Ok(Ols {
         intercept,
         slope,
@@ -97,7 +99,7 @@ pub struct SigmaFit {
     /// sqrt(s² / sum(n²)), s² = RSS / (k - 1).
     pub ls_slope: Estimate,
     /// sqrt of the least-squares slope; its standard error by the delta method,
-    /// SE(slope) / (2 sigma) (NaN when the slope is 0).
+    /// SE(slope) / (2 sigma) (0 when the slope is 0, which only all-zero variances give).
     pub ls_sigma: Estimate,
 }
 
@@ -141,11 +143,9 @@ pub fn fit_sigma(points: &[(f64, f64)]) -> Result<SigmaFit, FitError> {
     let rss: f64 = points.iter().map(|p| (p.1 - slope * p.0).powi(2)).sum();
     let se = (rss / (k - 1.0) / snn).sqrt();
     let sigma = slope.sqrt();
-    let se_sigma = if sigma > 0.0 {
-        se / (2.0 * sigma)
-    } else {
-        f64::NAN
-    };
+    // A zero slope means every variance is 0 (they are >= 0), so the residuals and `se` are 0
+    // too: sigma is exactly 0.
+    let se_sigma = if sigma > 0.0 { se / (2.0 * sigma) } else { 0.0 };
     let used = points.len();
     Ok(SigmaFit {
         tight_slope,

@@ -109,10 +109,13 @@ fn regime(used: &[(f64, f64)], linear: &LinearKlFit, l5: &Lemma5Fit) -> Regime {
         "linear"
     };
     let combined = (linear.beta.stderr.powi(2) + l5.beta.stderr.powi(2)).sqrt();
+    let gap = linear.beta.mean - beta;
     let disagreement = if combined > 0.0 {
-        (linear.beta.mean - beta) / combined
+        gap / combined
+    } else if gap == 0.0 {
+        0.0
     } else {
-        f64::NAN
+        gap.signum() * f64::INFINITY
     };
     Regime {
         name,

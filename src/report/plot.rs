@@ -270,8 +270,42 @@ fn drawable(figure: &Figure) -> (Figure, usize) {
     (out, dropped)
 }
 
-/// The data range of one axis (with error bars), padded, or the range the script gave.
+/// The most decades a log axis may span and the narrowest linear range relative to its
+/// values: past them no tick can be placed or told apart.
+const MAX_DECADES: f64 = 200.0;
+const MIN_RELATIVE_SPAN: f64 = 1e-12;
+
+/// The range of one axis, checked to be drawable.
 fn axis_range(figure: &Figure, is_x: bool) -> Result<(f64, f64), String> {
+    let (lo, hi) = padded_range(figure, is_x)?;
+    let name = if is_x { "x" } else { "y" };
+    let log = if is_x { figure.log_x } else { figure.log_y };
+    let (limit, flag) = if is_x {
+        ("xlim", "log_x")
+    } else {
+        ("ylim", "log_y")
+    };
+    if log {
+        let decades = hi.log10() - lo.log10();
+        if !decades.is_finite() || decades > MAX_DECADES {
+            return Err(format!(
+                "the {name} axis would span {decades:.0} decades ([{lo:e}, {hi:e}]), more than the {MAX_DECADES} a log axis can show; set `{limit}` or drop `{flag}`"
+            ));
+        }
+    } else if !(hi - lo).is_finite() {
+        return Err(format!(
+            "the {name} axis would span [{lo:e}, {hi:e}], wider than a number can hold; set `{limit}`"
+        ));
+    } else if hi - lo < MIN_RELATIVE_SPAN * lo.abs().max(hi.abs()) {
+        return Err(format!(
+            "the {name} range [{lo}, {hi}] is too narrow to place ticks in; set a wider `{limit}`"
+        ));
+    }
+    Ok((lo, hi))
+}
+
+/// The data range of one axis (with error bars), padded, or the range the script gave.
+fn padded_range(figure: &Figure, is_x: bool) -> Result<(f64, f64), String> {
     let (given, log) = if is_x {
         (figure.x_range, figure.log_x)
     } else {
@@ -302,12 +336,16 @@ fn axis_range(figure: &Figure, is_x: bool) -> Result<(f64, f64), String> {
     Ok(if log {
         let (a, b) = (lo.log10(), hi.log10());
         let pad = ((b - a) * 0.05).max(0.05);
-        (10f64.powf(a - pad), 10f64.powf(b + pad))
+        (
+            10f64.powf(a - pad).max(f64::MIN_POSITIVE),
+            10f64.powf(b + pad).min(f64::MAX),
+        )
     } else if lo == hi {
         let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
         (lo - pad, hi + pad)
     } else {
-        let pad = (hi - lo) * 0.05;
+        // Half the gap each, so a range as wide as two doubles allow still pads finitely.
+        let pad = (hi * 0.5 - lo * 0.5) * 0.1;
         // Keep a zero baseline when the data start at zero.
         let start = if lo >= 0.0 && lo - pad < 0.0 && is_x {
             lo
@@ -476,11 +514,18 @@ fn legend_headroom(figure: &Figure, x: (f64, f64), y: (f64, f64)) -> (f64, f64) 
     }
     let (_, h) = legend_box(figure);
     let keep = (1.0 - h).max(0.3);
-    if figure.log_y {
+    let roomy = if figure.log_y {
         let (a, b) = (y.0.log10(), y.1.log10());
         (y.0, 10f64.powf(a + (b - a) / keep))
     } else {
         (y.0, y.0 + (y.1 - y.0) / keep)
+    };
+    // No room to add at the edge of the doubles (or of a log axis's decades).
+    let decades = roomy.1.log10() - roomy.0.log10();
+    if (roomy.1 - roomy.0).is_finite() && (!figure.log_y || decades <= MAX_DECADES) {
+        roomy
+    } else {
+        y
     }
 }
 

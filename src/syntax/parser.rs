@@ -18,6 +18,11 @@ struct BebParser;
 /// exhaust the stack of the recursive-descent parser.
 const MAX_NESTING: usize = 200;
 
+/// The deepest syntax tree an expression may build, counting each operator of a chain
+/// (`1 + 1 + ...` is as deep as it is long), each prefix (`- - 1`), and each level of
+/// brackets, lambdas and `else if`: the checker and interpreter recurse on the tree.
+const MAX_EXPR_DEPTH: usize = 10_000;
+
 /// A syntax error: where, what was expected, and whether more input could complete it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyntaxError {
@@ -40,6 +45,7 @@ pub fn parse_program(source: &str, file: u32) -> Result<Vec<Stmt>, SyntaxError> 
     let builder = Builder {
         file,
         calls: Default::default(),
+        depth: Default::default(),
     };
     builder.statements(program.into_inner())
 }
@@ -247,6 +253,8 @@ struct Builder {
     file: u32,
     /// Calls seen so far per callee name, for `CallSite::ordinal`.
     calls: std::cell::RefCell<std::collections::HashMap<Name, u32>>,
+    /// How deep the expression being built already is (see [`MAX_EXPR_DEPTH`]).
+    depth: std::cell::Cell<usize>,
 }
 
 type Built<T> = Result<T, SyntaxError>;
@@ -515,6 +523,37 @@ impl Builder {
     }
 
     fn operation(&self, pair: Pair<Rule>) -> Built<Expr> {
+        // The tree this operation builds is as deep as its operators plus its longest run of
+        // prefixes; refuse it before the (recursive) Pratt fold if that is too deep.
+        let (mut infix, mut run, mut longest) = (0usize, 0usize, 0usize);
+        for part in pair.clone().into_inner() {
+            match part.as_rule() {
+                Rule::neg | Rule::not => {
+                    run += 1;
+                    longest = longest.max(run);
+                }
+                Rule::postfix_expr => run = 0,
+                _ => infix += 1,
+            }
+        }
+        let outer = self.depth.get();
+        let depth = outer + infix + longest + 1;
+        if depth > MAX_EXPR_DEPTH {
+            return Err(SyntaxError {
+                span: self.span(&pair),
+                message: format!(
+                    "this expression nests {depth} levels deep (operators, prefixes and brackets), more than the {MAX_EXPR_DEPTH} allowed; split it with `let`"
+                ),
+                incomplete: false,
+            });
+        }
+        self.depth.set(depth);
+        let built = self.fold_operation(pair);
+        self.depth.set(outer);
+        built
+    }
+
+    fn fold_operation(&self, pair: Pair<Rule>) -> Built<Expr> {
         pratt()
             .map_primary(|p| self.postfix_expr(p))
             .map_prefix(|op, rhs| {
