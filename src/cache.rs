@@ -20,8 +20,9 @@
 //! `root_seed` and `stream` (the seed stream), `index` (the sample index).
 //!
 //! Entries live at `DIR/xx/HASH.bin` (`xx` the first two hex digits); a file holds the magic
-//! `beb-cache-v1\n`, the SHA-256 of the payload, then the payload. A damaged entry is treated
-//! as a miss and rewritten. Writes go through a temporary file and a rename, so concurrent
+//! `beb-cache-v2\n`, HASH (the key's SHA-256: the key it answers), the SHA-256 of the payload,
+//! then the payload. An entry that is damaged or answers another key (files swapped or copied
+//! by hand) is treated as a miss and rewritten. Writes go through a temporary file and a rename, so concurrent
 //! processes (shards of a study on one file system) never see half an entry.
 
 use std::fs;
@@ -32,7 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 
 const KEY_MAGIC: &[u8] = b"beb-cache-v1\0";
-const FILE_MAGIC: &[u8] = b"beb-cache-v1\n";
+/// v2 entries carry the digest of the key they answer (v1 entries are misses).
+const FILE_MAGIC: &[u8] = b"beb-cache-v2\n";
 
 /// What determines a cached answer, encoded canonically (see the module docs).
 #[derive(Clone, Debug)]
@@ -116,7 +118,12 @@ impl CacheKey {
 
     /// The SHA-256 of the canonical encoding, as 64 hex digits.
     pub fn hex(&self) -> String {
-        hex(&Sha256::digest(&self.bytes))
+        hex(&self.digest())
+    }
+
+    /// The sha256 of the key: its entry's file name, and what the entry says it answers.
+    fn digest(&self) -> [u8; 32] {
+        Sha256::digest(&self.bytes).into()
     }
 
     /// The parts as `name=value` text (long values summarised).
@@ -294,7 +301,7 @@ impl Cache {
     }
 
     fn entry_path(&self, key: &CacheKey) -> Option<PathBuf> {
-        let hash = key.hex();
+        let hash = hex(&key.digest());
         Some(
             self.dir
                 .as_ref()?
@@ -309,9 +316,13 @@ impl Cache {
             .entry_path(key)
             .and_then(|path| fs::read(path).ok())
             .and_then(|bytes| {
-                let payload = bytes.strip_prefix(FILE_MAGIC)?;
-                let (digest, payload) = payload.split_at_checked(32)?;
-                (Sha256::digest(payload).as_slice() == digest).then_some(payload.to_vec())
+                // An entry answers only the key it was stored under: one moved or copied over
+                // another's file is a miss, as is one whose payload changed.
+                let rest = bytes.strip_prefix(FILE_MAGIC)?;
+                let (answers, rest) = rest.split_at_checked(32)?;
+                let (digest, payload) = rest.split_at_checked(32)?;
+                (answers == key.digest().as_slice() && Sha256::digest(payload).as_slice() == digest)
+                    .then_some(payload.to_vec())
             })
             .and_then(|payload| T::decode(&payload));
         let counter = if found.is_some() {
@@ -330,6 +341,7 @@ impl Cache {
         };
         let payload = value.encode();
         let mut bytes = FILE_MAGIC.to_vec();
+        bytes.extend_from_slice(&key.digest());
         bytes.extend_from_slice(&Sha256::digest(&payload));
         bytes.extend_from_slice(&payload);
         if write_atomic(&path, &bytes).is_err() {

@@ -371,6 +371,36 @@ fn cache_hits_give_byte_identical_results() {
 }
 
 #[test]
+fn an_entry_swapped_with_another_is_a_miss_not_a_wrong_answer() {
+    use beb::cache::{Cache, CacheKey};
+    let dir = scratch("cache-swap");
+    let (a, b) = (
+        CacheKey::new("score").index(1),
+        CacheKey::new("score").index(2),
+    );
+    let cache = Cache::at(&dir);
+    cache.put(&a, &vec![0.027f64, 0.028]);
+    cache.put(&b, &vec![0.0f64, 1.3]);
+    let path = |k: &CacheKey| dir.join(&k.hex()[..2]).join(format!("{}.bin", k.hex()));
+    let (pa, pb) = (path(&a), path(&b));
+    let (ba, bb) = (
+        std::fs::read(&pa).expect("entry a"),
+        std::fs::read(&pb).expect("entry b"),
+    );
+    // Both entries are intact files; only their places are exchanged.
+    std::fs::write(&pa, &bb).expect("swap");
+    std::fs::write(&pb, &ba).expect("swap");
+    let fresh = Cache::at(&dir);
+    assert_eq!(fresh.get::<Vec<f64>>(&a), None);
+    assert_eq!(fresh.get::<Vec<f64>>(&b), None);
+    assert_eq!(fresh.stats().misses, 2);
+    // Put back where they belong, they answer again.
+    std::fs::write(&pa, &ba).expect("restore");
+    assert_eq!(fresh.get::<Vec<f64>>(&a), Some(vec![0.027, 0.028]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn the_manifest_reports_the_cache() {
     let dir = scratch("cache-manifest");
     write(&dir.join("s.beb"), "print 1\n");
