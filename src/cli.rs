@@ -15,6 +15,10 @@ use crate::runner::{CacheChoice, RunOptions};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Memory budget for sizes a script or model file chooses (`samples:`, `count:`, context
+    /// lengths), e.g. `8G`; larger requests are refused. Default: a quarter of the machine's memory.
+    #[arg(long = "max-memory", global = true, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub max_memory: Option<u64>,
 }
 
 /// Options shared by `beb run` and `beb study run`.

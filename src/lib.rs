@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod bench;
+pub mod budget;
 pub mod cache;
 pub mod cli;
 pub mod data;

@@ -23,6 +23,9 @@ fn set_thread_count() {
 fn main() {
     set_thread_count();
     let cli = Cli::parse();
+    if let Some(bytes) = cli.max_memory {
+        beb::budget::set_limit(bytes);
+    }
     let worker = std::thread::Builder::new()
         .stack_size(STACK_BYTES)
         .spawn(move || match cli.command {

@@ -161,3 +161,62 @@ fn a_fit_without_residuals_is_an_error_not_a_nan() {
         true,
     );
 }
+
+#[test]
+fn sizes_past_the_memory_budget_are_refused_before_allocating() {
+    let world = "let m = sentences { \"a.\": 0.5 @ 1, \"b.\": 0.5 @ -1 }\n";
+    for (label, line) in [
+        ("count", "print len(sample(m, sentences: 2, count: 10^15))"),
+        ("expect", "print expect(m, samples: 10^8)"),
+        ("kl", "print kl(m, m, sentences: 2, samples: 10^9)"),
+        (
+            "var",
+            "print logratio_var(m, m, sentences: 2, samples: 10^9)",
+        ),
+        ("turns", "print conversation(m, m, turns: 2^32 + 1)"),
+        ("sentences", "print len(sample(m, sentences: 10^12))"),
+        (
+            "concat",
+            "let x = [1]\nfor i in 0..100 { x = concat(x, x) }",
+        ),
+        ("string", "let x = \"ab\"\nfor i in 0..100 { x = x + x }"),
+    ] {
+        let dir = common::scratch(&format!("budget-{label}"));
+        common::write(&dir.join("s.beb"), &format!("{world}{line}\n"));
+        let out = common::beb(&[
+            "run",
+            "s.beb",
+            "--seed",
+            "1",
+            "--no-cache",
+            "--max-memory",
+            "1G",
+        ])
+        .current_dir(&dir)
+        .run();
+        assert_eq!(out.code, Some(2), "{label}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("would need about") && out.stderr.contains("memory budget"),
+            "{label}: {}",
+            out.stderr
+        );
+    }
+    // Within the budget the same calls run.
+    let dir = common::scratch("budget-fits");
+    common::write(
+        &dir.join("s.beb"),
+        &format!("{world}print kl(m, m, sentences: 2, samples: 10^4)\n"),
+    );
+    let out = common::beb(&[
+        "run",
+        "s.beb",
+        "--seed",
+        "1",
+        "--no-cache",
+        "--max-memory",
+        "1G",
+    ])
+    .current_dir(&dir)
+    .run();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}

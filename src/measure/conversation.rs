@@ -152,6 +152,14 @@ pub fn converse(
     stream: &Stream,
     after_turn: &mut dyn FnMut(),
 ) -> Result<Dialogue, (Side, MeasureError)> {
+    // Each turn keeps its text, two prompts and a record of itself.
+    let each = 3 * std::mem::size_of::<Vec<Unit>>() + std::mem::size_of::<Turn>() + 64;
+    crate::budget::check(
+        &format!("a conversation of {} turns", setup.turns),
+        setup.turns as u64,
+        each as u64,
+    )
+    .map_err(|e| (Side::User, MeasureError::Invalid(e)))?;
     let frame = setup.frame.as_ref();
     let mut text: Vec<Unit> = given.to_vec();
     let mut user_text: Vec<Unit> = given.to_vec();

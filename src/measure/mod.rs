@@ -150,6 +150,17 @@ pub fn sample_texts(
     count: usize,
     stream: &Stream,
 ) -> ModelResult<Vec<Vec<Unit>>> {
+    // Each text holds its generator, its units and the values measured on it.
+    let each = std::mem::size_of::<rand_chacha::ChaCha20Rng>()
+        + std::mem::size_of::<Vec<Unit>>()
+        + units.saturating_mul(std::mem::size_of::<Unit>() + 32)
+        + 3 * std::mem::size_of::<f64>();
+    crate::budget::check(
+        &format!("drawing {count} texts of {units} units"),
+        count as u64,
+        each as u64,
+    )
+    .map_err(crate::lm::ModelError::Invalid)?;
     let mut rngs: Vec<_> = (0..count).map(|i| stream.sample_rng(i)).collect();
     model.sample_many(given, units, &mut rngs)
 }

@@ -535,6 +535,22 @@ builtin! {
 impl Concat {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
         let parts = self.parts.iter().map(|p| &p.0);
+        let total: u64 = parts
+            .clone()
+            .map(|v| match v {
+                Value::Str(s) => s.len() as u64,
+                Value::List(items) => items.len() as u64,
+                Value::Text(t) => t.units.len() as u64,
+                Value::Range(r) => r.len() as u64,
+                _ => 0,
+            })
+            .fold(0u64, u64::saturating_add);
+        crate::budget::check(
+            &format!("concat() of {total} elements"),
+            total,
+            std::mem::size_of::<Value>() as u64,
+        )
+        .map_err(BebError::value)?;
         match self.parts.first().map(|p| &p.0) {
             Some(Value::Str(_)) => {
                 let mut out = String::new();

@@ -61,7 +61,12 @@ pub fn binary(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
     match (left, right) {
         (Value::Num(a), Value::Num(b)) => numeric(op, *a, *b),
         (Value::Str(a), Value::Str(b)) => match op {
-            BinaryOp::Add => Ok(Value::Str(Rc::from(format!("{a}{b}")))),
+            BinaryOp::Add => {
+                let total = a.len() as u64 + b.len() as u64;
+                crate::budget::check(&format!("a string of {total} bytes"), total, 1)
+                    .map_err(BebError::value)?;
+                Ok(Value::Str(Rc::from(format!("{a}{b}"))))
+            }
             BinaryOp::Lt => Ok(Value::Bool(a < b)),
             BinaryOp::Le => Ok(Value::Bool(a <= b)),
             BinaryOp::Gt => Ok(Value::Bool(a > b)),
@@ -69,6 +74,13 @@ pub fn binary(op: BinaryOp, left: &Value, right: &Value) -> BebResult<Value> {
             _ => Err(mismatch(op, left, right)),
         },
         (Value::Text(a), Value::Text(b)) if op == BinaryOp::Add => {
+            let total = (a.units.len() + b.units.len()) as u64;
+            crate::budget::check(
+                &format!("a text of {total} units"),
+                total,
+                std::mem::size_of::<crate::lm::Unit>() as u64,
+            )
+            .map_err(BebError::value)?;
             let mut units = a.units.clone();
             units.extend(b.units.iter().cloned());
             Ok(Value::Text(Rc::new(Text { units })))
