@@ -114,7 +114,7 @@ mod tests {
         assert!(check("small", 10, 10).is_ok());
         let err = check("kl(..., samples: 1000000000)", 1_000_000_000_000, 320).unwrap_err();
         assert!(
-            err.contains("320 PB") && err.contains("--max-memory"),
+            err.contains("320 TB") && err.contains("--max-memory"),
             "{err}"
         );
     }
