@@ -220,3 +220,159 @@ fn sizes_past_the_memory_budget_are_refused_before_allocating() {
     .run();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 }
+
+/// A copy of stories260K's Hugging Face folder with one config.json field replaced.
+fn hf_with(label: &str, key: &str, value: serde_json::Value) -> Option<PathBuf> {
+    let stories = common::stories()?;
+    let dir = common::scratch(label);
+    let model = dir.join("m");
+    std::fs::create_dir_all(&model).expect("model folder");
+    for file in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(stories.join("hf").join(file), model.join(file)).expect("copy");
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&common::read(&stories.join("hf/config.json"))).expect("config");
+    config[key] = value;
+    common::write(&model.join("config.json"), &config.to_string());
+    Some(dir)
+}
+
+/// A copy of stories260K-f32.gguf with metadata `key` set to `value`.
+fn gguf_with(
+    label: &str,
+    key: &str,
+    value: candle_core::quantized::gguf_file::Value,
+) -> Option<PathBuf> {
+    use candle_core::quantized::gguf_file;
+    let stories = common::stories()?;
+    let dir = common::scratch(label);
+    let source = stories.join("stories260K-f32.gguf");
+    let mut reader = std::fs::File::open(&source).expect("open the GGUF");
+    let content = gguf_file::Content::read(&mut reader).expect("read the GGUF");
+    let mut metadata: Vec<(String, gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .filter(|(k, _)| k != key)
+        .collect();
+    metadata.push((key.to_string(), value));
+    let tensors: Vec<(String, candle_core::quantized::QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|name| {
+            let t = content
+                .tensor(&mut reader, name, &candle_core::Device::Cpu)
+                .expect("read a tensor");
+            (name.clone(), t)
+        })
+        .collect();
+    let mut out = std::fs::File::create(dir.join("m.gguf")).expect("create");
+    gguf_file::write(
+        &mut out,
+        &metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect::<Vec<_>>(),
+        &tensors
+            .iter()
+            .map(|(k, t)| (k.as_str(), t))
+            .collect::<Vec<_>>(),
+    )
+    .expect("write the GGUF");
+    std::fs::copy(stories.join("tokenizer.json"), dir.join("tokenizer.json")).expect("copy");
+    Some(dir)
+}
+
+/// Loading the model in `dir` (`m` or `m.gguf`) fails with a diagnostic containing `says`.
+fn load_refused(dir: &std::path::Path, model: &str, says: &str) {
+    common::write(
+        &dir.join("s.beb"),
+        &format!("let m = load(\"{model}\")\nprint logprob(m, prompt(m, \"Once upon a time.\"))\n"),
+    );
+    let out = common::beb(&["run", "s.beb", "--seed", "1", "--no-cache"])
+        .current_dir(dir)
+        .run();
+    assert_eq!(out.code, Some(2), "{model}: {}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains(says), "{model}: {}", out.stderr);
+}
+
+#[test]
+fn model_files_that_contradict_their_weights_are_refused() {
+    use serde_json::json;
+    let cases = [
+        (
+            "vocab_size",
+            json!(1000),
+            "token embedding has shape [512, 64]",
+        ),
+        ("num_hidden_layers", json!(2), "the weights have layer 4"),
+        (
+            "intermediate_size",
+            json!(100),
+            "layer 0 gate has shape [172, 64]",
+        ),
+        (
+            "max_position_embeddings",
+            json!(-1),
+            "max_position_embeddings",
+        ),
+        (
+            "max_position_embeddings",
+            json!("512"),
+            "max_position_embeddings",
+        ),
+        (
+            "hidden_size",
+            json!(1u64 << 40),
+            "token embedding has shape",
+        ),
+        (
+            "max_position_embeddings",
+            json!(1u64 << 40),
+            "more than the 16777216",
+        ),
+        (
+            "eos_token_id",
+            json!(1_000_000_000),
+            "outside the vocabulary",
+        ),
+    ];
+    for (i, (key, value, says)) in cases.into_iter().enumerate() {
+        let Some(dir) = hf_with(&format!("hf-bad-{i}"), key, value) else {
+            return;
+        };
+        load_refused(&dir, "m", says);
+    }
+    use candle_core::quantized::gguf_file::Value;
+    let cases = [
+        (
+            "llama.context_length",
+            Value::U32(u32::MAX),
+            "more than the 16777216",
+        ),
+        (
+            "tokenizer.ggml.eos_token_id",
+            Value::U32(1_000_000_000),
+            "outside the vocabulary",
+        ),
+        ("llama.block_count", Value::U32(2), "the file has block 4"),
+    ];
+    for (i, (key, value, says)) in cases.into_iter().enumerate() {
+        let Some(dir) = gguf_with(&format!("gguf-bad-{i}"), key, value) else {
+            return;
+        };
+        load_refused(&dir, "m.gguf", says);
+    }
+    // The unchanged copies load.
+    let Some(dir) = hf_with("hf-good", "rms_norm_eps", serde_json::json!(1e-5)) else {
+        return;
+    };
+    common::write(
+        &dir.join("s.beb"),
+        "let m = load(\"m\")\nprint len(token_ids(m, \"Once\"))\n",
+    );
+    let out = common::beb(&["run", "s.beb", "--seed", "1"])
+        .current_dir(&dir)
+        .run();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}

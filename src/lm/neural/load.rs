@@ -84,9 +84,37 @@ pub fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
             path.display()
         )));
     }
-    if path.is_dir() {
-        return hf::load(path, options);
+    let loaded = if path.is_dir() {
+        hf::load(path, options)
+    } else {
+        by_extension(path, options)
+    }?;
+    check_special_tokens(&loaded, path)?;
+    Ok(loaded)
+}
+
+/// BOS and EOS must be tokens of both the tokenizer and the model's vocabulary.
+fn check_special_tokens(loaded: &Loaded, path: &Path) -> ModelResult<()> {
+    let vocab = loaded.net.config.vocab.min(loaded.tokenizer.size);
+    for (name, id) in loaded
+        .bos
+        .iter()
+        .map(|&b| ("beginning-of-sequence", b))
+        .chain(loaded.eos.iter().map(|&e| ("end-of-sequence", e)))
+    {
+        if id as usize >= vocab {
+            return Err(invalid(format!(
+                "{}: the {name} token id {id} is outside the vocabulary of {vocab} (model {}, tokenizer {})",
+                path.display(),
+                loaded.net.config.vocab,
+                loaded.tokenizer.size
+            )));
+        }
     }
+    Ok(())
+}
+
+fn by_extension(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("gguf") => gguf::load(path, options),
         Some("bin") => llama2c::load(path, options),

@@ -94,6 +94,119 @@ impl Config {
     }
 }
 
+/// The most positions a context may have: past any model's training, and small enough for
+/// the rotary tables (context x head_dim / 2 numbers) to be allocated.
+pub const MAX_CONTEXT: usize = 1 << 24;
+
+/// Every weight's shape against what the configuration implies, before anything is allocated
+/// from it: a configuration that contradicts its weights is refused, naming the field and the
+/// tensor, rather than computing with the wrong shapes or allocating what a field claims.
+fn check_weights(
+    c: &Config,
+    embed: &Tensor,
+    layers: &[Layer],
+    norm: &Tensor,
+    head: &Linear,
+) -> Result<(), String> {
+    if c.context > MAX_CONTEXT {
+        return Err(format!(
+            "a context of {} positions (max_position_embeddings / context_length) is more than the {MAX_CONTEXT} beb supports",
+            c.context
+        ));
+    }
+    if layers.len() != c.layers {
+        return Err(format!(
+            "the configuration has {} layers (num_hidden_layers / block_count) but {} were loaded",
+            c.layers,
+            layers.len()
+        ));
+    }
+    let expect = |what: &str, got: Vec<usize>, want: &[usize], fields: &str| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!(
+                "the tensor {what} has shape {got:?}, but the configuration ({fields}) implies {want:?}"
+            ))
+        }
+    };
+    let (h, q, kv, f) = (
+        c.hidden,
+        c.heads * c.head_dim,
+        c.kv_heads * c.head_dim,
+        c.intermediate,
+    );
+    expect(
+        "token embedding",
+        embed.dims().to_vec(),
+        &[c.vocab, h],
+        "vocab_size, hidden_size",
+    )?;
+    expect(
+        "output head",
+        head.weight_dims(),
+        &[c.vocab, h],
+        "vocab_size, hidden_size",
+    )?;
+    expect("final norm", norm.dims().to_vec(), &[h], "hidden_size")?;
+    for (i, l) in layers.iter().enumerate() {
+        let heads = "num_attention_heads x head_dim, hidden_size";
+        let kv_heads = "num_key_value_heads x head_dim, hidden_size";
+        let ffn = "intermediate_size, hidden_size";
+        expect(
+            &format!("layer {i} query"),
+            l.q.weight_dims(),
+            &[q, h],
+            heads,
+        )?;
+        expect(
+            &format!("layer {i} key"),
+            l.k.weight_dims(),
+            &[kv, h],
+            kv_heads,
+        )?;
+        expect(
+            &format!("layer {i} value"),
+            l.v.weight_dims(),
+            &[kv, h],
+            kv_heads,
+        )?;
+        expect(
+            &format!("layer {i} output"),
+            l.o.weight_dims(),
+            &[h, q],
+            heads,
+        )?;
+        expect(
+            &format!("layer {i} gate"),
+            l.gate.weight_dims(),
+            &[f, h],
+            ffn,
+        )?;
+        expect(&format!("layer {i} up"), l.up.weight_dims(), &[f, h], ffn)?;
+        expect(
+            &format!("layer {i} down"),
+            l.down.weight_dims(),
+            &[h, f],
+            "hidden_size, intermediate_size",
+        )?;
+        for (name, t) in [("attention norm", &l.attn_norm), ("MLP norm", &l.mlp_norm)] {
+            expect(
+                &format!("layer {i} {name}"),
+                t.dims().to_vec(),
+                &[h],
+                "hidden_size",
+            )?;
+        }
+    }
+    crate::budget::check(
+        &format!("rotary tables for a context of {} positions", c.context),
+        c.context as u64,
+        (c.head_dim * std::mem::size_of::<f32>()) as u64,
+    )?;
+    Ok(())
+}
+
 /// A linear map y = x W^T (+ b), dense or quantized, plus an optional low-rank (LoRA)
 /// term (see `lora.rs`).
 #[derive(Clone, Debug)]
@@ -134,6 +247,15 @@ impl Linear {
             bias,
             lora: None,
         })
+    }
+
+    /// The weight's shape, [out, in] for a well-formed weight.
+    pub fn weight_dims(&self) -> Vec<usize> {
+        match &self.weight {
+            Weight::Dense(w) => w.dims().to_vec(),
+            Weight::Quantized(QMatMul::QTensor(q)) => q.shape().dims().to_vec(),
+            Weight::Quantized(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.dims().to_vec(),
+        }
     }
 
     /// The weight, [out, in], when it is dense.
@@ -329,6 +451,7 @@ impl Transformer {
         device: Device,
         dtype: DType,
     ) -> candle_core::Result<Transformer> {
+        check_weights(&config, &embed, &layers, &norm, &head).map_err(candle_core::Error::Msg)?;
         let half = config.head_dim / 2;
         let mut inv: Vec<f64> = (0..half)
             .map(|i| {

@@ -104,6 +104,25 @@ pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
     let vocab = embed_q.shape().dims().first().copied().unwrap_or(0);
     let qkv_bias = arch == "qwen2";
     let layers_n = need("block_count")?;
+    // Weights of blocks past block_count would be silently dropped.
+    if let Some(deepest) = content
+        .tensor_infos
+        .keys()
+        .filter_map(|name| {
+            name.strip_prefix("blk.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .filter(|&d| d >= layers_n)
+    {
+        return Err(invalid(format!(
+            "{}: `{arch}.block_count` is {layers_n}, but the file has block {deepest} (blk.{deepest}.*)",
+            path.display()
+        )));
+    }
     let mut layers = Vec::with_capacity(layers_n);
     for i in 0..layers_n {
         let p = format!("blk.{i}");

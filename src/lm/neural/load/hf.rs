@@ -222,7 +222,11 @@ fn hf_config(dir: &Path, config: &Json) -> ModelResult<(Config, HfLayout)> {
         kv_heads,
         head_dim,
         vocab: usize_field(config, "vocab_size", dir)?,
-        context: usize_field(config, "max_position_embeddings", dir).unwrap_or(2048),
+        // Absent: Hugging Face's default; present, it must be a whole number.
+        context: match config.get("max_position_embeddings") {
+            None | Some(Json::Null) => 2048,
+            Some(_) => usize_field(config, "max_position_embeddings", dir)?,
+        },
         rms_eps: field(config, "rms_norm_eps").unwrap_or(1e-6),
         rope_theta,
         rope: Rope::Half,
@@ -410,6 +414,22 @@ pub(super) fn load(dir: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
             up,
             down: d.linear(&format!("{p}.mlp.down_proj"), false)?,
         });
+    }
+    // Weights of layers past num_hidden_layers would be silently dropped.
+    let deepest = st
+        .tensors()
+        .iter()
+        .filter_map(|(name, _)| {
+            let rest = name.strip_prefix("model.layers.")?;
+            rest.split('.').next()?.parse::<usize>().ok()
+        })
+        .max();
+    if let Some(deepest) = deepest.filter(|&d| d >= cfg.layers) {
+        return Err(invalid(format!(
+            "{}: `num_hidden_layers` is {}, but the weights have layer {deepest} (model.layers.{deepest}.*)",
+            dir.join("config.json").display(),
+            cfg.layers
+        )));
     }
     let final_norm = norm(&mut d, "model.norm.weight")?;
     let head = if !tied && d.has("lm_head.weight") {
