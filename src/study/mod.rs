@@ -712,3 +712,120 @@ fn draw_plots(path: &Path, text: &str, study: &Study, summary: &SeedSummary, out
     }
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report table with the columns alpha, label, seed, status, asserts, y: `values` per
+    /// (alpha, label) cell, one per seed, `None` for a seed without a value.
+    fn table(cells: &[(f64, &str, [Option<f64>; 3])]) -> Grid {
+        let mut rows = Vec::new();
+        for (alpha, label, values) in cells {
+            for (seed, v) in values.iter().enumerate() {
+                rows.push(vec![
+                    Cell::Num(*alpha),
+                    Cell::Text((*label).into()),
+                    Cell::Num(seed as f64 + 1.0),
+                    Cell::Text(if v.is_some() { "completed" } else { "missing" }.into()),
+                    Cell::Text("0/0".into()),
+                    v.map_or(Cell::Empty, Cell::Num),
+                ]);
+            }
+        }
+        Grid {
+            columns: ["alpha", "label", "seed", "status", "asserts", "y"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        }
+    }
+
+    /// t quantiles at 0.975 with 2 and 1 degrees of freedom.
+    const T2: f64 = 4.302_652_729_911_275;
+    const T1: f64 = 12.706_204_736_174_707;
+
+    #[test]
+    fn summaries_use_student_t_and_count_the_seeds_with_a_value() {
+        let t = table(&[
+            (0.1, "a", [Some(1.0), Some(2.0), Some(3.0)]),
+            (0.2, "a", [Some(4.0), Some(6.0), None]),
+            (0.3, "a", [Some(5.0), None, None]),
+            (0.4, "a", [None, None, None]),
+        ]);
+        let s = across_seeds(&t, 5, 2);
+        assert_eq!(s.cells.len(), 4);
+        assert!(s.cells.iter().all(|c| c.seeds == 3));
+        let value = |i: usize| s.cells[i].values[0];
+        // Three seeds: mean 2, standard error 1/sqrt(3), half-width t(2) · se, not 1.96 · se.
+        let three = value(0).unwrap_or_else(|| panic!("three seeds have a value"));
+        assert_eq!(three.n, 3);
+        let (lo, hi) = interval_of(&three).unwrap_or_else(|| panic!("an interval"));
+        assert!((hi - 2.0 - T2 / 3f64.sqrt()).abs() < 1e-9, "{hi}");
+        assert!((2.0 - lo - T2 / 3f64.sqrt()).abs() < 1e-9, "{lo}");
+        // A seed without a value is left out, and n says so: t(1) for the two that have one.
+        let two = value(1).unwrap_or_else(|| panic!("two seeds have a value"));
+        assert_eq!((two.n, two.mean, two.stderr), (2, 5.0, 1.0));
+        let (_, hi) = interval_of(&two).unwrap_or_else(|| panic!("an interval"));
+        assert!((hi - 5.0 - T1).abs() < 1e-9, "{hi}");
+        // One seed: its value, no interval; none: nothing.
+        let one = value(2).unwrap_or_else(|| panic!("one seed has a value"));
+        assert_eq!((one.n, one.mean), (1, 5.0));
+        assert_eq!(interval_of(&one), None);
+        assert!(value(3).is_none());
+
+        let printed = s.render();
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(lines.len(), 6, "{printed}");
+        assert!(
+            lines[2].ends_with("± 0.58 [-0.4841, 4.484] n=3"),
+            "{printed}"
+        );
+        assert!(lines[3].ends_with("± 1.0 [-7.706, 17.71] n=2"), "{printed}");
+        assert!(lines[4].ends_with("5 n=1"), "{printed}");
+        assert!(!lines[4].contains('±'), "{printed}");
+        assert!(lines[5].ends_with(" 3"), "no value, no n: {printed}");
+
+        let csv = to_csv(&s.grid());
+        let rows: Vec<&str> = csv.lines().collect();
+        assert_eq!(rows[0], "alpha,label,seeds,y,y_stderr,y_n,y_lo95,y_hi95");
+        assert!(rows[2].starts_with("0.2,a,3,5,1,2,"), "{csv}");
+        assert_eq!(rows[3], "0.3,a,3,5,none,1,none,none");
+        assert_eq!(rows[4], "0.4,a,3,none,none,0,none,none");
+    }
+
+    #[test]
+    fn plots_draw_one_series_per_other_parameter_with_t_error_bars() {
+        let dir = std::env::temp_dir().join(format!("beb-study-plot-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("a.beb"), "print 1\n");
+        let text = "script: a.beb\ngrid:\n  alpha: [0.1, 0.2]\n  label: [a, b]\nseeds: 3\n\
+                    plot:\n  - x: alpha\n    y: y\n    to: y.svg\n  - x: alpha\n    y: z\n    to: z.svg\n";
+        let study = Study::parse(text, &dir.join("s.yaml")).unwrap_or_else(|e| panic!("{e:?}"));
+        let t = table(&[
+            (0.1, "a", [Some(1.0), Some(2.0), Some(3.0)]),
+            (0.1, "b", [Some(7.0), None, None]),
+            (0.2, "a", [Some(4.0), Some(6.0), None]),
+            (0.2, "b", [Some(8.0), Some(8.0), Some(8.0)]),
+        ]);
+        let s = across_seeds(&t, 5, 2);
+        let figure = plot::figure(&study, &s, &study.plots[0]).unwrap_or_else(|e| panic!("{e:?}"));
+        let labels: Vec<&str> = figure.series.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["label = a", "label = b"]);
+        let a = &figure.series[0].points;
+        assert_eq!((a[0].x, a[0].y, a[1].x, a[1].y), (0.1, 2.0, 0.2, 5.0));
+        let err = |p: &crate::report::plot::Point| p.err.unwrap_or(f64::NAN);
+        assert!((err(&a[0]) - T2 / 3f64.sqrt()).abs() < 1e-9);
+        assert!((err(&a[1]) - T1).abs() < 1e-9);
+        let b = &figure.series[1].points;
+        assert_eq!((b[0].y, b[0].err), (7.0, None), "one seed: no error bar");
+        assert_eq!((b[1].y, b[1].err), (8.0, Some(0.0)));
+        // A column no run saved is reported at the plot's `y:` (line 11, column 8).
+        let e = plot::figure(&study, &s, &study.plots[1])
+            .err()
+            .unwrap_or_else(|| panic!("no column z"));
+        assert_eq!((e.line, e.column), (11, 8), "{e:?}");
+        assert!(e.message.contains("is not a result column"), "{e:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -923,6 +923,36 @@ mod tests {
             ),
             ("script: missing.beb\n", 1, "not found"),
             ("script: a.beb\ngrid: [1\n", 2, "expected a map"),
+            (
+                "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - x: beta\n    y: fit.b\n    to: f.svg\n",
+                5,
+                "plot x `beta` is not a grid parameter (the grid has alpha)",
+            ),
+            (
+                "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - {x: alpha, y: b, to: f.svg, log: true}\n",
+                5,
+                "unknown field `log`",
+            ),
+            (
+                "script: a.beb\ngrid:\n  alpha: [0, 1]\nplot:\n  - x: alpha\n    y: b\n    to: f.svg\n    log_x: true\n",
+                5,
+                "a log axis",
+            ),
+            (
+                "script: a.beb\ngrid:\n  alpha: [1]\nreport: [a]\nplot:\n  - x: alpha\n    y: b\n    to: f.svg\n",
+                7,
+                "not one of the report columns (a)",
+            ),
+            (
+                "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - x: alpha\n    y: b\n    to: f.pdf\n",
+                7,
+                "must end in .svg or .png",
+            ),
+            (
+                "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - {x: alpha, y: b, to: f.svg}\n  - {x: alpha, y: c, to: f.svg}\n",
+                6,
+                "two plots are both written",
+            ),
         ];
         for (text, line, message) in cases {
             let e = study(text)
