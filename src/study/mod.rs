@@ -582,7 +582,7 @@ impl SeedSummary {
     }
 
     /// As printed: `mean ± stderr [lo, hi] n=k` per value, the `±` signs of a column lined up;
-    /// one seed shows its value and `n=1`, none a blank.
+    /// seeds that all agree show `mean ± 0 n=k`, one seed its value and `n=1`, none a blank.
     fn render(&self) -> String {
         let mut headers: Vec<String> = self.key_columns.clone();
         headers.push("seeds".into());
@@ -607,6 +607,11 @@ impl SeedSummary {
                     None => (String::new(), String::new()),
                     Some(e) => match interval_of(e) {
                         None => (crate::format::significant(e.mean, 6), format!("n={}", e.n)),
+                        // Every seed gave the same number: no spread, and no interval to show.
+                        Some(_) if e.stderr == 0.0 => (
+                            crate::format::significant(e.mean, 6),
+                            format!("± 0 n={}", e.n),
+                        ),
                         Some((lo, hi)) => {
                             let text = crate::format::estimate(e.mean, e.stderr);
                             let (mean, err) = text.split_once(" ± ").unwrap_or((&text, ""));
@@ -752,10 +757,15 @@ mod tests {
             (0.2, "a", [Some(4.0), Some(6.0), None]),
             (0.3, "a", [Some(5.0), None, None]),
             (0.4, "a", [None, None, None]),
+            (0.5, "a", [Some(7.0), Some(7.0), Some(7.0)]),
         ]);
         let s = across_seeds(&t, 5, 2);
-        assert_eq!(s.cells.len(), 4);
+        assert_eq!(s.cells.len(), 5);
         assert!(s.cells.iter().all(|c| c.seeds == 3));
+        assert_eq!(
+            s.cells[4].values[0].map(|e| (e.mean, e.stderr, e.n)),
+            Some((7.0, 0.0, 3))
+        );
         let value = |i: usize| s.cells[i].values[0];
         // Three seeds: mean 2, standard error 1/sqrt(3), half-width t(2) · se, not 1.96 · se.
         let three = value(0).unwrap_or_else(|| panic!("three seeds have a value"));
@@ -776,7 +786,7 @@ mod tests {
 
         let printed = s.render();
         let lines: Vec<&str> = printed.lines().collect();
-        assert_eq!(lines.len(), 6, "{printed}");
+        assert_eq!(lines.len(), 7, "{printed}");
         assert!(
             lines[2].ends_with("± 0.58 [-0.4841, 4.484] n=3"),
             "{printed}"
@@ -785,6 +795,7 @@ mod tests {
         assert!(lines[4].ends_with("5 n=1"), "{printed}");
         assert!(!lines[4].contains('±'), "{printed}");
         assert!(lines[5].ends_with(" 3"), "no value, no n: {printed}");
+        assert!(lines[6].ends_with(" 7 ± 0 n=3"), "{printed}");
 
         let csv = to_csv(&s.grid());
         let rows: Vec<&str> = csv.lines().collect();
