@@ -8,6 +8,8 @@
 //! - Shards: `--shard i/N` runs only the combinations whose index k has k mod N = i, so N
 //!   cluster jobs (a Slurm job array) split a study with no other coordination. `report --from`
 //!   merges the folders of shards that wrote to different places.
+//! - Summary and plots: over several seeds, each cell of the grid gets the mean of each value
+//!   with a Student t interval and n; a study's `plot:` entries draw that summary (`plot.rs`).
 
 mod plot;
 pub mod spec;
