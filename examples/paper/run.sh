@@ -13,7 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 
 out="runs/paper"
-if [ $# -gt 0 ] && [ "$1" != "--set" ]; then
+if [ $# -gt 0 ] && [[ "$1" != --set* ]]; then
   out="$1"
   shift
 fi
