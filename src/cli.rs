@@ -108,7 +108,8 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum StudyCommand {
-    /// Run every combination not already complete (rerunning resumes an interrupted study).
+    /// Run every combination not already complete (rerunning resumes an interrupted study),
+    /// then draw the study's plots (not for one shard).
     Run {
         study: PathBuf,
         /// Run only combinations i, i+N, i+2N, ... (0 <= i < N), e.g. `--shard $SLURM_ARRAY_TASK_ID/8`.
@@ -120,7 +121,8 @@ pub enum StudyCommand {
         #[command(flatten)]
         flags: RunFlags,
     },
-    /// Gather the combinations' results into one table (printed, and report.csv).
+    /// Gather the combinations' results into one table (printed, and report.csv), a summary
+    /// over seeds (summary.csv) and the study's plots.
     Report {
         study: PathBuf,
         /// Output folder to read (default: the study file's `out`).

@@ -632,6 +632,146 @@ fn invalid_study_files_are_reported_with_line_and_column() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+const PLOT_SCRIPT: &str = "let alpha = param(\"alpha\", 0.5)\n\
+                           let m = sentences { \"a.\": 0.5 @ 1, \"b.\": 0.5 @ -1 }\n\
+                           let b = expect(m, samples: 8)\n\
+                           save {b: b.mean, scaled: alpha * (2 + b.mean)} to \"values.json\"\n";
+
+const PLOT_STUDY: &str = "name: plotted\nscript: sweep.beb\ngrid:\n  alpha: [0.1, 0.2, 0.4]\n  \
+                          label: [x, y]\nseeds: 3\nout: out\nplot:\n  - x: alpha\n    \
+                          y: values.scaled\n    to: figures/scaled.svg\n    log_x: true\n";
+
+/// The 95% half-width of a summary.csv row's column `name`, in standard errors, and its n.
+fn half_width_in_stderrs(csv: &str, row_start: &str, name: &str) -> (f64, f64) {
+    let header: Vec<&str> = csv.lines().next().unwrap_or_default().split(',').collect();
+    let row: Vec<&str> = csv
+        .lines()
+        .find(|l| l.starts_with(row_start))
+        .unwrap_or_else(|| panic!("no row {row_start}: {csv}"))
+        .split(',')
+        .collect();
+    let field = |suffix: &str| -> f64 {
+        let i = header
+            .iter()
+            .position(|h| *h == format!("{name}{suffix}"))
+            .unwrap_or_else(|| panic!("no column {name}{suffix}: {csv}"));
+        row[i].parse().unwrap_or(f64::NAN)
+    };
+    ((field("_hi95") - field("")) / field("_stderr"), field("_n"))
+}
+
+#[test]
+fn a_study_summary_uses_student_t_and_shows_n_per_cell() {
+    let dir = scratch("study-student");
+    write(&dir.join("study").join("sweep.beb"), PLOT_SCRIPT);
+    write(&dir.join("study").join("plot.yaml"), PLOT_STUDY);
+    let out = beb(&dir, &["study", "run", "study/plot.yaml"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // One seed of one cell has no results: that cell's n is 2, the others' 3.
+    let _ = std::fs::remove_dir_all(
+        dir.join("out")
+            .join("sweep")
+            .join("alpha=0.2_label=x_seed=3"),
+    );
+    let report = beb(&dir, &["study", "report", "study/plot.yaml"]);
+    assert_eq!(report.code, Some(0), "{}", report.stderr);
+    assert!(
+        report.stdout.contains("95% Student t interval"),
+        "{}",
+        report.stdout
+    );
+    let row = |start: &str| {
+        report
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with(start))
+            .unwrap_or_else(|| panic!("no row {start}: {}", report.stdout))
+            .to_string()
+    };
+    assert!(row("0.1  x").ends_with("n=3"), "{}", report.stdout);
+    assert!(row("0.2  x").ends_with("n=2"), "{}", report.stdout);
+    let summary = read(&dir.join("out").join("summary.csv"));
+    // Three seeds: t with 2 degrees of freedom (4.303), not the normal 1.96.
+    let (k, n) = half_width_in_stderrs(&summary, "0.1,x,", "values.scaled");
+    assert_eq!(n, 3.0, "{summary}");
+    assert!((k - 4.302_652_729_911_275).abs() < 1e-6, "{k}: {summary}");
+    // The cell that lost a seed: two values, t with 1 degree of freedom.
+    let (k, n) = half_width_in_stderrs(&summary, "0.2,x,", "values.scaled");
+    assert_eq!(n, 2.0, "{summary}");
+    assert!((k - 12.706_204_736_174_707).abs() < 1e-6, "{k}: {summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_study_draws_its_plots_the_same_way_every_time() {
+    let dir = scratch("study-plot");
+    write(&dir.join("study").join("sweep.beb"), PLOT_SCRIPT);
+    write(&dir.join("study").join("plot.yaml"), PLOT_STUDY);
+    let first = beb(&dir, &["study", "run", "study/plot.yaml"]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let figure = dir.join("out").join("figures").join("scaled.svg");
+    assert!(
+        first.stderr.contains("wrote out/figures/scaled.svg"),
+        "{}",
+        first.stderr
+    );
+    let svg = read(&figure);
+    for expected in [
+        "plotted: values.scaled (mean over 3 seeds, 95% t interval)",
+        "label = x",
+        "label = y",
+        ">\nalpha\n<",
+    ] {
+        assert!(svg.contains(expected), "{expected:?} not in {svg}");
+    }
+    // Another run of the same study elsewhere, and the report, draw the same bytes.
+    let again = beb(&dir, &["study", "run", "study/plot.yaml", "--out", "again"]);
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(
+        read(&dir.join("again").join("figures").join("scaled.svg")),
+        svg
+    );
+    let _ = std::fs::remove_file(&figure);
+    let report = beb(&dir, &["study", "report", "study/plot.yaml"]);
+    assert_eq!(report.code, Some(0), "{}", report.stderr);
+    assert_eq!(read(&figure), svg);
+    // A sharded run leaves the figure to the report.
+    let shard = beb(
+        &dir,
+        &[
+            "study",
+            "run",
+            "study/plot.yaml",
+            "--shard",
+            "0/2",
+            "--out",
+            "s",
+        ],
+    );
+    assert!(
+        shard.stderr.contains("drawn by `beb study report`"),
+        "{}",
+        shard.stderr
+    );
+    assert!(!dir.join("s").join("figures").exists());
+    // A column no run saved: a diagnostic at the plot's `y:`, exit status 2.
+    write(
+        &dir.join("study").join("plot.yaml"),
+        &PLOT_STUDY.replace("y: values.scaled", "y: values.scaledd"),
+    );
+    let bad = beb(&dir, &["study", "report", "study/plot.yaml"]);
+    assert_eq!(bad.code, Some(2), "{}", bad.stderr);
+    assert!(bad.stderr.contains("plot.yaml:10:8"), "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("`values.scaledd` is not a result column"),
+        "{}",
+        bad.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ----- diff -----
 
 #[test]

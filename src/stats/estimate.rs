@@ -105,6 +105,17 @@ impl Estimate {
         }
     }
 
+    /// The mean of a few values (one result per seed of a study) with the plain Student t
+    /// interval, n − 1 degrees of freedom: Hall's skewness correction needs the skewness, and
+    /// a handful of values cannot estimate it, so the correction would add noise, not remove
+    /// bias. One value has no standard error (NaN) and so no interval.
+    pub fn student(values: &[f64]) -> Estimate {
+        Estimate {
+            shape: Shape::Mean { skewness: 0.0 },
+            ..Estimate::from_samples(values)
+        }
+    }
+
     /// The unbiased sample variance of `values` (k >= 2) with its large-sample (delta-method)
     /// standard error sqrt((m4 - s⁴ (k - 3)/(k - 1)) / k), and, for k >= 5, the kurtosis that
     /// Bonett's interval needs (fourth moment about a trimmed mean, which keeps the interval

@@ -303,6 +303,18 @@ mod tests {
     }
 
     #[test]
+    fn student_intervals_use_t_with_n_minus_one_degrees_of_freedom() {
+        // A skewed sample: Hall's correction would make the interval asymmetric; Student's
+        // is mean ± t(n - 1) · stderr, t(3) = 3.182446.
+        let e = Estimate::student(&[1.0, 2.0, 3.0, 10.0]);
+        let (lo, hi) = e.interval(0.95);
+        assert!((hi - e.mean - 3.182_446_305_284_263 * e.stderr).abs() < 1e-9);
+        assert!((e.mean - lo - (hi - e.mean)).abs() < 1e-9);
+        let one = Estimate::student(&[4.0]);
+        assert!(one.interval(0.95).0.is_nan() && one.n == 1);
+    }
+
+    #[test]
     fn interval_uses_normal_quantile() {
         let (lo, hi) = est(1.0, 0.5).interval(0.95);
         assert!((lo - (1.0 - 1.959963984540054 * 0.5)).abs() < 1e-9);

@@ -12,6 +12,11 @@
 //! sets: {label: pilot}             # fixed `--set` values for every combination (optional)
 //! out: runs/alpha-sweep            # relative to where beb runs (default runs/NAME)
 //! report: [fit.beta, fit.log_inv_alpha]   # columns of `beb study report` (default: all)
+//! plot:                            # figures of the summary over seeds (optional)
+//!   - x: alpha                     # a numeric grid parameter
+//!     y: fit.beta                  # a result column
+//!     to: beta_vs_alpha.svg        # in the output folder; .svg or .png
+//!     log_x: true
 //! ```
 
 use std::fmt;
@@ -329,6 +334,54 @@ struct RawStudy {
     /// Hosts the scripts may connect to, as `--allow-net` gives them.
     #[serde(default)]
     allow_net: Vec<String>,
+    #[serde(default)]
+    plot: Vec<RawPlot>,
+}
+
+/// One `plot:` entry as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlot {
+    x: String,
+    y: String,
+    to: String,
+    #[serde(default)]
+    log_x: bool,
+    #[serde(default)]
+    log_y: bool,
+    title: Option<String>,
+    x_label: Option<String>,
+    y_label: Option<String>,
+}
+
+/// A figure of the summary over seeds: a result column against a numeric grid parameter, one
+/// series per value of the other parameters (and script), with the across-seeds interval as
+/// error bars. Drawn by `beb study run` and `beb study report` into the output folder.
+#[derive(Clone, Debug)]
+pub struct PlotSpec {
+    /// The grid parameter on the x axis.
+    pub x: String,
+    /// The result column on the y axis (a report column such as `fit.beta`).
+    pub y: String,
+    /// The file, relative to the output folder (`.svg` or `.png`).
+    pub to: PathBuf,
+    pub log_x: bool,
+    pub log_y: bool,
+    pub title: Option<String>,
+    pub x_label: Option<String>,
+    pub y_label: Option<String>,
+    /// Where `y:` is written, so that a column no run saved is reported there.
+    y_at: SpecError,
+}
+
+impl PlotSpec {
+    /// A problem with the `y:` column, at its place in the study file.
+    pub fn y_error(&self, message: String) -> SpecError {
+        SpecError {
+            message,
+            ..self.y_at.clone()
+        }
+    }
 }
 
 /// A problem in a study file, with its position (1-based line and column).
@@ -356,6 +409,7 @@ pub struct Study {
     pub report: Option<Vec<String>>,
     /// Hosts (`HOST` or `HOST:PORT`) every run may connect to, besides `--allow-net`'s.
     pub allow_net: Vec<String>,
+    pub plots: Vec<PlotSpec>,
 }
 
 /// Where `needle` first appears as a key in `text` (line, column, offset), for errors found
@@ -369,6 +423,50 @@ fn locate(text: &str, needle: &str) -> (usize, usize, usize) {
         offset += line.len() + 1;
     }
     (1, 1, 0)
+}
+
+/// Where the value of the `nth` (0-based) `key:` after the top-level `plot:` is written (line,
+/// column, offset, length), for errors in one plot entry; the `plot:` line itself if not found.
+fn locate_plot_value(text: &str, nth: usize, key: &str) -> (usize, usize, usize, usize) {
+    let start = text
+        .match_indices("plot:")
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || text[..i].ends_with('\n'))
+        .unwrap_or(0);
+    let position = |offset: usize, len: usize| {
+        let before = &text[..offset];
+        (
+            before.matches('\n').count() + 1,
+            before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+            offset,
+            len.max(1),
+        )
+    };
+    let needle = format!("{key}:");
+    let found = text[start..]
+        .match_indices(&needle)
+        .map(|(i, _)| start + i)
+        .filter(|&i| {
+            // A whole key: not the end of `log_x:` or `x_label:`.
+            text[..i]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+        })
+        .nth(nth);
+    match found {
+        Some(i) => {
+            let after = i + needle.len();
+            let rest = &text[after..];
+            let skip = rest.len() - rest.trim_start_matches([' ', '"', '\'']).len();
+            let value = rest[skip..]
+                .find(['\n', ',', '}', '"', '\'', '#'])
+                .map_or(&rest[skip..], |end| &rest[skip..skip + end])
+                .trim_end();
+            position(after + skip, value.len())
+        }
+        None => position(start, "plot".len()),
+    }
 }
 
 impl Study {
@@ -448,7 +546,7 @@ impl Study {
             .as_ref()
             .map(PathBuf::from)
             .unwrap_or_else(|| crate::record::runs_dir().join(&name));
-        let grid = raw
+        let grid: Vec<(String, Vec<ParamValue>)> = raw
             .grid
             .0
             .entries
@@ -458,6 +556,7 @@ impl Study {
                 other => (n, vec![other]),
             })
             .collect();
+        let plots = check_plots(text, &raw.plot, &grid, raw.report.as_deref())?;
         Ok(Study {
             name,
             description: raw.description,
@@ -468,6 +567,7 @@ impl Study {
             out,
             report: raw.report,
             allow_net: raw.allow_net,
+            plots,
         })
     }
 
@@ -515,6 +615,133 @@ impl Study {
         }
         out
     }
+}
+
+/// Check the `plot:` entries against the grid (and the report columns, when the study names
+/// them): each problem is reported at the value that causes it.
+fn check_plots(
+    text: &str,
+    raw: &[RawPlot],
+    grid: &[(String, Vec<ParamValue>)],
+    report: Option<&[String]>,
+) -> Result<Vec<PlotSpec>, SpecError> {
+    let at = |nth: usize, key: &str, message: String| {
+        let (line, column, offset, len) = locate_plot_value(text, nth, key);
+        SpecError {
+            message,
+            line,
+            column,
+            offset,
+            len,
+        }
+    };
+    let mut plots: Vec<PlotSpec> = Vec::with_capacity(raw.len());
+    for (i, p) in raw.iter().enumerate() {
+        let Some((_, values)) = grid.iter().find(|(n, _)| *n == p.x) else {
+            let names: Vec<&str> = grid.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(at(
+                i,
+                "x",
+                if names.is_empty() {
+                    format!(
+                        "plot x `{}` must be a grid parameter, and the study has no grid",
+                        p.x
+                    )
+                } else {
+                    format!(
+                        "plot x `{}` is not a grid parameter (the grid has {})",
+                        p.x,
+                        names.join(", ")
+                    )
+                },
+            ));
+        };
+        let numbers: Vec<f64> = values
+            .iter()
+            .filter_map(|v| match v {
+                ParamValue::Num(x) => Some(*x),
+                _ => None,
+            })
+            .collect();
+        if numbers.len() != values.len() {
+            return Err(at(
+                i,
+                "x",
+                format!(
+                    "plot x `{}` has values that are not numbers, so it cannot be an axis",
+                    p.x
+                ),
+            ));
+        }
+        if p.log_x && numbers.iter().any(|x| *x <= 0.0) {
+            return Err(at(
+                i,
+                "x",
+                format!(
+                    "plot x `{}` has values <= 0, which a log axis (log_x: true) cannot show",
+                    p.x
+                ),
+            ));
+        }
+        if p.y.trim().is_empty() {
+            return Err(at(i, "y", "plot y must name a result column".into()));
+        }
+        if let Some(columns) = report
+            && !columns.contains(&p.y)
+        {
+            return Err(at(
+                i,
+                "y",
+                format!(
+                    "plot y `{}` is not one of the report columns ({})",
+                    p.y,
+                    columns.join(", ")
+                ),
+            ));
+        }
+        let to = PathBuf::from(&p.to);
+        let inside = !p.to.is_empty()
+            && to
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            return Err(at(
+                i,
+                "to",
+                format!(
+                    "plot file {:?} must be a relative path inside the study's output folder",
+                    p.to
+                ),
+            ));
+        }
+        let extension = to.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if crate::report::plot::Format::from_extension(extension).is_none() {
+            return Err(at(
+                i,
+                "to",
+                format!("plot file {:?} must end in .svg or .png", p.to),
+            ));
+        }
+        if plots.iter().any(|q| q.to == to) {
+            return Err(at(
+                i,
+                "to",
+                format!("two plots are both written to {:?}", p.to),
+            ));
+        }
+        plots.push(PlotSpec {
+            x: p.x.clone(),
+            y: p.y.clone(),
+            to,
+            log_x: p.log_x,
+            log_y: p.log_y,
+            title: p.title.clone(),
+            x_label: p.x_label.clone(),
+            y_label: p.y_label.clone(),
+            y_at: at(i, "y", String::new()),
+        });
+    }
+    Ok(plots)
 }
 
 fn stem(path: &Path) -> String {
@@ -696,6 +923,36 @@ mod tests {
             ),
             ("script: missing.beb\n", 1, "not found"),
             ("script: a.beb\ngrid: [1\n", 2, "expected a map"),
+            (
+                "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - x: beta\n    y: fit.b\n    to: f.svg\n",
+                5,
+                "plot x `beta` is not a grid parameter (the grid has alpha)",
+            ),
+            (
+                "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - {x: alpha, y: b, to: f.svg, log: true}\n",
+                5,
+                "unknown field `log`",
+            ),
+            (
+                "script: a.beb\ngrid:\n  alpha: [0, 1]\nplot:\n  - x: alpha\n    y: b\n    to: f.svg\n    log_x: true\n",
+                5,
+                "a log axis",
+            ),
+            (
+                "script: a.beb\ngrid:\n  alpha: [1]\nreport: [a]\nplot:\n  - x: alpha\n    y: b\n    to: f.svg\n",
+                7,
+                "not one of the report columns (a)",
+            ),
+            (
+                "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - x: alpha\n    y: b\n    to: f.pdf\n",
+                7,
+                "must end in .svg or .png",
+            ),
+            (
+                "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - {x: alpha, y: b, to: f.svg}\n  - {x: alpha, y: c, to: f.svg}\n",
+                6,
+                "two plots are both written",
+            ),
         ];
         for (text, line, message) in cases {
             let e = study(text)
