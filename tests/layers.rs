@@ -9,7 +9,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "base",
         &[
-            "error", "format", "yaml", "seed", "stats", "syntax", "cache",
+            "error", "format", "yaml", "seed", "stats", "syntax", "cache", "budget",
         ],
     ),
     ("models", &["lm"]),
