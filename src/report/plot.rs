@@ -270,7 +270,52 @@ fn svg_to_pdf(svg: &str) -> Result<Vec<u8>, String> {
         svg2pdf::ConversionOptions::default(),
         svg2pdf::PageOptions::default(),
     )
+    .map(stable_pdf)
     .map_err(|e| format!("cannot write the PDF: {e}"))
+}
+
+/// svg2pdf lists a page's resources (`/xo3 14 0 R`, one per line) in a hash map's order,
+/// which changes from run to run. Sorting each run of such lines (the entries of one
+/// dictionary, outside streams) gives the same file for the same figure; the bytes are only
+/// reordered, so the cross-reference offsets stay right.
+fn stable_pdf(bytes: Vec<u8>) -> Vec<u8> {
+    fn is_entry(line: &[u8]) -> bool {
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => t.trim_start_matches(' '),
+            Err(_) => return false,
+        };
+        let mut parts = text.split(' ');
+        matches!(
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+            (Some(name), Some(object), Some(generation), Some("R"), None)
+                if name.starts_with('/')
+                    && !object.is_empty()
+                    && object.bytes().all(|b| b.is_ascii_digit())
+                    && !generation.is_empty()
+                    && generation.bytes().all(|b| b.is_ascii_digit())
+        )
+    }
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let mut out: Vec<&[u8]> = Vec::with_capacity(lines.len());
+    let mut group: Vec<&[u8]> = Vec::new();
+    let mut in_stream = false;
+    for line in lines {
+        if !in_stream && is_entry(line) {
+            group.push(line);
+            continue;
+        }
+        group.sort();
+        out.append(&mut group);
+        if line == b"stream" {
+            in_stream = true;
+        } else if line == b"endstream" {
+            in_stream = false;
+        }
+        out.push(line);
+    }
+    group.sort();
+    out.append(&mut group);
+    out.join(&b'\n')
 }
 
 fn encode_png(pixels: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> {
@@ -1062,6 +1107,24 @@ mod tests {
         assert_eq!(Line::Solid.dashes(20, 2), [(0, 20)]);
         assert_eq!(Line::Dashed.dashes(20, 2), [(0, 6), (10, 16)]);
         assert!(Line::Hidden.dashes(20, 2).is_empty());
+    }
+
+    #[test]
+    fn pdf_resource_lists_are_sorted_in_place() {
+        let pdf = b"<<\n  /XObject <<\n    /xo1 10 0 R\n    /xo0 8 0 R\n  >>\nstream\n /b 1 0 R\n /a 1 0 R\nendstream\n".to_vec();
+        let stable = stable_pdf(pdf.clone());
+        assert_eq!(stable.len(), pdf.len());
+        assert_eq!(
+            String::from_utf8_lossy(&stable),
+            "<<\n  /XObject <<\n    /xo0 8 0 R\n    /xo1 10 0 R\n  >>\nstream\n /b 1 0 R\n /a 1 0 R\nendstream\n"
+        );
+        let figure = render(&figure(), Format::Pdf)
+            .map(|r| r.bytes)
+            .unwrap_or_default();
+        assert!(figure.starts_with(b"%PDF-"));
+        // Each render fills svg2pdf's hash maps afresh, in another order.
+        let again = render(&super::tests::figure(), Format::Pdf).map(|r| r.bytes);
+        assert_eq!(Ok(figure), again);
     }
 
     #[test]
