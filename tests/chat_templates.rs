@@ -257,6 +257,10 @@ let turns = ["Hi.", "Hello.", "Who are you?"]
 print chat(m, turns, system: "Be kind.", template: "model") == chat(m, turns, system: "Be kind.")
 let c = conversation(m, m, turns: 1, template: "model", system: "Be kind.", seed: 1)
 print len(c.prompts)
+let s = ["I like tea.", "I help others.", "I share."]
+let a = finetune(m, s, format: "llama2", epochs: 1, batch: 3, cache: "ft")
+let b = finetune(m, s, format: "model", epochs: 1, batch: 3, cache: "ft")
+print finetune_info(b).cached, finetune_info(a).key == finetune_info(b).key
 "#;
     let folder = dir.join("model");
     std::fs::create_dir_all(&folder).unwrap_or_else(|e| panic!("{e}"));
@@ -270,7 +274,9 @@ print len(c.prompts)
     }
     let out = run(&dir, script);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert_eq!(out.stdout, "true\n1\n");
+    // The finetune in the model's own (Llama 2) template trains on the same token ids as in
+    // the built-in one, so it is the same finetune, found in the cache.
+    assert_eq!(out.stdout, "true\n1\ntrue true\n");
 
     // Without a template of its own: a diagnostic at `template:` naming the file looked in
     // and the built-in names.
@@ -303,4 +309,77 @@ print len(c.prompts)
         out.stderr
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// stories260K's GGUF file with a chat template in its metadata, as llama.cpp's converter
+/// stores a model's template.
+fn gguf_with_template(source: &str) -> Option<PathBuf> {
+    use candle_core::quantized::{QTensor, gguf_file};
+    let original = common::stories()?.join("stories260K-f32.gguf");
+    let mut reader = std::fs::File::open(&original).unwrap_or_else(|e| panic!("{e}"));
+    let content = gguf_file::Content::read(&mut reader).unwrap_or_else(|e| panic!("{e}"));
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    for name in names {
+        let t = content
+            .tensor(&mut reader, name, &candle_core::Device::Cpu)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        tensors.push((name.clone(), t));
+    }
+    let mut metadata: Vec<(String, gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    metadata.sort_by(|a, b| a.0.cmp(&b.0));
+    metadata.push((
+        "tokenizer.chat_template".into(),
+        gguf_file::Value::String(source.into()),
+    ));
+    let dir = common::scratch("chat-gguf");
+    let path = dir.join("model.gguf");
+    let metadata: Vec<(&str, &gguf_file::Value)> =
+        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    let mut file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+    gguf_file::write(&mut file, &metadata, &tensors).unwrap_or_else(|e| panic!("{e}"));
+    Some(path)
+}
+
+#[test]
+fn a_gguf_files_own_template_is_read_from_its_metadata() {
+    let (source, _, _) = chat::template_in_folder(&fixture("llama2-chat"));
+    let Ok((source, _)) = source else {
+        panic!("the Llama 2 fixture has a template")
+    };
+    let Some(path) = gguf_with_template(&source) else {
+        return;
+    };
+    let model = common::load(&path);
+    let own = ids(&model, "model", Some(SYSTEM), &TURNS);
+    assert_eq!(own, ids(&model, "llama2", Some(SYSTEM), &TURNS));
+    let Ok(Template::Model(t)) = model.chat_template("model") else {
+        panic!("no template")
+    };
+    assert!(t.origin.contains("tokenizer.chat_template"), "{}", t.origin);
+    // The special tokens come from the GGUF vocabulary (no tokenizer_config.json here).
+    assert_eq!(
+        (t.bos_token.as_str(), t.eos_token.as_str()),
+        ("<s>", "</s>")
+    );
+    // Without one, the message names the metadata key and the folder looked in.
+    let Some(plain) = common::stories().map(|s| s.join("stories260K-f32.gguf")) else {
+        return;
+    };
+    let e = common::load(&plain).chat_template("model").err();
+    let e = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        e.contains("no `tokenizer.chat_template` in its metadata")
+            && e.contains("tokenizer_config.json"),
+        "{e}"
+    );
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
