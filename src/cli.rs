@@ -104,6 +104,10 @@ pub enum Command {
     Repl {
         #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
         seed: Option<u64>,
+        /// Let `read(...)` read this file or folder too (the session reads only inside the
+        /// current folder).
+        #[arg(long = "allow-read", value_name = "PATH")]
+        allow_read: Vec<PathBuf>,
     },
 }
 

@@ -196,3 +196,33 @@ fn bad_files_are_diagnostics_at_the_argument() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_repl_reads_where_allow_read_says() {
+    let dir = scratch("read-repl");
+    let outside = scratch("read-repl-data");
+    write(&outside.join("x.json"), "{\"a\": 7}\n");
+    let input = format!(
+        "read({:?}).a\n",
+        outside.join("x.json").display().to_string()
+    );
+    let refused = common::beb(&["repl", "--seed", "1"])
+        .current_dir(&dir)
+        .stdin(&input)
+        .run();
+    assert_eq!(refused.code, Some(2), "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("refusing to read"),
+        "{}",
+        refused.stderr
+    );
+    let folder = outside.display().to_string();
+    let allowed = common::beb(&["repl", "--seed", "1", "--allow-read", &folder])
+        .current_dir(&dir)
+        .stdin(&input)
+        .run();
+    assert_eq!(allowed.code, Some(0), "{}", allowed.stderr);
+    assert_eq!(allowed.stdout, "7\n");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&outside);
+}
