@@ -383,3 +383,42 @@ fn a_gguf_files_own_template_is_read_from_its_metadata() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[test]
+fn a_broken_tokenizer_config_is_named_with_its_position() {
+    let dir = common::scratch("chat-broken");
+    common::write(
+        &dir.join("tokenizer_config.json"),
+        "{\"chat_template\": \n  \"{{ x }}\",,}",
+    );
+    let (source, _, _) = chat::template_in_folder(&dir);
+    assert!(
+        source
+            .as_ref()
+            .is_err_and(|e| e.contains("is not valid JSON (line 2, column")),
+        "{source:?}"
+    );
+    // A template that does not parse fails when rendered, naming its file.
+    common::write(
+        &dir.join("tokenizer_config.json"),
+        "{\"chat_template\": \"{% for m in messages %}\"}",
+    );
+    let (source, _, _) = chat::template_in_folder(&dir);
+    let Ok((source, origin)) = source else {
+        panic!("{source:?}")
+    };
+    let template = Template::Model(Arc::new(ModelTemplate {
+        source,
+        bos_token: String::new(),
+        eos_token: String::new(),
+        origin,
+        strip_bos: false,
+    }));
+    let e = chat::render(&template, None, &turns(&["Hi"])).err();
+    let e = e.map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        e.contains("the chat template of") && e.contains("tokenizer_config.json"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

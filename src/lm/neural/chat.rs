@@ -69,11 +69,13 @@ pub type TemplateSource = Result<(String, String), String>;
 /// or an `{content: ...}` object), when it has them.
 pub fn template_in_folder(dir: &Path) -> (TemplateSource, Option<String>, Option<String>) {
     let config_path = dir.join("tokenizer_config.json");
-    let config: Option<serde_json::Value> = std::fs::read_to_string(&config_path)
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok());
+    let parsed: Option<Result<serde_json::Value, serde_json::Error>> =
+        std::fs::read_to_string(&config_path)
+            .ok()
+            .map(|text| serde_json::from_str(&text));
+    let config = parsed.as_ref().and_then(|p| p.as_ref().ok());
     let token = |key: &str| -> Option<String> {
-        let v = config.as_ref()?.get(key)?;
+        let v = config?.get(key)?;
         v.as_str()
             .or_else(|| v.get("content").and_then(|c| c.as_str()))
             .map(str::to_string)
@@ -84,10 +86,15 @@ pub fn template_in_folder(dir: &Path) -> (TemplateSource, Option<String>, Option
         return (Ok((text, jinja.display().to_string())), bos, eos);
     }
     let shown = config_path.display();
-    let source = match (config_path.is_file(), &config) {
+    let source = match (config_path.is_file(), &parsed) {
         (false, _) => Err(format!("there is no {shown}")),
-        (true, None) => Err(format!("{shown} is not valid JSON")),
-        (true, Some(c)) => match c.get("chat_template") {
+        (true, None) => Err(format!("cannot read {shown}")),
+        (true, Some(Err(e))) => Err(format!(
+            "{shown} is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )),
+        (true, Some(Ok(c))) => match c.get("chat_template") {
             Some(serde_json::Value::String(t)) => Ok((t.clone(), shown.to_string())),
             Some(serde_json::Value::Array(named)) => named
                 .iter()
