@@ -34,6 +34,10 @@ pub struct RunFlags {
     /// reach no network otherwise.
     #[arg(long = "allow-net", value_name = "HOST[:PORT]")]
     pub allow_net: Vec<String>,
+    /// Let the script read this file or folder too with `read(...)` (scripts read only inside
+    /// their run folder and their own folder).
+    #[arg(long = "allow-read", value_name = "PATH")]
+    pub allow_read: Vec<PathBuf>,
     /// Compute every model call afresh: neither read nor fill the cache.
     #[arg(long = "no-cache")]
     pub no_cache: bool,
@@ -58,6 +62,7 @@ impl RunFlags {
             out,
             allow_write: self.allow_write.clone(),
             allow_net: self.allow_net.clone(),
+            allow_read: self.allow_read.clone(),
             cache: self.cache_choice(),
         }
     }
@@ -103,6 +108,10 @@ pub enum Command {
     Repl {
         #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
         seed: Option<u64>,
+        /// Let `read(...)` read this file or folder too (the session reads only inside the
+        /// current folder).
+        #[arg(long = "allow-read", value_name = "PATH")]
+        allow_read: Vec<PathBuf>,
     },
 }
 

@@ -46,10 +46,10 @@ fn main() {
                 StudyCommand::Report { study, out, from } => study::report(&study, out, &from),
             },
             Some(Command::Diff { run_a, run_b, all }) => diff::run(&run_a, &run_b, all),
-            Some(Command::Repl { seed }) => repl::start(seed),
+            Some(Command::Repl { seed, allow_read }) => repl::start(seed, allow_read),
             Some(Command::Bench { name }) => bench::run(name.as_deref()),
             // `beb` alone: interactive in a terminal, line by line from a pipe.
-            None => repl::start(None),
+            None => repl::start(None, Vec::new()),
         });
     let code = match worker.map(|handle| handle.join()) {
         Ok(Ok(code)) => code,

@@ -53,13 +53,15 @@ const KEYWORDS: &[&str] = &[
 ];
 const COMMANDS: &[&str] = &[":help", ":vars", ":load", ":quit"];
 
-/// Start a session; returns the exit code (non-zero when piped input had errors).
-pub fn start(seed: Option<u64>) -> i32 {
+/// Start a session; returns the exit code (non-zero when piped input had errors). `read`
+/// reads in the current folder, and in `allow_read` (`--allow-read`).
+pub fn start(seed: Option<u64>, allow_read: Vec<std::path::PathBuf>) -> i32 {
     let root_seed = crate::seed::RootSeed::resolve(seed).value;
     let interp = Rc::new(RefCell::new(Interp::new(
         root_seed,
         Box::new(std::io::stdout()),
     )));
+    interp.borrow_mut().context_mut().allow_read = allow_read;
     let flag = interp.borrow().interrupt_flag();
     let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
     if std::io::stdin().is_terminal() {

@@ -194,6 +194,8 @@ pub struct RunOptions {
     pub allow_write: Vec<PathBuf>,
     /// Hosts (`HOST` or `HOST:PORT`) the script may connect to (`--allow-net`).
     pub allow_net: Vec<String>,
+    /// Files and folders the script may read besides its run folder and its own folder.
+    pub allow_read: Vec<PathBuf>,
     pub cache: CacheChoice,
 }
 
@@ -261,6 +263,7 @@ pub fn execute(
             out_dir: record.folder.clone(),
             allow_write: options.allow_write.clone(),
             allow_net: options.allow_net.clone(),
+            allow_read: options.allow_read.clone(),
             module_dirs: vec![script_dir(file)],
             cache: options.cache.open(),
             progress,

@@ -89,9 +89,10 @@ pub fn build(
                 };
                 TrainingText::Plain(text)
             }
-            Format::Chat(t) => {
-                TrainingText::Turns(*t, rotation.iter().map(|s| format!("{s}{end}")).collect())
-            }
+            Format::Chat(t) => TrainingText::Turns(
+                t.clone(),
+                rotation.iter().map(|s| format!("{s}{end}")).collect(),
+            ),
         })
         .collect()
 }

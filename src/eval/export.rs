@@ -81,6 +81,65 @@ fn nested_json(value: &Value, depth: usize) -> BebResult<Json> {
     })
 }
 
+/// A file read back (`read`) as values, the inverse of `save`: JSON objects become records
+/// (an object with exactly `mean`, `stderr`, `n` and `ci95` an estimate), arrays lists, null
+/// `none`, the strings `inf`, `-inf` and `nan` numbers (as `save` writes them); a CSV file a
+/// table, or a list when its one column is `value` (a saved list).
+pub fn from_document(doc: crate::report::read::Document) -> Value {
+    use crate::report::read::Document;
+    match doc {
+        Document::Tree(tree) => from_json(&tree),
+        Document::Table { columns, rows } => {
+            if columns.len() == 1 && columns[0] == "value" {
+                return Value::list(rows.iter().flat_map(|r| r.iter().map(from_json)).collect());
+            }
+            Value::Table(std::rc::Rc::new(Table {
+                columns: columns
+                    .iter()
+                    .map(|c| std::rc::Rc::from(c.as_str()))
+                    .collect(),
+                rows: rows
+                    .iter()
+                    .map(|r| r.iter().map(from_json).collect())
+                    .collect(),
+            }))
+        }
+    }
+}
+
+fn from_json(doc: &Json) -> Value {
+    match doc {
+        Json::Null => Value::None,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(x) => Value::Num(x.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => match s.as_str() {
+            "inf" => Value::Num(f64::INFINITY),
+            "-inf" => Value::Num(f64::NEG_INFINITY),
+            "nan" => Value::Num(f64::NAN),
+            _ => Value::str(s),
+        },
+        Json::Array(items) => Value::list(items.iter().map(from_json).collect()),
+        Json::Object(map) => {
+            let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+            let estimate = (
+                map.get("mean").and_then(Json::as_f64),
+                map.get("stderr").and_then(Json::as_f64),
+                map.get("n").and_then(Json::as_u64),
+            );
+            match (keys.as_slice(), estimate) {
+                (["mean", "stderr", "n", "ci95"], (Some(mean), Some(stderr), Some(n))) => {
+                    Value::Estimate(crate::stats::Estimate::new(mean, stderr, n as usize))
+                }
+                _ => Value::record(
+                    map.iter()
+                        .map(|(k, v)| (k.as_str(), from_json(v)))
+                        .collect(),
+                ),
+            }
+        }
+    }
+}
+
 /// Tables (and lists of records or numbers) as CSV with a header row.
 pub fn to_csv(value: &Value) -> BebResult<String> {
     let grid = match value {

@@ -79,6 +79,9 @@ pub struct Settings {
     pub allow_write: Vec<PathBuf>,
     /// Hosts (`HOST` or `HOST:PORT`) scripts may connect to (`--allow-net`).
     pub allow_net: Vec<String>,
+    /// Files and folders outside the run folder and the script's folder that scripts may
+    /// read (`--allow-read`).
+    pub allow_read: Vec<PathBuf>,
     /// Where `import NAME` looks for `NAME.beb` when NAME is not a stdlib module.
     pub module_dirs: Vec<PathBuf>,
     /// The on-disk cache of expensive model calls.
@@ -99,6 +102,7 @@ impl Default for Settings {
             out_dir: PathBuf::from("."),
             allow_write: Vec::new(),
             allow_net: Vec::new(),
+            allow_read: Vec::new(),
             module_dirs: vec![PathBuf::from(".")],
             cache: Cache::disabled(),
             progress: ProgressHub::detect(),
@@ -177,6 +181,7 @@ impl Interp {
             sweep_depth: 0,
             run: RunContext {
                 allow_net: settings.allow_net,
+                allow_read: settings.allow_read,
                 ..RunContext::new(
                     settings.out_dir,
                     settings.allow_write,

@@ -102,7 +102,7 @@ impl Interp {
             .and_then(Format::from_extension)
             .ok_or_else(|| {
                 BebError::value(format!("cannot plot to {name:?}"))
-                    .with_help("plots are written as .svg or .png files")
+                    .with_help("plots are written as .svg, .png or .pdf files")
                     .at(path.span)
             })?;
         let rendered = crate::report::plot::render(&figure, format)

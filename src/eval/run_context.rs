@@ -34,6 +34,9 @@ pub struct RunContext {
     pub allow_write: Vec<PathBuf>,
     /// Hosts (`HOST` or `HOST:PORT`) scripts may connect to (`--allow-net`).
     pub allow_net: Vec<String>,
+    /// Files and folders besides the run folder and the script's folder that `read` may read
+    /// (`--allow-read`).
+    pub allow_read: Vec<PathBuf>,
     /// Served models used, one line each (URL, model, what the server reports, tokenizer
     /// digest), for the run record.
     pub servers: Vec<String>,
@@ -66,6 +69,7 @@ impl RunContext {
             out_dir,
             allow_write,
             allow_net: Vec::new(),
+            allow_read: Vec::new(),
             servers: Vec::new(),
             params: BTreeMap::new(),
             cache: Rc::new(cache),

@@ -34,7 +34,7 @@ const REPLY_MARK: char = '\u{E001}';
 
 impl Frame {
     pub fn new(
-        template: chat::Template,
+        template: &chat::Template,
         system: Option<&str>,
         model: &NeuralModel,
     ) -> Result<Frame, ModelError> {

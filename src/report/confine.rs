@@ -1,7 +1,9 @@
-//! Where a script may write. A script shared by someone else must not be able to damage the
-//! machine running it, so `save` and `plot` write only inside the run folder: a path that
-//! leaves it (absolute, through `..`, or through a symbolic link) is refused, unless the user
-//! allowed that folder with `--allow-write PATH`.
+//! Where a script may write and read. A script shared by someone else must not be able to
+//! damage the machine running it, so `save` and `plot` write only inside the run folder: a path
+//! that leaves it (absolute, through `..`, or through a symbolic link) is refused, unless the
+//! user allowed that folder with `--allow-write PATH`. Nor may it read what it likes and leak
+//! it into its results: `read` reads only inside the run folder, the script's own folder and
+//! folders allowed with `--allow-read PATH`, checked on the path with `..` and links resolved.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -115,6 +117,65 @@ pub fn confined_path(name: &str, root: &Path, allowed: &[PathBuf]) -> BebResult<
     }))
 }
 
+/// The file `name` (as a script wrote it) resolved for reading, physically (`..` and symbolic
+/// links resolved). A relative name is looked for in each of `roots` in turn (the run folder,
+/// then the script's folder); it must lie inside one of them or of `allowed`. A refusal says
+/// nothing about the file, not even whether it exists.
+pub fn readable_path(name: &str, roots: &[PathBuf], allowed: &[PathBuf]) -> BebResult<PathBuf> {
+    if name.is_empty() {
+        return Err(BebError::new(ErrorKind::Io, "a file name is empty"));
+    }
+    let path = Path::new(name);
+    let candidates: Vec<PathBuf> = if path.is_absolute() {
+        vec![physical(path)]
+    } else {
+        roots.iter().map(|r| physical(&r.join(path))).collect()
+    };
+    let Some(first) = candidates.first() else {
+        return Err(BebError::new(
+            ErrorKind::Io,
+            "there is no folder to read from",
+        ));
+    };
+    let target = candidates
+        .iter()
+        .find(|c| c.is_file())
+        .unwrap_or(first)
+        .clone();
+    let inside = roots
+        .iter()
+        .chain(allowed)
+        .any(|root| target.starts_with(physical(root)));
+    if !inside {
+        let lexical_inside =
+            !path.is_absolute() && !path.components().any(|c| c == Component::ParentDir);
+        let why = if path.is_absolute() {
+            "an absolute path outside the run folder and the script's folder"
+        } else if lexical_inside {
+            "a symbolic link in the path leads outside the run folder and the script's folder"
+        } else {
+            "`..` leads outside the run folder and the script's folder"
+        };
+        return Err(
+            BebError::new(ErrorKind::Io, format!("refusing to read {name:?}: {why}")).with_help(
+                "scripts read only inside their run folder and their own folder; to let this \
+                 script read elsewhere, run it with `--allow-read PATH` (a file or a folder)",
+            ),
+        );
+    }
+    if !target.is_file() {
+        let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
+        return Err(BebError::new(
+            ErrorKind::Io,
+            format!(
+                "there is no file {name:?} (looked for {})",
+                looked.join(" and ")
+            ),
+        ));
+    }
+    Ok(target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +221,46 @@ mod tests {
         let absolute = outside.join("y.csv");
         let name = absolute.to_string_lossy().into_owned();
         assert!(confined_path(&name, &root, std::slice::from_ref(&outside)).is_ok());
+        let _ = std::fs::remove_dir_all(&root);
+        let _ = std::fs::remove_dir_all(&outside);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn reads_stay_inside_the_roots_unless_allowed() {
+        let root = scratch("read-root");
+        let outside = scratch("read-outside");
+        let _ = std::fs::write(root.join("a.csv"), "x\n1\n");
+        let _ = std::fs::write(outside.join("secret.csv"), "x\n2\n");
+        let _ = std::os::unix::fs::symlink(outside.join("secret.csv"), root.join("link.csv"));
+        let roots = [root.clone()];
+        assert!(readable_path("a.csv", &roots, &[]).is_ok());
+        let secret = outside.join("secret.csv").to_string_lossy().into_owned();
+        let rel = format!(
+            "../{}/secret.csv",
+            outside
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        for (bad, why) in [
+            (secret.as_str(), "absolute"),
+            (rel.as_str(), "`..`"),
+            ("link.csv", "symbolic link"),
+        ] {
+            let e = readable_path(bad, &roots, &[]).err();
+            assert!(
+                e.as_ref().is_some_and(|e| e.message.contains(why)),
+                "{bad}: {e:?}"
+            );
+        }
+        assert!(readable_path(&secret, &roots, std::slice::from_ref(&outside)).is_ok());
+        assert!(readable_path("link.csv", &roots, std::slice::from_ref(&outside)).is_ok());
+        let e = readable_path("missing.csv", &roots, &[]).err();
+        assert!(
+            e.as_ref().is_some_and(|e| e.message.contains("no file")),
+            "{e:?}"
+        );
         let _ = std::fs::remove_dir_all(&root);
         let _ = std::fs::remove_dir_all(&outside);
     }

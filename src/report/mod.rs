@@ -4,5 +4,6 @@
 pub mod confine;
 pub mod plot;
 pub mod progress;
+pub mod read;
 pub mod save;
 pub mod table;

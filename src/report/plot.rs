@@ -1,9 +1,9 @@
-//! Figures for `plot ... to "file.svg"` (or `.png`), drawn with plotters in the style of a
+//! Figures for `plot ... to "file.svg"` (or `.png`, `.pdf`), drawn with plotters in the style of a
 //! paper's figures: white background, thin axes, a faint grid, readable type, distinct colours
 //! and markers per series, a boxed legend, and 95% error bars on Monte Carlo estimates.
 //!
 //! Text is rendered from DejaVu Sans, bundled in the binary (`assets/fonts/`, Bitstream Vera
-//! licence), so PNG files come out the same on a bare machine with no system fonts.
+//! licence), so PNG and PDF files come out the same on a bare machine with no system fonts.
 
 use std::sync::Once;
 
@@ -169,6 +169,8 @@ impl Default for Figure {
 pub enum Format {
     Svg,
     Png,
+    /// The SVG drawing converted by svg2pdf: vector graphics, text as text in the bundled font.
+    Pdf,
 }
 
 impl Format {
@@ -176,6 +178,7 @@ impl Format {
         match ext.to_ascii_lowercase().as_str() {
             "svg" => Some(Format::Svg),
             "png" => Some(Format::Png),
+            "pdf" => Some(Format::Pdf),
             _ => None,
         }
     }
@@ -207,15 +210,17 @@ pub fn render(figure: &Figure, format: Format) -> Result<Rendered, String> {
     }
     let x = axis_range(&figure, true)?;
     let y = legend_headroom(&figure, x, axis_range(&figure, false)?);
-    let bytes = match format {
-        Format::Svg => {
-            let mut text = String::new();
-            {
-                let backend = SVGBackend::with_string(&mut text, (figure.width, figure.height));
-                draw_with(backend.into_drawing_area(), &figure, x, y, 1.0)?;
-            }
-            text.into_bytes()
+    let svg = || -> Result<String, String> {
+        let mut text = String::new();
+        {
+            let backend = SVGBackend::with_string(&mut text, (figure.width, figure.height));
+            draw_with(backend.into_drawing_area(), &figure, x, y, 1.0)?;
         }
+        Ok(text)
+    };
+    let bytes = match format {
+        Format::Svg => svg()?.into_bytes(),
+        Format::Pdf => svg_to_pdf(&svg()?)?,
         Format::Png => {
             let scale = 2.0;
             let (w, h) = (figure.width * 2, figure.height * 2);
@@ -238,6 +243,79 @@ pub fn render(figure: &Figure, format: Format) -> Result<Rendered, String> {
         }
     };
     Ok(Rendered { bytes, dropped })
+}
+
+/// An SVG document as a one-page PDF. Text is shaped from the bundled font only (no system
+/// fonts, so every machine writes the same bytes) and embedded as text; svg2pdf writes no
+/// creation date or document ID.
+fn svg_to_pdf(svg: &str) -> Result<Vec<u8>, String> {
+    use svg2pdf::usvg;
+    let mut fonts = usvg::fontdb::Database::new();
+    fonts.load_font_data(FONT.to_vec());
+    // plotters writes the generic family it was given (`sans-serif`): make every generic
+    // family, and the default, the bundled font.
+    const BUNDLED: &str = "DejaVu Sans";
+    fonts.set_sans_serif_family(BUNDLED);
+    fonts.set_serif_family(BUNDLED);
+    fonts.set_monospace_family(BUNDLED);
+    let options = usvg::Options {
+        font_family: BUNDLED.to_string(),
+        fontdb: std::sync::Arc::new(fonts),
+        ..usvg::Options::default()
+    };
+    let tree = usvg::Tree::from_str(svg, &options)
+        .map_err(|e| format!("cannot read the drawing back for PDF: {e}"))?;
+    svg2pdf::to_pdf(
+        &tree,
+        svg2pdf::ConversionOptions::default(),
+        svg2pdf::PageOptions::default(),
+    )
+    .map(stable_pdf)
+    .map_err(|e| format!("cannot write the PDF: {e}"))
+}
+
+/// svg2pdf lists a page's resources (`/xo3 14 0 R`, one per line) in a hash map's order,
+/// which changes from run to run. Sorting each run of such lines (the entries of one
+/// dictionary, outside streams) gives the same file for the same figure; the bytes are only
+/// reordered, so the cross-reference offsets stay right.
+fn stable_pdf(bytes: Vec<u8>) -> Vec<u8> {
+    fn is_entry(line: &[u8]) -> bool {
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => t.trim_start_matches(' '),
+            Err(_) => return false,
+        };
+        let mut parts = text.split(' ');
+        matches!(
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()),
+            (Some(name), Some(object), Some(generation), Some("R"), None)
+                if name.starts_with('/')
+                    && !object.is_empty()
+                    && object.bytes().all(|b| b.is_ascii_digit())
+                    && !generation.is_empty()
+                    && generation.bytes().all(|b| b.is_ascii_digit())
+        )
+    }
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let mut out: Vec<&[u8]> = Vec::with_capacity(lines.len());
+    let mut group: Vec<&[u8]> = Vec::new();
+    let mut in_stream = false;
+    for line in lines {
+        if !in_stream && is_entry(line) {
+            group.push(line);
+            continue;
+        }
+        group.sort();
+        out.append(&mut group);
+        if line == b"stream" {
+            in_stream = true;
+        } else if line == b"endstream" {
+            in_stream = false;
+        }
+        out.push(line);
+    }
+    group.sort();
+    out.append(&mut group);
+    out.join(&b'\n')
 }
 
 fn encode_png(pixels: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> {
@@ -1074,6 +1152,24 @@ mod tests {
         assert_eq!(Line::Solid.dashes(20, 2), [(0, 20)]);
         assert_eq!(Line::Dashed.dashes(20, 2), [(0, 6), (10, 16)]);
         assert!(Line::Hidden.dashes(20, 2).is_empty());
+    }
+
+    #[test]
+    fn pdf_resource_lists_are_sorted_in_place() {
+        let pdf = b"<<\n  /XObject <<\n    /xo1 10 0 R\n    /xo0 8 0 R\n  >>\nstream\n /b 1 0 R\n /a 1 0 R\nendstream\n".to_vec();
+        let stable = stable_pdf(pdf.clone());
+        assert_eq!(stable.len(), pdf.len());
+        assert_eq!(
+            String::from_utf8_lossy(&stable),
+            "<<\n  /XObject <<\n    /xo0 8 0 R\n    /xo1 10 0 R\n  >>\nstream\n /b 1 0 R\n /a 1 0 R\nendstream\n"
+        );
+        let figure = render(&figure(), Format::Pdf)
+            .map(|r| r.bytes)
+            .unwrap_or_default();
+        assert!(figure.starts_with(b"%PDF-"));
+        // Each render fills svg2pdf's hash maps afresh, in another order.
+        let again = render(&super::tests::figure(), Format::Pdf).map(|r| r.bytes);
+        assert_eq!(Ok(figure), again);
     }
 
     #[test]

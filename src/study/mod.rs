@@ -159,6 +159,12 @@ pub fn run(path: &Path, shard: Option<&str>, options: &RunOptions) -> i32 {
                 .chain(&study.allow_net)
                 .cloned()
                 .collect(),
+            allow_read: options
+                .allow_read
+                .iter()
+                .chain(&study.allow_read)
+                .cloned()
+                .collect(),
             cache: cache.clone(),
         };
         let started = Instant::now();

@@ -334,6 +334,10 @@ struct RawStudy {
     /// Hosts the scripts may connect to, as `--allow-net` gives them.
     #[serde(default)]
     allow_net: Vec<String>,
+    /// Files and folders the scripts may read, as `--allow-read` gives them (relative to the
+    /// study file's folder).
+    #[serde(default)]
+    allow_read: Vec<String>,
     #[serde(default)]
     plot: Vec<RawPlot>,
 }
@@ -410,6 +414,9 @@ pub struct Study {
     /// Hosts (`HOST` or `HOST:PORT`) every run may connect to, besides `--allow-net`'s.
     pub allow_net: Vec<String>,
     pub plots: Vec<PlotSpec>,
+    /// Files and folders every run may read, besides `--allow-read`'s (resolved relative to
+    /// the study file's folder).
+    pub allow_read: Vec<PathBuf>,
 }
 
 /// Where `needle` first appears as a key in `text` (line, column, offset), for errors found
@@ -568,6 +575,7 @@ impl Study {
             report: raw.report,
             allow_net: raw.allow_net,
             plots,
+            allow_read: raw.allow_read.iter().map(|p| base.join(p)).collect(),
         })
     }
 
@@ -884,6 +892,15 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(s.allow_net, ["127.0.0.1:8000", "gpu-node-3"]);
         assert!(study("script: a.beb\n").is_ok_and(|s| s.allow_net.is_empty()));
+        let s = study("script: a.beb\nallow_read: [data, /srv/labels.csv]\n")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(s.allow_read[0].ends_with("data"), "{:?}", s.allow_read);
+        assert!(
+            s.allow_read[0].starts_with(std::env::temp_dir()),
+            "{:?}",
+            s.allow_read
+        );
+        assert_eq!(s.allow_read[1], PathBuf::from("/srv/labels.csv"));
     }
 
     #[test]

@@ -106,6 +106,11 @@ pub fn training_options(
     separator: &Arg<Rc<str>>,
     group: &Arg<usize>,
 ) -> BebResult<(texts::Format, String, usize)> {
+    if &*format.value == chat::MODEL {
+        return Err(format.invalid(
+            "the model's own template needs the model: finetune(model, statements, format: \"model\")",
+        ));
+    }
     let parsed = texts::Format::parse(format).ok_or_else(|| {
         format.invalid(format!(
             "format {:?} is not one of lines, inst, {}",
@@ -129,7 +134,7 @@ impl TrainingTexts {
             out.push(match t {
                 texts::TrainingText::Plain(s) => s,
                 texts::TrainingText::Turns(template, turns) => {
-                    let pieces = chat::render(template, None, &turns)
+                    let pieces = chat::render(&template, None, &turns)
                         .map_err(|e| BebError::from(e).at(self.statements.span))?;
                     chat::to_string(&pieces)
                 }

@@ -92,7 +92,8 @@ builtin! {
     /// learning-rate decay, gradients clipped to norm 1): method "lora" (an adapter of rank
     /// `rank` and scale alpha/rank on the `targets` modules; the base stays frozen) or "full"
     /// (every weight). Training texts are built as training_texts(statements, format,
-    /// separator, group) shows (the paper's appendix J). Defaults are the paper's (5 epochs, lr
+    /// separator, group) shows (the paper's appendix J); format "model" puts them in the base
+    /// model's own chat template. Defaults are the paper's (5 epochs, lr
     /// 2e-5, batch 8, r 8, alpha 32). Deterministic from `seed` (a number: fixed across runs,
     /// so finetunes are reused; a string names a stream under the run's seed). The result is
     /// cached under the key sha256(base weights, texts, hyperparameters, seed) in `cache:` (a
@@ -170,13 +171,20 @@ impl Finetune {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let base = neural_model(&self.base)?;
         let statements = self.statements.strings(&self.call)?;
-        let format = texts::Format::parse(&self.format).ok_or_else(|| {
-            self.format.invalid(format!(
-                "format {:?} is not one of lines, inst, {}",
-                &**self.format,
-                chat::TEMPLATES.join(", ")
-            ))
-        })?;
+        let format = if &**self.format == chat::MODEL {
+            texts::Format::Chat(
+                base.chat_template(chat::MODEL)
+                    .map_err(|e| BebError::from(e).at(self.format.span))?,
+            )
+        } else {
+            texts::Format::parse(&self.format).ok_or_else(|| {
+                self.format.invalid(format!(
+                    "format {:?} is not one of lines, inst, {}",
+                    &**self.format,
+                    chat::names()
+                ))
+            })?
+        };
         let separator = self.separator.to_string();
         let group = *self.group;
         if group == 0 {
@@ -346,12 +354,17 @@ value_union!(
     Model(_) | Str(_)
 );
 
-/// The chat template named by argument `at`.
+/// The built-in chat template named by argument `at` (no model to take its own from).
 fn template_of<T>(name: &str, at: &Arg<T>) -> BebResult<chat::Template> {
+    if name == chat::MODEL {
+        return Err(at.invalid(
+            "the model's own template needs the model: chat(model, turns, template: \"model\")",
+        ));
+    }
     chat::Template::parse(name).ok_or_else(|| {
         at.invalid(format!(
             "chat template {name:?} is not one of {}",
-            chat::TEMPLATES.join(", ")
+            chat::names()
         ))
     })
 }
@@ -360,7 +373,8 @@ builtin! {
     /// A conversation in a chat template: turns alternate user, assistant, user, ...; `system:`
     /// is a system prompt. With a model, the text as token ids (special tokens as ids), cut
     /// into the model's units (or `unit:`'s), e.g. sentence(until: "[/INST]"); template
-    /// "llama2" (default: [INST] ... [/INST], <<SYS>> ... <</SYS>>), "chatml" or "plain". With
+    /// "llama2" (default: [INST] ... [/INST], <<SYS>> ... <</SYS>>), "chatml", "plain" or
+    /// "model" (the model's own Jinja template, from its tokenizer_config.json or GGUF file). With
     /// a template name instead of a model, the same conversation as a string (<s> and </s> for
     /// the special tokens).
     Chat = chat(
@@ -375,7 +389,7 @@ builtin! {
 impl Chat {
     fn run(self, _: &mut Interp) -> BebResult<Value> {
         let turns = self.turns.strings(&self.call)?;
-        let pieces = |template| {
+        let pieces = |template: &chat::Template| {
             chat::render(template, self.system.as_deref(), &turns)
                 .map_err(|e| BebError::from(e).at(self.turns.span))
         };
@@ -387,17 +401,19 @@ impl Chat {
                         .invalid("the template is already named by the first argument"));
                 }
                 let template = template_of(name, &self.target)?;
-                Ok(Value::str(&chat::to_string(&pieces(template)?)))
+                Ok(Value::str(&chat::to_string(&pieces(&template)?)))
             }
             Value::Model(model) => {
                 let target = self.target.clone().map(|_| model.clone());
                 let inner = neural_model(&target)?;
                 let template = match &*self.template {
                     None => chat::Template::Llama2,
-                    Some(name) => template_of(name, &self.template)?,
+                    Some(name) => inner
+                        .chat_template(name)
+                        .map_err(|e| BebError::from(e).at(self.template.span))?,
                 };
                 let ids = chat::to_ids(
-                    &pieces(template)?,
+                    &pieces(&template)?,
                     inner.tokenizer(),
                     inner.bos(),
                     inner.eos().first().copied(),

@@ -10,7 +10,7 @@ use crate::eval::builtins::neural::as_one_unit;
 use crate::eval::interp::Interp;
 use crate::eval::natives::{Arg, Behavior, FromArg, Mismatch, Native, Seed};
 use crate::eval::value::{Table, Text, Value};
-use crate::lm::neural::{NeuralModel, chat};
+use crate::lm::neural::NeuralModel;
 use crate::lm::{ModelRef, Unit};
 use crate::measure::behavior::Scorer;
 use crate::measure::conversation::{self, Frame, Setup, Side, UserContext};
@@ -189,8 +189,8 @@ builtin! {
     /// alone, for each turn t the conversation up to the user's turn t (what the assistant
     /// answered) and the same user text without the replies, and a table of the turns with
     /// their unit positions in `text`. Texts stay token ids end to end. template: "llama2",
-    /// "chatml" or "plain" wraps the turns of neural models in that chat format (`system:` is
-    /// its system prompt).
+    /// "chatml" or "plain" wraps the turns of neural models in that chat format, "model" in the
+    /// assistant model's own template (`system:` is its system prompt).
     Conversation = conversation(
         user: ModelRef,
         assistant: ModelRef,
@@ -279,12 +279,6 @@ impl Conversation {
             }
             return Ok(None);
         };
-        let template = chat::Template::parse(name).ok_or_else(|| {
-            self.template.invalid(format!(
-                "chat template {name:?} is not one of {}",
-                chat::TEMPLATES.join(", ")
-            ))
-        })?;
         let model = neural_of(&self.assistant)
             .or_else(|| neural_of(&self.user))
             .ok_or_else(|| {
@@ -292,7 +286,10 @@ impl Conversation {
                     "a chat template is made of tokens: it needs neural models (load(...))",
                 )
             })?;
-        let frame = Frame::new(template, self.system.as_deref(), &model)
+        let template = model
+            .chat_template(name)
+            .map_err(|e| BebError::from(e).at(self.template.span))?;
+        let frame = Frame::new(&template, self.system.as_deref(), &model)
             .map_err(|e| BebError::from(e).at(self.template.span))?;
         Ok(Some(frame))
     }

@@ -1,17 +1,23 @@
 //! Builtins for results and studies: confidence intervals, bootstrap intervals for fitted
-//! parameters (or any statistic), and `param`, the study parameters a script reads.
+//! parameters (or any statistic), `param`, the study parameters a script reads, and `read`,
+//! results saved earlier (or other data) read back as values.
 
 use std::rc::Rc;
 
 use rand::Rng;
 
 use crate::builtin;
-use crate::error::{BebError, BebResult};
+use crate::error::{BebError, BebResult, ErrorKind};
 use crate::eval::interp::Interp;
 use crate::eval::natives::{Arg, FromArg, Func, List, Mismatch, Native, Seed};
 use crate::eval::value::Value;
 
-pub const NATIVES: &[Native] = &[Interval::NATIVE, Bootstrap::NATIVE, Param::NATIVE];
+pub const NATIVES: &[Native] = &[
+    Interval::NATIVE,
+    Bootstrap::NATIVE,
+    Param::NATIVE,
+    Read::NATIVE,
+];
 
 /// What `interval` takes: a number or an estimate.
 #[derive(Clone, Copy, Debug)]
@@ -59,6 +65,51 @@ builtin! {
     /// The value given on the command line as `--set name=...` (a study's parameters
     /// arrive this way), or `default` when the run was not given one.
     Param = param(name: Rc<str>, default: Option<Value> = none) -> "any"
+}
+
+builtin! {
+    /// The contents of a CSV, JSON or YAML file (by extension) as values, read as `save`
+    /// writes them: a CSV file is a table (numbers as numbers, empty cells and `none` as none,
+    /// an estimate's five columns as one estimate), JSON and YAML nested lists, records,
+    /// numbers, strings and booleans. A relative path is looked for in the run folder, then
+    /// in the script's folder; reading elsewhere needs `--allow-read PATH`.
+    Read = read(path: Rc<str>) -> "any"
+}
+
+impl Read {
+    fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        use crate::report::save::FileKind;
+        let name = &*self.path.value;
+        let extension = std::path::Path::new(name)
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let (kind, what) = match extension.as_str() {
+            "csv" => (FileKind::Csv, "CSV"),
+            "json" => (FileKind::Json, "JSON"),
+            "yaml" | "yml" => (FileKind::Yaml, "YAML"),
+            other => {
+                return Err(self
+                    .path
+                    .invalid(format!("cannot read a `.{other}` file"))
+                    .with_help("read takes .csv, .json and .yaml (or .yml) files"));
+            }
+        };
+        let mut roots = vec![interp.context().out_dir.clone()];
+        roots.extend(interp.module_dirs.iter().cloned());
+        let path =
+            crate::report::confine::readable_path(name, &roots, &interp.context().allow_read)
+                .map_err(|e| e.at(self.path.span))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            BebError::new(ErrorKind::Io, format!("cannot read {name:?}: {e}")).at(self.path.span)
+        })?;
+        let document = crate::report::read::parse(kind, &text).map_err(|e| {
+            BebError::value(format!("{name:?} is not valid {what}: {e}")).at(self.path.span)
+        })?;
+        interp.context_mut().note_input(&path);
+        Ok(crate::eval::export::from_document(document))
+    }
 }
 
 /// A confidence level given in percent, as a fraction.

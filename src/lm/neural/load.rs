@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 
+use super::chat::{self, ModelTemplate};
 use super::tokenizer::TokenizerHandle;
 use super::transformer::Transformer;
 use crate::lm::{ModelError, ModelResult};
@@ -53,6 +54,8 @@ pub struct Loaded {
     pub format: &'static str,
     pub files: Vec<PathBuf>,
     pub parameters: usize,
+    /// A chat template stored in the weight file itself (GGUF `tokenizer.chat_template`).
+    pub embedded_template: Option<String>,
 }
 
 fn invalid(message: impl Into<String>) -> ModelError {
@@ -63,6 +66,44 @@ fn candle_err(path: &Path, what: &str) -> impl Fn(candle_core::Error) -> ModelEr
     let path = path.display().to_string();
     let what = what.to_string();
     move |e| invalid(format!("{what} {path}: {e}"))
+}
+
+/// The model's own chat template: GGUF metadata, else beside the tokenizer in use (a
+/// `tokenizer: ` given, else the model's folder or the folder of its file). Why there is none
+/// (naming where beb looked) is kept for the script that asks for it; loading never fails
+/// over a template.
+pub fn chat_template(
+    path: &Path,
+    options: &LoadOptions,
+    loaded: &Loaded,
+) -> Result<ModelTemplate, String> {
+    let dir = match (&options.tokenizer, path.is_dir()) {
+        (Some(t), _) => t.parent().map(Path::to_path_buf).unwrap_or_default(),
+        (None, true) => path.to_path_buf(),
+        (None, false) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let (source, bos, eos) = chat::template_in_folder(&dir);
+    let source = match (&loaded.embedded_template, source) {
+        (Some(t), _) => Ok((
+            t.clone(),
+            format!(
+                "the GGUF metadata `tokenizer.chat_template` of {}",
+                path.display()
+            ),
+        )),
+        (None, Err(why)) if loaded.format == "gguf" => Err(format!(
+            "{} has no `tokenizer.chat_template` in its metadata and {why}",
+            path.display()
+        )),
+        (None, other) => other,
+    }?;
+    Ok(ModelTemplate::new(
+        source,
+        &loaded.tokenizer,
+        loaded.bos,
+        loaded.eos.first().copied(),
+        (bos, eos),
+    ))
 }
 
 /// Load a model, choosing the format from the path.

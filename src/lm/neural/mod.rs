@@ -78,6 +78,8 @@ pub struct NeuralModel {
     batch: usize,
     /// How a finetuned or adapted model was derived from its base (`None` when loaded as is).
     origin: Option<Rc<finetune_store::Origin>>,
+    /// Its own chat template, or why it has none (where beb looked).
+    chat_template: Result<std::sync::Arc<chat::ModelTemplate>, String>,
 }
 
 impl std::fmt::Debug for NeuralModel {
@@ -107,6 +109,7 @@ impl NeuralModel {
         compute: &ComputeOptions,
     ) -> ModelResult<NeuralModel> {
         let loaded = load::load(path, options)?;
+        let chat_template = load::chat_template(path, options, &loaded).map(std::sync::Arc::new);
         Ok(NeuralModel {
             net: loaded.net,
             tokenizer: Rc::new(loaded.tokenizer),
@@ -119,6 +122,7 @@ impl NeuralModel {
             cache: RefCell::new(PrefixCache::new(compute.cache_bytes)),
             batch: compute.batch.max(1),
             origin: None,
+            chat_template,
         })
     }
 
@@ -143,6 +147,7 @@ impl NeuralModel {
             cache: RefCell::new(PrefixCache::new(self.cache.borrow().budget())),
             batch: self.batch,
             origin: Some(Rc::new(origin)),
+            chat_template: self.chat_template.clone(),
         }
     }
 
@@ -181,6 +186,27 @@ impl NeuralModel {
 
     pub fn eos(&self) -> &[u32] {
         &self.eos
+    }
+
+    /// The chat template named `name`: a built-in one, or (`model`) the model's own; an
+    /// error says where beb looked for the model's own and which names exist.
+    pub fn chat_template(&self, name: &str) -> ModelResult<chat::Template> {
+        if name != chat::MODEL {
+            return chat::Template::parse(name).ok_or_else(|| {
+                ModelError::Invalid(format!(
+                    "chat template {name:?} is not one of {}",
+                    chat::names()
+                ))
+            });
+        }
+        match &self.chat_template {
+            Ok(t) => Ok(chat::Template::Model(t.clone())),
+            Err(why) => Err(ModelError::Invalid(format!(
+                "the model has no chat template of its own: {why}; use a built-in one \
+                 (template: \"{}\")",
+                chat::TEMPLATES.join("\", \"")
+            ))),
+        }
     }
 
     /// sha256 of each weight file (computed once, on first use).

@@ -586,7 +586,7 @@ pub fn encode_texts(model: &NeuralModel, texts: &[TrainingText]) -> ModelResult<
         .map(|t| match t {
             TrainingText::Plain(s) => model.encode(s),
             TrainingText::Turns(template, turns) => {
-                chat::render(*template, None, turns).and_then(|p| {
+                chat::render(template, None, turns).and_then(|p| {
                     chat::to_ids(&p, &model.tokenizer, model.bos, model.eos.first().copied())
                 })
             }

@@ -221,6 +221,15 @@ pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
         Some(t) => TokenizerHandle::from_file(t)?,
         None => tokenizer::from_gguf(&content, &path.display().to_string())?,
     };
+    let embedded_template = match content.metadata.get("tokenizer.chat_template") {
+        Some(v) => Some(v.to_string().cloned().map_err(|_| {
+            invalid(format!(
+                "GGUF metadata `tokenizer.chat_template` of {} is not a string",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
     let bos = gguf_number(&content, "tokenizer.ggml.bos_token_id")
         .map(|x| x as u32)
         .or_else(|| token_named(&tokenizer, BOS_NAMES));
@@ -239,5 +248,6 @@ pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
         format: "gguf",
         files: vec![path.to_path_buf()],
         parameters,
+        embedded_template,
     })
 }

@@ -465,5 +465,6 @@ pub(super) fn load(dir: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
         format: "safetensors",
         files,
         parameters,
+        embedded_template: None,
     })
 }

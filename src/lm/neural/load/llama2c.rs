@@ -174,5 +174,6 @@ pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
         format: "llama2.c",
         files: vec![path.to_path_buf()],
         parameters,
+        embedded_template: None,
     })
 }
