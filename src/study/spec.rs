@@ -15,7 +15,7 @@
 //! plot:                            # figures of the summary over seeds (optional)
 //!   - x: alpha                     # a numeric grid parameter
 //!     y: fit.beta                  # a result column
-//!     to: beta_vs_alpha.svg        # in the output folder; .svg or .png
+//!     to: beta_vs_alpha.svg        # in the output folder; .svg, .png or .pdf
 //!     log_x: true
 //! ```
 
@@ -367,7 +367,7 @@ pub struct PlotSpec {
     pub x: String,
     /// The result column on the y axis (a report column such as `fit.beta`).
     pub y: String,
-    /// The file, relative to the output folder (`.svg` or `.png`).
+    /// The file, relative to the output folder (`.svg`, `.png` or `.pdf`).
     pub to: PathBuf,
     pub log_x: bool,
     pub log_y: bool,
@@ -727,7 +727,7 @@ fn check_plots(
             return Err(at(
                 i,
                 "to",
-                format!("plot file {:?} must end in .svg or .png", p.to),
+                format!("plot file {:?} must end in .svg, .png or .pdf", p.to),
             ));
         }
         if plots.iter().any(|q| q.to == to) {
@@ -961,9 +961,9 @@ mod tests {
                 "not one of the report columns (a)",
             ),
             (
-                "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - x: alpha\n    y: b\n    to: f.pdf\n",
+                "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - x: alpha\n    y: b\n    to: f.txt\n",
                 7,
-                "must end in .svg or .png",
+                "must end in .svg, .png or .pdf",
             ),
             (
                 "script: a.beb\ngrid:\n  alpha: [1]\nplot:\n  - {x: alpha, y: b, to: f.svg}\n  - {x: alpha, y: c, to: f.svg}\n",
