@@ -64,37 +64,18 @@ fn a_diagnostic_far_along_a_long_line_renders_clipped() {
 
 #[test]
 fn expressions_too_deep_for_the_stack_are_refused_when_parsed() {
-    let says = "nests";
-    refused(
-        "minus-chain",
-        &format!("print {}1\n", "-".repeat(757_031)),
-        says,
-        false,
-    );
-    refused(
-        "not-chain",
-        &format!("print {}true\n", "not ".repeat(300_000)),
-        says,
-        false,
-    );
-    refused(
-        "pow-chain",
-        &format!("print {}2\n", "2^".repeat(300_000)),
-        says,
-        false,
-    );
-    refused(
-        "plus-chain",
-        &format!("print 1{}\n", "+1".repeat(275_781)),
-        says,
-        false,
-    );
-    refused(
-        "lambdas",
-        &format!("let f = {}1\n", "|x| ".repeat(40_000)),
-        says,
-        false,
-    );
+    for (label, script) in [
+        ("minus-chain", format!("print {}1\n", "-".repeat(757_031))),
+        (
+            "not-chain",
+            format!("print {}true\n", "not ".repeat(300_000)),
+        ),
+        ("pow-chain", format!("print {}2\n", "2^".repeat(300_000))),
+        ("plus-chain", format!("print 1{}\n", "+1".repeat(275_781))),
+        ("lambdas", format!("let f = {}1\n", "|x| ".repeat(40_000))),
+    ] {
+        refused(label, &script, "nests", false);
+    }
     // Just under the limit still runs.
     let (code, stderr, _) = beb(
         "run",
