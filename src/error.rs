@@ -117,13 +117,7 @@ impl BebError {
             Some(primary) if text.lines().any(|l| l.len() > SHOWN_LINE) => {
                 let clipped = Clipped::new(&text, primary.start as usize);
                 // The excerpt's column is not the file's: say where the span really is.
-                let mut cut = (primary.start as usize).min(text.len());
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                let before = &text[..cut];
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                let (line, column) = line_col(&text, primary.start as usize);
                 let at = format!("line {line}, column {column}");
                 self.label = Some(match self.label.take() {
                     Some(label) => format!("{label} ({at})"),
@@ -205,6 +199,19 @@ impl Diagnostic for BebError {
             .map(|(s, text)| LabeledSpan::new_with_span(Some(text.clone()), miette_span(*s)));
         Some(Box::new(std::iter::once(primary).chain(notes)))
     }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`; an offset past
+/// the end or inside a character counts from the character boundary before it.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut cut = offset.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let before = &text[..cut];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 /// The most characters of one source line a diagnostic shows.

@@ -52,8 +52,7 @@ pub fn read_script(path: &Path) -> Result<String, BebError> {
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let before = String::from_utf8_lossy(&e.as_bytes()[..at]);
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let (line, column) = crate::error::line_col(&before, at);
         BebError::new(
             ErrorKind::Io,
             format!(

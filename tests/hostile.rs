@@ -143,6 +143,23 @@ fn a_fit_without_residuals_is_an_error_not_a_nan() {
     );
 }
 
+/// Run `script` in a fresh folder with a memory budget of 1 GB and no cache.
+fn within_1g(label: &str, script: &str) -> common::Output {
+    let dir = common::scratch(label);
+    common::write(&dir.join("s.beb"), script);
+    common::beb(&[
+        "run",
+        "s.beb",
+        "--seed",
+        "1",
+        "--no-cache",
+        "--max-memory",
+        "1G",
+    ])
+    .current_dir(&dir)
+    .run()
+}
+
 #[test]
 fn sizes_past_the_memory_budget_are_refused_before_allocating() {
     let world = "let m = sentences { \"a.\": 0.5 @ 1, \"b.\": 0.5 @ -1 }\n";
@@ -162,19 +179,7 @@ fn sizes_past_the_memory_budget_are_refused_before_allocating() {
         ),
         ("string", "let x = \"ab\"\nfor i in 0..100 { x = x + x }"),
     ] {
-        let dir = common::scratch(&format!("budget-{label}"));
-        common::write(&dir.join("s.beb"), &format!("{world}{line}\n"));
-        let out = common::beb(&[
-            "run",
-            "s.beb",
-            "--seed",
-            "1",
-            "--no-cache",
-            "--max-memory",
-            "1G",
-        ])
-        .current_dir(&dir)
-        .run();
+        let out = within_1g(&format!("budget-{label}"), &format!("{world}{line}\n"));
         assert_eq!(out.code, Some(2), "{label}: {}", out.stderr);
         assert!(
             out.stderr.contains("would need about") && out.stderr.contains("memory budget"),
@@ -183,22 +188,10 @@ fn sizes_past_the_memory_budget_are_refused_before_allocating() {
         );
     }
     // Within the budget the same calls run.
-    let dir = common::scratch("budget-fits");
-    common::write(
-        &dir.join("s.beb"),
+    let out = within_1g(
+        "budget-fits",
         &format!("{world}print kl(m, m, sentences: 2, samples: 10^4)\n"),
     );
-    let out = common::beb(&[
-        "run",
-        "s.beb",
-        "--seed",
-        "1",
-        "--no-cache",
-        "--max-memory",
-        "1G",
-    ])
-    .current_dir(&dir)
-    .run();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cache::Cache;
-use crate::error::{BebError, BebResult, ErrorKind};
+use crate::error::{BebError, BebResult, ErrorKind, line_col};
 use crate::eval::call::signature_of;
 use crate::eval::env::Env;
 use crate::eval::natives::Builtin;
@@ -432,16 +432,4 @@ impl Interp {
     pub fn module_names() -> impl Iterator<Item = &'static str> {
         stdlib::MODULES.iter().map(|(n, _)| *n)
     }
-}
-
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rsplit('\n')
-        .next()
-        .map(|l| l.chars().count())
-        .unwrap_or(0)
-        + 1;
-    (line, col)
 }

@@ -5,8 +5,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use crate::builtin;
-use crate::error::{BebError, BebResult, ErrorKind};
-use crate::eval::interp::line_col;
+use crate::error::{BebError, BebResult, ErrorKind, line_col};
 use crate::eval::natives::{Builtin, Call, Seed};
 use crate::eval::value::Value;
 use crate::eval::value::access::integer;

@@ -441,13 +441,8 @@ fn locate_plot_value(text: &str, nth: usize, key: &str) -> (usize, usize, usize,
         .find(|&i| i == 0 || text[..i].ends_with('\n'))
         .unwrap_or(0);
     let position = |offset: usize, len: usize| {
-        let before = &text[..offset];
-        (
-            before.matches('\n').count() + 1,
-            before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
-            offset,
-            len.max(1),
-        )
+        let (line, column) = crate::error::line_col(text, offset);
+        (line, column, offset, len.max(1))
     };
     let needle = format!("{key}:");
     let found = text[start..]
@@ -494,11 +489,11 @@ impl Study {
                     .map_or(1, |l| l.trim_end().len().max(1));
                 (e.offset, len)
             });
-            let before = &text[..offset.min(text.len())];
+            let (line, column) = crate::error::line_col(text, offset);
             SpecError {
                 message: e.message,
-                line: before.matches('\n').count() + 1,
-                column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+                line,
+                column,
                 offset,
                 len,
             }
