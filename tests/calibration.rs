@@ -144,6 +144,116 @@ fn logratio_variance_intervals_cover() {
     }
 }
 
+/// Why the hard setup above stays near 92% and why no interval built from one sample of 200
+/// can do better without over-covering elsewhere. The log-ratio of 8 sentences from P_minus
+/// depends only on k, the number of "Go away." among them (k ~ Binomial(8, 0.7)); the rare
+/// values k <= 2 are missing from about 10% of samples. Drawn directly from that law, the
+/// interval covers almost every sample that holds a rare value and few of those that hold
+/// none. Those samples are, draw for draw, samples of the law conditioned on k >= 3, whose
+/// variance is 29% smaller, and there the same interval covers its own truth at the nominal
+/// level: to cover the full law's variance from them as well, an interval would have to be
+/// far too wide on a legitimate world that looks exactly the same. Over 10,000 samples: 99.4%
+/// covered with a rare value, 32.1% without, 92.6% overall; 96.2% in the conditioned world.
+#[test]
+fn variance_intervals_miss_only_where_the_sample_lacks_the_rare_values() {
+    use rand::{Rng, SeedableRng};
+    let (minus, _, llm) = quickstart();
+    let sentence = |text: &str| Unit::Sentence(Rc::from(text));
+    // values[k]: log-ratio of a text with k "Go away." and 8 - k "You are useless."
+    // (sentences are independent, so their order does not matter).
+    let values: Vec<f64> = (0..=8)
+        .map(|k| {
+            let text: Vec<Unit> = (0..8)
+                .map(|i| {
+                    sentence(if i < k {
+                        "Go away."
+                    } else {
+                        "You are useless."
+                    })
+                })
+                .collect();
+            measure::logratio(&*minus, &*llm, &text, &[]).unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let binomial = |k: usize| {
+        let choose = (0..k).fold(1.0, |c, i| c * (8 - i) as f64 / (i + 1) as f64);
+        choose * 0.7f64.powi(k as i32) * 0.3f64.powi(8 - k as i32)
+    };
+    let full: Vec<f64> = (0..=8).map(binomial).collect();
+    let conditioned: Vec<f64> = (0..=8)
+        .map(|k| if k >= 3 { binomial(k) } else { 0.0 })
+        .collect();
+    let variance = |law: &[f64]| {
+        let total: f64 = law.iter().sum();
+        let mean: f64 = law.iter().zip(&values).map(|(p, v)| p * v).sum::<f64>() / total;
+        law.iter()
+            .zip(&values)
+            .map(|(p, v)| p * (v - mean).powi(2))
+            .sum::<f64>()
+            / total
+    };
+    // One sample of 200 draws of k from `law` (inverse CDF), as (values, holds a rare value).
+    let draw = |law: &[f64], seed: u64| {
+        let total: f64 = law.iter().sum();
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let mut rare = false;
+        let sample: Vec<f64> = (0..200)
+            .map(|_| {
+                let mut u = rng.random::<f64>() * total;
+                let k = law
+                    .iter()
+                    .position(|&p| {
+                        u -= p;
+                        u < 0.0
+                    })
+                    .unwrap_or(8);
+                rare |= k <= 2;
+                values[k]
+            })
+            .collect();
+        (sample, rare)
+    };
+    let covers = |sample: &[f64], truth: f64| {
+        let (lo, hi) = Estimate::variance_of_samples(sample).interval(0.95);
+        lo <= truth && truth <= hi
+    };
+    let (truth, truth_without) = (variance(&full), variance(&conditioned));
+    let (mut with_rare, mut with_rare_hits, mut without_hits) = (0u64, 0u64, 0u64);
+    for seed in 0..RUNS {
+        let (sample, rare) = draw(&full, seed);
+        let hit = covers(&sample, truth) as u64;
+        if rare {
+            with_rare += 1;
+            with_rare_hits += hit;
+        } else {
+            without_hits += hit;
+        }
+    }
+    let without = RUNS - with_rare;
+    println!(
+        "full law: {with_rare} samples with a rare value, {:.1}% covered; {without} without, \
+         {:.1}% covered; overall {:.1}%",
+        100.0 * with_rare_hits as f64 / with_rare as f64,
+        100.0 * without_hits as f64 / without.max(1) as f64,
+        100.0 * (with_rare_hits + without_hits) as f64 / RUNS as f64,
+    );
+    assert!(with_rare_hits as f64 >= 0.97 * with_rare as f64);
+    assert!((without_hits as f64) < 0.7 * without as f64);
+    println!(
+        "variance without the rare values: {:.3} of the full law's",
+        truth_without / truth
+    );
+    let conditioned_coverage = (0..RUNS)
+        .filter(|&seed| covers(&draw(&conditioned, RUNS + seed).0, truth_without))
+        .count() as f64
+        / RUNS as f64;
+    check_coverage(
+        "the variance of the law conditioned on k >= 3",
+        conditioned_coverage,
+        RUNS,
+    );
+}
+
 /// `assert kl(...) <= truth at 95%` with the truth exactly on the bound: refuted in 5% of
 /// runs (binomial limits), where the old z-test refuted 7-9%. Power is printed next to the
 /// z-test's at a bound one and two standard errors below the truth.
