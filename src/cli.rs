@@ -34,8 +34,8 @@ pub struct RunFlags {
     /// reach no network otherwise.
     #[arg(long = "allow-net", value_name = "HOST[:PORT]")]
     pub allow_net: Vec<String>,
-    /// Let the script read this file or folder too with `read(...)` (scripts read only inside
-    /// their run folder and their own folder).
+    /// Let the script read this file or folder too (scripts read only inside their run
+    /// folder, their own folder, $BEB_SHARED and the Hugging Face cache).
     #[arg(long = "allow-read", value_name = "PATH")]
     pub allow_read: Vec<PathBuf>,
     /// Compute every model call afresh: neither read nor fill the cache.
@@ -108,8 +108,8 @@ pub enum Command {
     Repl {
         #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
         seed: Option<u64>,
-        /// Let `read(...)` read this file or folder too (the session reads only inside the
-        /// current folder).
+        /// Let the session read this file or folder too (it reads only inside the current
+        /// folder, $BEB_SHARED and the Hugging Face cache).
         #[arg(long = "allow-read", value_name = "PATH")]
         allow_read: Vec<PathBuf>,
     },
@@ -140,6 +140,9 @@ pub enum StudyCommand {
         /// Also read combinations from these folders (other shards' outputs).
         #[arg(long = "from", value_name = "DIR")]
         from: Vec<PathBuf>,
+        /// Let the study file's `out:` lead to this folder outside the study's own folder.
+        #[arg(long = "allow-write", value_name = "PATH")]
+        allow_write: Vec<PathBuf>,
     },
 }
 

@@ -43,7 +43,12 @@ fn main() {
                     out,
                     flags,
                 } => study::run(&study, shard.as_deref(), &flags.options(None, out)),
-                StudyCommand::Report { study, out, from } => study::report(&study, out, &from),
+                StudyCommand::Report {
+                    study,
+                    out,
+                    from,
+                    allow_write,
+                } => study::report(&study, out, &from, &allow_write),
             },
             Some(Command::Diff { run_a, run_b, all }) => diff::run(&run_a, &run_b, all),
             Some(Command::Repl { seed, allow_read }) => repl::start(seed, allow_read),

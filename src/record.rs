@@ -16,6 +16,7 @@ use crate::cache::Cache;
 use crate::error::{BebError, ErrorKind};
 use crate::eval::RunContext;
 use crate::eval::export::to_json;
+use crate::report::confine::{MANIFEST, RESULTS};
 use crate::report::save::write_atomic;
 
 /// How a run ended, as the manifest records it.
@@ -178,7 +179,7 @@ pub struct RunFiles {
 
 /// Read a run folder back (for `beb diff` and `beb study report`).
 pub fn read_run(folder: &Path) -> Result<RunFiles, String> {
-    let results_path = folder.join("results.yaml");
+    let results_path = folder.join(RESULTS);
     let text = std::fs::read_to_string(&results_path).map_err(|e| {
         format!(
             "{} is not a run folder: cannot read {} ({e})",
@@ -188,7 +189,7 @@ pub fn read_run(folder: &Path) -> Result<RunFiles, String> {
     })?;
     let results =
         crate::yaml::to_json(&text).map_err(|e| format!("{}:{e}", results_path.display()))?;
-    let manifest = std::fs::read_to_string(folder.join("manifest.yaml"))
+    let manifest = std::fs::read_to_string(folder.join(MANIFEST))
         .ok()
         .and_then(|t| crate::yaml::to_json(&t).ok())
         .unwrap_or(Json::Null);
@@ -233,7 +234,7 @@ impl RunRecord {
         self.create_folder()?;
         remove_stale_temporaries(&self.folder, 4);
         let manifest = self.manifest(&Status::Running, None, cache);
-        self.write(&self.folder.join("manifest.yaml"), &manifest)
+        self.write(&self.folder.join(MANIFEST), &manifest)
     }
 
     fn write(&self, path: &Path, doc: &Json) -> Result<(), BebError> {
@@ -334,9 +335,9 @@ impl RunRecord {
             "assertions": verdicts,
         });
         self.create_folder()?;
-        self.write(&self.folder.join("results.yaml"), &results)?;
+        self.write(&self.folder.join(RESULTS), &results)?;
         let manifest = self.manifest(status, Some(run), &run.cache);
-        self.write(&self.folder.join("manifest.yaml"), &manifest)
+        self.write(&self.folder.join(MANIFEST), &manifest)
     }
 }
 

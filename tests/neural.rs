@@ -277,10 +277,12 @@ fn monte_carlo_kl_agrees_with_the_exact_next_token_kl() {
 
 // ---------------------------------------------------------------- diagnostics
 
-/// Run `script` as `dir/s.beb`: (exit code, stderr then stdout).
+/// Run `script` as `dir/s.beb`, reading the test's scratch models too: (exit code, stderr
+/// then stdout).
 fn run_script(dir: &Path, script: &str) -> (i32, String) {
     common::write(&dir.join("s.beb"), script);
-    let out = common::beb(&["run", "--seed", "1", "s.beb"])
+    let scratch = std::env::temp_dir().display().to_string();
+    let out = common::beb(&["run", "--seed", "1", "s.beb", "--allow-read", &scratch])
         .current_dir(dir)
         .run();
     (out.code.unwrap_or(-1), out.stderr + &out.stdout)

@@ -226,3 +226,113 @@ fn the_repl_reads_where_allow_read_says() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&outside);
 }
+
+/// Every file a script names is confined like `read`: data, labels and model files outside
+/// the script's folder, the run folder and the shared folder are refused before they are
+/// opened, and the refusal never shows their content.
+#[test]
+fn every_file_a_script_names_is_confined() {
+    let dir = scratch("read-builtins");
+    let outside = scratch("read-builtins-outside");
+    let secret = outside.join("secret.txt");
+    write(&secret, "text,label\nhunter2,1\n");
+    let shown = secret.display().to_string();
+    for call in [
+        format!("lines({shown:?})"),
+        format!("persona({shown:?})"),
+        format!("jsonl({shown:?})"),
+        format!("labels({shown:?})"),
+        format!("load({shown:?})"),
+        "lines(\"/proc/self/environ\")".to_string(),
+    ] {
+        let err = refused(&dir, &format!("let x = {call}\nprint x\n"), &[]);
+        assert!(err.contains("refusing to read"), "{call}: {err}");
+        assert!(err.contains("╭─[script.beb:1:"), "{call}: {err}");
+        assert!(!err.contains("hunter2"), "{call}: {err}");
+    }
+    let allowed = ok(
+        &dir,
+        &format!("print lines({shown:?})\n"),
+        &["--allow-read", &outside.display().to_string()],
+    );
+    assert!(allowed.contains("hunter2"), "{allowed}");
+    write(&dir.join("mine.txt"), "first\nsecond\n");
+    assert_eq!(
+        ok(&dir, "print lines(\"mine.txt\")\n", &[]),
+        "[\"first\", \"second\"]\n"
+    );
+    if let Some(readme) = common::shared("README.md") {
+        let lines = std::fs::read_to_string(readme)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count();
+        let stdout = ok(&dir, "print len(lines(\"$BEB_SHARED/README.md\"))\n", &[]);
+        assert_eq!(stdout.trim(), lines.to_string());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&outside);
+}
+
+/// `manifest.yaml` and `results.yaml` in the run folder are the run record's: a script that
+/// saved over them would lose its own provenance.
+#[test]
+fn the_run_records_files_are_reserved() {
+    let dir = scratch("read-reserved");
+    for name in ["manifest.yaml", "results.yaml", "./results.yaml"] {
+        let err = refused(&dir, &format!("let x = 1\nsave [1, 2] to {name:?}\n"), &[]);
+        assert!(err.contains("the run record writes"), "{name}: {err}");
+        let manifest =
+            std::fs::read_to_string(dir.join("out").join("manifest.yaml")).unwrap_or_default();
+        assert!(manifest.contains("status: failed"), "{name}: {manifest}");
+    }
+    ok(&dir, "save [1] to \"sub/manifest.yaml\"\n", &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A study file's `out:` stays inside the study's folder unless `--allow-write` names it;
+/// `--out` on the command line goes anywhere.
+#[test]
+fn a_study_file_writes_only_inside_its_folder() {
+    let dir = scratch("study-out");
+    let outside = scratch("study-out-elsewhere");
+    write(&dir.join("s.beb"), "print 1\n");
+    let escape = format!(
+        "../{}",
+        outside
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    write(&outside.join("report.csv"), "keep me\n");
+    write(
+        &dir.join("study.yaml"),
+        &format!("script: s.beb\nout: {escape}\n"),
+    );
+    for command in ["run", "report"] {
+        let out = common::beb_in(&dir, &["study", command, "study.yaml"]).run();
+        assert_eq!(out.code, Some(2), "{command}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("leads outside the study file's folder"),
+            "{command}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(common::read(&outside.join("report.csv")), "keep me\n");
+    let allow = outside.display().to_string();
+    for command in ["run", "report"] {
+        let out = common::beb_in(
+            &dir,
+            &["study", command, "study.yaml", "--allow-write", &allow],
+        )
+        .run();
+        assert_eq!(out.code, Some(0), "{command}: {}", out.stderr);
+    }
+    assert_ne!(common::read(&outside.join("report.csv")), "keep me\n");
+    write(&dir.join("study.yaml"), "script: s.beb\nout: results\n");
+    let out = common::beb_in(&dir, &["study", "run", "study.yaml"]).run();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(dir.join("results").is_dir());
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&outside);
+}

@@ -464,10 +464,14 @@ fn a_study_runs_every_combination_and_resumes() {
     let dir = study_dir("study-resume");
     let out = beb(&dir, &["study", "run", "study/sweep.yaml"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let done = completed(&dir.join("out"));
+    let done = completed(&dir.join("study").join("out"));
     assert_eq!(done.len(), 6, "{done:?}");
     assert!(done.contains(&"alpha=0.2_seed=2".to_string()), "{done:?}");
-    let folder = dir.join("out").join("sweep").join("alpha=0.2_seed=2");
+    let folder = dir
+        .join("study")
+        .join("out")
+        .join("sweep")
+        .join("alpha=0.2_seed=2");
     let manifest = yaml(&folder.join("manifest.yaml"));
     assert_eq!(manifest["root_seed"], 2);
     assert_eq!(manifest["sets"]["alpha"], "0.2");
@@ -498,7 +502,7 @@ fn a_study_runs_every_combination_and_resumes() {
     // The report gathers one row per combination and a summary across seeds.
     let report = beb(&dir, &["study", "report", "study/sweep.yaml"]);
     assert_eq!(report.code, Some(0), "{}", report.stderr);
-    let csv = read(&dir.join("out").join("report.csv"));
+    let csv = read(&dir.join("study").join("out").join("report.csv"));
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 7, "{csv}");
     assert!(
@@ -509,7 +513,7 @@ fn a_study_runs_every_combination_and_resumes() {
         lines[1].starts_with("0.1,1,completed,0/0,0.1,0.2,"),
         "{csv}"
     );
-    let summary = read(&dir.join("out").join("summary.csv"));
+    let summary = read(&dir.join("study").join("out").join("summary.csv"));
     assert_eq!(summary.lines().count(), 4, "{summary}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -669,7 +673,8 @@ fn a_study_summary_uses_student_t_and_shows_n_per_cell() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     // One seed of one cell has no results: that cell's n is 2, the others' 3.
     let _ = std::fs::remove_dir_all(
-        dir.join("out")
+        dir.join("study")
+            .join("out")
             .join("sweep")
             .join("alpha=0.2_label=x_seed=3"),
     );
@@ -691,7 +696,7 @@ fn a_study_summary_uses_student_t_and_shows_n_per_cell() {
     };
     assert!(row("0.1  x").ends_with("n=3"), "{}", report.stdout);
     assert!(row("0.2  x").ends_with("n=2"), "{}", report.stdout);
-    let summary = read(&dir.join("out").join("summary.csv"));
+    let summary = read(&dir.join("study").join("out").join("summary.csv"));
     // Three seeds: t with 2 degrees of freedom (4.303), not the normal 1.96.
     let (k, n) = half_width_in_stderrs(&summary, "0.1,x,", "values.scaled");
     assert_eq!(n, 3.0, "{summary}");
@@ -710,9 +715,13 @@ fn a_study_draws_its_plots_the_same_way_every_time() {
     write(&dir.join("study").join("plot.yaml"), PLOT_STUDY);
     let first = beb(&dir, &["study", "run", "study/plot.yaml"]);
     assert_eq!(first.code, Some(0), "{}", first.stderr);
-    let figure = dir.join("out").join("figures").join("scaled.svg");
+    let figure = dir
+        .join("study")
+        .join("out")
+        .join("figures")
+        .join("scaled.svg");
     assert!(
-        first.stderr.contains("wrote out/figures/scaled.svg"),
+        first.stderr.contains("wrote study/out/figures/scaled.svg"),
         "{}",
         first.stderr
     );

@@ -311,6 +311,31 @@ impl Interp {
         self.run.note_input_file(path, sha256);
     }
 
+    /// Every folder a script may read below: the run folder, the script's folders, the shared
+    /// folder, the model caches (the Hugging Face cache, the finetune store), what
+    /// `--allow-read` allowed and where it may write (report/confine.rs).
+    pub fn read_roots(&self) -> Vec<PathBuf> {
+        let mut roots = vec![self.context().out_dir.clone()];
+        roots.extend(self.module_dirs.iter().cloned());
+        roots.push(crate::eval::natives::shared_root());
+        roots.push(crate::eval::natives::hub_cache());
+        roots.push(crate::eval::builtins::finetune::default_store());
+        roots.extend(self.context().allow_read.iter().cloned());
+        roots.extend(self.context().allow_write.iter().cloned());
+        roots
+    }
+
+    /// The file a path argument names, refused at `span` unless it may be read.
+    pub fn readable(
+        &self,
+        path: &crate::eval::natives::ModelPath,
+        span: Span,
+    ) -> BebResult<PathBuf> {
+        crate::report::confine::check_readable(path.written(), &path.0, &self.read_roots())
+            .map_err(|e| e.at(span))?;
+        Ok(path.0.clone())
+    }
+
     /// Record a file the results depend on, hashing it now.
     pub fn note_input(&mut self, path: impl AsRef<Path>) {
         self.run.note_input(path);

@@ -2,12 +2,20 @@
 //! damage the machine running it, so `save` and `plot` write only inside the run folder: a path
 //! that leaves it (absolute, through `..`, or through a symbolic link) is refused, unless the
 //! user allowed that folder with `--allow-write PATH`. Nor may it read what it likes and leak
-//! it into its results: `read` reads only inside the run folder, the script's own folder and
-//! folders allowed with `--allow-read PATH`, checked on the path with `..` and links resolved.
+//! it into its results (hermetic, as Starlark is): every file a script names (data, models,
+//! tokenizers, adapters, `read`) must lie inside the run folder, the script's own folder, the
+//! shared folder (`$BEB_SHARED`), the Hugging Face cache, or a folder allowed with
+//! `--allow-read PATH`, checked on the path with `..` and links resolved. A refusal happens
+//! before the file is opened, so it never tells anything of the file.
 
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{BebError, BebResult, ErrorKind};
+
+/// The run record's own files in the run folder (record.rs writes them): a script that saved
+/// over one would lose its results or its provenance when the run finishes.
+pub const MANIFEST: &str = "manifest.yaml";
+pub const RESULTS: &str = "results.yaml";
 
 /// An absolute version of `path` with `.` and `..` resolved lexically (no file system access).
 fn lexical_absolute(path: &Path) -> PathBuf {
@@ -92,6 +100,13 @@ pub fn confined_path(name: &str, root: &Path, allowed: &[PathBuf]) -> BebResult<
             shown.push(f);
         }
         let relative = shown.to_string_lossy().into_owned();
+        if relative == MANIFEST || relative == RESULTS {
+            return Err(BebError::new(
+                ErrorKind::Io,
+                format!("refusing to write {name:?}: the run record writes {relative} itself"),
+            )
+            .with_help("choose another name; manifest.yaml and results.yaml in the run folder are the run record's"));
+        }
         return Ok((real_root.join(&shown), relative));
     }
     for allow in allowed {
@@ -115,6 +130,35 @@ pub fn confined_path(name: &str, root: &Path, allowed: &[PathBuf]) -> BebResult<
     } else {
         "`..` leads outside the run folder".into()
     }))
+}
+
+/// The places a script may read, for messages.
+const READABLE: &str = "the script's folder, the run folder, the shared folder ($BEB_SHARED) \
+                        and the Hugging Face cache";
+
+fn refuse_read(name: &str, why: &str) -> BebError {
+    BebError::new(ErrorKind::Io, format!("refusing to read {name:?}: {why}")).with_help(format!(
+        "scripts read only inside {READABLE}; to let this script read elsewhere, run it with \
+         `--allow-read PATH` (a file or a folder; `allow_read:` in a study)"
+    ))
+}
+
+/// Refuses `path` (the file a script named as `name`, relative to the current folder) unless
+/// it lies inside one of `roots`, physically. Whether the file exists is not looked at, so a
+/// refusal tells nothing about it.
+pub fn check_readable(name: &str, path: &Path, roots: &[PathBuf]) -> BebResult<()> {
+    let target = physical(path);
+    if roots.iter().any(|root| target.starts_with(physical(root))) {
+        return Ok(());
+    }
+    let why = if path.is_absolute() {
+        format!("an absolute path outside {READABLE}")
+    } else if path.components().any(|c| c == Component::ParentDir) {
+        format!("`..` leads outside {READABLE}")
+    } else {
+        format!("it lies outside {READABLE}")
+    };
+    Err(refuse_read(name, &why))
 }
 
 /// The file `name` (as a script wrote it) resolved for reading, physically (`..` and symbolic
@@ -147,21 +191,14 @@ pub fn readable_path(name: &str, roots: &[PathBuf], allowed: &[PathBuf]) -> BebR
         .chain(allowed)
         .any(|root| target.starts_with(physical(root)));
     if !inside {
-        let lexical_inside =
-            !path.is_absolute() && !path.components().any(|c| c == Component::ParentDir);
         let why = if path.is_absolute() {
-            "an absolute path outside the run folder and the script's folder"
-        } else if lexical_inside {
-            "a symbolic link in the path leads outside the run folder and the script's folder"
+            format!("an absolute path outside {READABLE}")
+        } else if path.components().any(|c| c == Component::ParentDir) {
+            format!("`..` leads outside {READABLE}")
         } else {
-            "`..` leads outside the run folder and the script's folder"
+            format!("a symbolic link in the path leads outside {READABLE}")
         };
-        return Err(
-            BebError::new(ErrorKind::Io, format!("refusing to read {name:?}: {why}")).with_help(
-                "scripts read only inside their run folder and their own folder; to let this \
-                 script read elsewhere, run it with `--allow-read PATH` (a file or a folder)",
-            ),
-        );
+        return Err(refuse_read(name, &why));
     }
     if !target.is_file() {
         let looked: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();

@@ -96,7 +96,13 @@ pub fn run(path: &Path, shard: Option<&str>, options: &RunOptions) -> i32 {
         );
         return 2;
     }
-    let out = options.out.clone().unwrap_or_else(|| study.out.clone());
+    let out = match study.output(options.out.as_deref(), &options.allow_write) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("beb: {e}");
+            return 2;
+        }
+    };
     let cache = match &options.cache {
         CacheChoice::Default => CacheChoice::At(out.join(".cache")),
         other => other.clone(),
@@ -438,7 +444,7 @@ fn gather(study: &Study, dirs: &[PathBuf]) -> Gathered {
 }
 
 /// `beb study report STUDY.yaml [--from DIR]...`.
-pub fn report(path: &Path, out: Option<PathBuf>, from: &[PathBuf]) -> i32 {
+pub fn report(path: &Path, out: Option<PathBuf>, from: &[PathBuf], allow_write: &[PathBuf]) -> i32 {
     let (study, text) = match load(path) {
         Ok(s) => s,
         Err(text) => {
@@ -446,7 +452,13 @@ pub fn report(path: &Path, out: Option<PathBuf>, from: &[PathBuf]) -> i32 {
             return 2;
         }
     };
-    let out = out.unwrap_or_else(|| study.out.clone());
+    let out = match study.output(out.as_deref(), allow_write) {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("beb: {e}");
+            return 2;
+        }
+    };
     let mut dirs = vec![out.clone()];
     dirs.extend(from.iter().cloned());
     let gathered = gather(&study, &dirs);

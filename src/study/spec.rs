@@ -10,7 +10,7 @@
 //!   horizon: [4, 8]
 //! seeds: [1, 2, 3]                 # or a count: `seeds: 3` is 1, 2, 3
 //! sets: {label: pilot}             # fixed `--set` values for every combination (optional)
-//! out: runs/alpha-sweep            # relative to where beb runs (default runs/NAME)
+//! out: results                    # relative to this file, inside its folder (default runs/NAME)
 //! report: [fit.beta, fit.log_inv_alpha]   # columns of `beb study report` (default: all)
 //! plot:                            # figures of the summary over seeds (optional)
 //!   - x: alpha                     # a numeric grid parameter
@@ -409,7 +409,13 @@ pub struct Study {
     pub grid: Vec<(String, Vec<ParamValue>)>,
     pub sets: Vec<(String, ParamValue)>,
     pub seeds: Vec<u64>,
+    /// The output folder: the file's `out:` resolved relative to its folder, else `runs/NAME`
+    /// where beb runs.
     pub out: PathBuf,
+    /// `out:` as the file wrote it: such a folder must stay inside `folder` (see `output`).
+    pub out_written: Option<String>,
+    /// The study file's folder.
+    pub folder: PathBuf,
     pub report: Option<Vec<String>>,
     /// Hosts (`HOST` or `HOST:PORT`) every run may connect to, besides `--allow-net`'s.
     pub allow_net: Vec<String>,
@@ -417,6 +423,38 @@ pub struct Study {
     /// Files and folders every run may read, besides `--allow-read`'s (resolved relative to
     /// the study file's folder).
     pub allow_read: Vec<PathBuf>,
+}
+
+impl Study {
+    /// The output folder, given `--out` (`chosen`) or else the file's: a study file shared by
+    /// someone else may not write outside its own folder, so an `out:` leading elsewhere is
+    /// refused unless `--allow-write` names it (or a folder above it).
+    pub fn output(
+        &self,
+        chosen: Option<&Path>,
+        allow_write: &[PathBuf],
+    ) -> Result<PathBuf, String> {
+        if let Some(out) = chosen {
+            return Ok(out.to_path_buf());
+        }
+        if let Some(written) = &self.out_written {
+            // Absolute, so that it is not taken relative to the folder it is checked against.
+            let probe = std::path::absolute(&self.out)
+                .map_err(|e| format!("cannot resolve {}: {e}", self.out.display()))?
+                .join("report.csv");
+            let name = probe.to_string_lossy();
+            let inside = crate::report::confine::confined_path(&name, &self.folder, allow_write);
+            if inside.is_err() {
+                return Err(format!(
+                    "the study's `out: {written}` leads outside the study file's folder {}; run \
+                     it with `--out FOLDER`, or let it write there with `--allow-write {}`",
+                    self.folder.display(),
+                    self.out.display()
+                ));
+            }
+        }
+        Ok(self.out.clone())
+    }
 }
 
 /// Where `needle` first appears as a key in `text` (line, column, offset), for errors found
@@ -543,11 +581,10 @@ impl Study {
         if name.is_empty() || name.contains(['/', '\\']) || name == ".." || name == "." {
             return Err(at("name:", format!("{name:?} cannot name a folder")));
         }
-        let out = raw
-            .out
-            .as_ref()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| crate::record::runs_dir().join(&name));
+        let out = match raw.out.as_deref() {
+            Some(written) => base.join(written),
+            None => crate::record::runs_dir().join(&name),
+        };
         let grid: Vec<(String, Vec<ParamValue>)> = raw
             .grid
             .0
@@ -567,6 +604,8 @@ impl Study {
             sets: raw.sets.0.entries,
             seeds: raw.seeds.map_or_else(|| vec![1], |s| s.0),
             out,
+            out_written: raw.out.clone(),
+            folder: base.to_path_buf(),
             report: raw.report,
             allow_net: raw.allow_net,
             plots,

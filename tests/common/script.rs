@@ -63,6 +63,8 @@ pub fn run_script(script: &str, options: &Options) -> Run {
     if let Some(dir) = options.out_dir {
         settings.out_dir = dir.to_path_buf();
     }
+    // Tests build their models and data in scratch folders of the temporary directory.
+    settings.allow_read = vec![std::env::temp_dir()];
     let mut interp = Interp::with_settings(settings, Box::new(out.clone()));
     let file = interp.add_source(options.name, script);
     let (parsed, check_errors, result) = match interp.parse(file) {

@@ -44,10 +44,11 @@ builtin! {
     TrainingTexts = training_texts(statements: Elements, format: Rc<str> = "lines", separator: Rc<str> = ".\n", group: usize = 3) -> "list"
 }
 
-/// The data file a builtin reads, recorded in the run's manifest.
-fn note_path(interp: &mut Interp, path: &Arg<ModelPath>) -> std::path::PathBuf {
-    interp.note_input(&path.0);
-    path.0.clone()
+/// The data file a builtin reads, if it may be read, recorded in the run's manifest.
+fn note_path(interp: &mut Interp, path: &Arg<ModelPath>) -> BebResult<std::path::PathBuf> {
+    let file = interp.readable(path, path.span)?;
+    interp.note_input(&file);
+    Ok(file)
 }
 
 fn strings(items: Vec<String>) -> Value {
@@ -56,7 +57,7 @@ fn strings(items: Vec<String>) -> Value {
 
 impl Persona {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
-        let path = note_path(interp, &self.path);
+        let path = note_path(interp, &self.path)?;
         let p = data::read_persona(&path).map_err(|e| BebError::from(e).at(self.path.span))?;
         Ok(Value::record(vec![
             ("behavior", Value::str(&p.behavior)),
@@ -68,7 +69,7 @@ impl Persona {
 
 impl Lines {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
-        let path = note_path(interp, &self.path);
+        let path = note_path(interp, &self.path)?;
         let lines = data::read_lines(&path).map_err(|e| BebError::from(e).at(self.path.span))?;
         Ok(strings(lines))
     }
@@ -76,7 +77,7 @@ impl Lines {
 
 impl Jsonl {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
-        let path = note_path(interp, &self.path);
+        let path = note_path(interp, &self.path)?;
         let items = data::read_jsonl_field(&path, &self.field)
             .map_err(|e| BebError::from(e).at(self.path.span))?;
         Ok(strings(items))

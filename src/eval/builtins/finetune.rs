@@ -64,10 +64,15 @@ fn cache_root(interp: &Interp, cache: &Arg<Option<Rc<str>>>) -> BebResult<PathBu
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(&**folder)));
     }
-    Ok(match std::env::var_os("BEB_FINETUNE_CACHE") {
+    Ok(default_store())
+}
+
+/// The finetune store when `cache:` is not given: $BEB_FINETUNE_CACHE, else runs/.finetune.
+pub fn default_store() -> PathBuf {
+    match std::env::var_os("BEB_FINETUNE_CACHE") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from("runs").join(".finetune"),
-    })
+    }
 }
 
 /// Progress of a training run: a bar on stderr when it is a terminal (nothing otherwise).
@@ -270,6 +275,7 @@ builtin! {
 impl Adapter {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let base = neural_model(&self.base)?;
+        interp.readable(&self.path, self.path.span)?;
         let model = train::with_adapter(&base, &self.path.0)
             .map_err(|e| BebError::from(e).at(self.path.span))?;
         let name = interp.model_name(self.name.as_deref(), "adapted");

@@ -140,16 +140,18 @@ fn read_rows(path: &Path) -> BebResult<Vec<Row>> {
 }
 
 /// A file to read: `$BEB_SHARED/...` resolved; a relative path in the run folder when it is
-/// there (a file this run labelled), else from the current folder.
-fn input_path(interp: &Interp, name: &str) -> PathBuf {
-    let path = ModelPath::new(name).0;
-    if path.is_relative() {
-        let in_run = interp.context().out_dir.join(&path);
+/// there (a file this run labelled), else from the current folder; refused outside the
+/// folders a script may read.
+fn input_path(interp: &Interp, name: &str) -> BebResult<PathBuf> {
+    let path = ModelPath::new(name);
+    if path.0.is_relative() {
+        let in_run = interp.context().out_dir.join(&path.0);
         if in_run.is_file() {
-            return in_run;
+            return Ok(in_run);
         }
     }
-    path
+    crate::report::confine::check_readable(name, &path.0, &interp.read_roots())?;
+    Ok(path.0)
 }
 
 /// A response as the person sees it, and as its label is keyed.
@@ -250,7 +252,7 @@ impl Label {
         }
         let mut changed = !existed;
         for source in self.from.iter().flat_map(|f| &f.0) {
-            let source_path = input_path(interp, source);
+            let source_path = input_path(interp, source).map_err(|e| e.at(self.from.span))?;
             for row in read_rows(&source_path).map_err(|e| e.at(self.from.span))? {
                 changed |= book.add(row);
             }
@@ -358,7 +360,7 @@ builtin! {
 impl Labels {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
         let name = &*self.path;
-        let path = input_path(interp, name);
+        let path = input_path(interp, name).map_err(|e| e.at(self.path.span))?;
         let rows = read_rows(&path).map_err(|e| e.at(self.path.span))?;
         let mut book = Book::default();
         for row in rows {

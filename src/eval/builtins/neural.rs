@@ -84,6 +84,13 @@ builtin! {
 
 impl Load {
     fn run(self, interp: &mut Interp) -> BebResult<Value> {
+        interp.readable(&self.path, self.path.span)?;
+        if let Some(tokenizer) = &*self.tokenizer {
+            interp.readable(tokenizer, self.tokenizer.span)?;
+        }
+        if let Some(adapter) = &*self.adapter {
+            interp.readable(adapter, self.adapter.span)?;
+        }
         let options = LoadOptions {
             dtype: dtype_of(&self.dtype)?,
             device: device_of(&self.device)?,

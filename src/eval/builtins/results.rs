@@ -98,9 +98,8 @@ impl Read {
         };
         let mut roots = vec![interp.context().out_dir.clone()];
         roots.extend(interp.module_dirs.iter().cloned());
-        let path =
-            crate::report::confine::readable_path(name, &roots, &interp.context().allow_read)
-                .map_err(|e| e.at(self.path.span))?;
+        let path = crate::report::confine::readable_path(name, &roots, &interp.read_roots())
+            .map_err(|e| e.at(self.path.span))?;
         let text = std::fs::read_to_string(&path).map_err(|e| {
             BebError::new(ErrorKind::Io, format!("cannot read {name:?}: {e}")).at(self.path.span)
         })?;

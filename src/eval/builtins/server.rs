@@ -91,6 +91,7 @@ impl Serve {
             },
             api_key,
         };
+        interp.readable(&self.tokenizer, self.tokenizer.span)?;
         let served = Server::connect(options, &self.tokenizer.0)
             .map_err(|e| BebError::from(e).at(self.url.span))?;
         let name = interp.model_name(self.name.as_deref(), "server");

@@ -16,17 +16,36 @@ use super::{FromArg, Mismatch, as_text};
 /// environment (default `../shared`). As an argument, a Hugging Face hub id (`org/name`) that
 /// is not a path here is looked up in the local hub cache, offline.
 #[derive(Clone, Debug)]
-pub struct ModelPath(pub PathBuf);
+pub struct ModelPath(pub PathBuf, pub Written);
+
+/// A path as the script wrote it, for messages that must not show more than the script did.
+#[derive(Clone, Debug)]
+pub struct Written(pub String);
+
+impl std::ops::Deref for Written {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The shared data folder: `$BEB_SHARED`, else `../shared`.
+pub fn shared_root() -> PathBuf {
+    PathBuf::from(std::env::var("BEB_SHARED").unwrap_or_else(|_| "../shared".into()))
+}
 
 impl ModelPath {
     pub fn new(path: &str) -> ModelPath {
-        ModelPath(match path.strip_prefix("$BEB_SHARED") {
-            Some(rest) => {
-                let root = std::env::var("BEB_SHARED").unwrap_or_else(|_| "../shared".into());
-                PathBuf::from(format!("{root}{rest}"))
-            }
+        let resolved = match path.strip_prefix("$BEB_SHARED") {
+            Some(rest) => PathBuf::from(format!("{}{rest}", shared_root().display())),
             None => PathBuf::from(path),
-        })
+        };
+        ModelPath(resolved, Written(path.to_string()))
+    }
+
+    /// The path as the script wrote it.
+    pub fn written(&self) -> &str {
+        &self.1
     }
 
     /// `path` resolved: as written (with `$BEB_SHARED`) when it exists, else a hub id from the
@@ -41,7 +60,7 @@ impl ModelPath {
             let cache = hub_cache();
             let repo = cache.join(format!("models--{org}--{name}"));
             if let Some(snapshot) = snapshot(&repo) {
-                return Ok(ModelPath(snapshot));
+                return Ok(ModelPath(snapshot, Written(path.to_string())));
             }
             return Err(format!(
                 "`{path}` is neither a path here nor in the local Hugging Face cache (looked in \
@@ -80,7 +99,7 @@ fn hub_id(path: &str) -> Option<(&str, &str)> {
 }
 
 /// The hub cache folder: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub.
-fn hub_cache() -> PathBuf {
+pub fn hub_cache() -> PathBuf {
     if let Some(cache) = std::env::var_os("HF_HUB_CACHE") {
         return PathBuf::from(cache);
     }

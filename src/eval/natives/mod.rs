@@ -18,7 +18,7 @@ pub use arg::{
     Arg, Elements, FromArg, Func, List, Mismatch, NumberOrList, Numbers, Seed, StringOrList,
     Strings, numbers_in,
 };
-pub use domain::{Behavior, ModelPath, Prompts, ScorerValue, unit_value};
+pub use domain::{Behavior, ModelPath, Prompts, ScorerValue, hub_cache, shared_root, unit_value};
 
 pub type NativeFn = fn(&mut Interp, &Args) -> BebResult<Value>;
 
