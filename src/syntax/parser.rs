@@ -46,6 +46,7 @@ pub fn parse_program(source: &str, file: u32) -> Result<Vec<Stmt>, SyntaxError> 
         file,
         calls: Default::default(),
         depth: Default::default(),
+        hash_on_line: hash_on_line(source),
     };
     builder.statements(program.into_inner())
 }
@@ -255,6 +256,26 @@ struct Builder {
     calls: std::cell::RefCell<std::collections::HashMap<Name, u32>>,
     /// How deep the expression being built already is (see [`MAX_EXPR_DEPTH`]).
     depth: std::cell::Cell<usize>,
+    /// See [`hash_on_line`].
+    hash_on_line: Vec<u32>,
+}
+
+/// For each byte offset i of `source`, one past the offset of the last `#` before i on i's
+/// line (0 when there is none): tells in O(1) whether a node's text may end in a comment, so
+/// that spans of deeply nested nodes cost no rescan of their text.
+fn hash_on_line(source: &str) -> Vec<u32> {
+    let mut table = Vec::with_capacity(source.len() + 1);
+    let mut last = 0u32;
+    for (i, byte) in source.bytes().enumerate() {
+        table.push(last);
+        match byte {
+            b'\n' => last = 0,
+            b'#' => last = i as u32 + 1,
+            _ => {}
+        }
+    }
+    table.push(last);
+    table
 }
 
 type Built<T> = Result<T, SyntaxError>;
@@ -276,11 +297,18 @@ impl Builder {
 
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(
-            self.file,
-            s.start(),
-            s.start() + significant_len(pair.as_str()),
-        )
+        let text = pair.as_str();
+        // Trailing whitespace is dropped from the end; only a `#` on the last line left means
+        // the text may end in a comment and needs the full scan.
+        let trimmed = text.trim_end();
+        let end = s.start() + trimmed.len();
+        let hash = self.hash_on_line.get(end).copied().unwrap_or(0) as usize;
+        let len = if hash <= s.start() {
+            trimmed.len()
+        } else {
+            significant_len(text)
+        };
+        Span::new(self.file, s.start(), s.start() + len)
     }
 
     fn error(&self, pair: &Pair<Rule>, message: impl Into<String>) -> SyntaxError {
