@@ -93,7 +93,9 @@ pub fn run(name: Option<&str>) -> i32 {
             }
         },
         Some(other) => {
-            eprintln!("beb bench: no benchmark `{other}` (benchmarks: loop, figure2, kernels, server)");
+            eprintln!(
+                "beb bench: no benchmark `{other}` (benchmarks: loop, figure2, kernels, server)"
+            );
             2
         }
     }
@@ -445,8 +447,12 @@ mod kernels {
             (1, 1408, 512),
             (64, 512, 1408),
         ] {
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
-            let w: Vec<f32> = (0..n * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
+                .collect();
             let err = |e: candle_core::Error| e.to_string();
             let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).map_err(err)?;
             let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).map_err(err)?;

@@ -10,14 +10,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use beb::lm::neural::kernels;
 use beb::lm::neural::random::{RandomLlama, word_tokenizer_json, write_random_llama};
 use beb::lm::neural::{ComputeOptions, NeuralModel};
-use beb::lm::neural::kernels;
 use common::load_run;
 
 // The matrix-product kernel alone: the same bits for any row count, row offset and thread
 // count, and candle's result to float rounding.
-
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
     // A small deterministic generator: varied magnitudes and signs.
@@ -43,7 +42,9 @@ fn kernel_every_row_count_gives_the_same_bits() {
                 let part = kernels::matmul_t(&x[start * k..], m, &w, n, k);
                 let want = &all[start * n..(start + m) * n];
                 assert!(
-                    part.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    part.iter()
+                        .zip(want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "m={m} n={n} k={k}"
                 );
             }
@@ -69,7 +70,11 @@ fn kernel_every_thread_count_gives_the_same_bits() {
     assert_eq!(one.len(), m * n);
     for threads in [2, 3, 4] {
         let other = run(threads);
-        assert!(one.iter().zip(&other).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(
+            one.iter()
+                .zip(&other)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
     }
 }
 
@@ -99,7 +104,6 @@ fn kernel_agrees_with_candle_to_float_rounding() {
         assert!((*a - *b).abs() as f64 <= 2.0 * tol, "{a} vs candle {b}");
     }
 }
-
 
 /// A random llama with a hidden size past candle's K-blocking, two layers and a sliding
 /// window on the second, written once per call.
@@ -137,7 +141,11 @@ fn bits(x: &[f64]) -> Vec<u64> {
 fn texts() -> (Vec<u32>, Vec<Vec<u32>>) {
     let prompt: Vec<u32> = (1..40).map(|i| (i * 7 % 250) as u32 + 3).collect();
     let texts = (0..67)
-        .map(|r| (0..(3 + r % 11)).map(|j| ((r * 13 + j * 5) % 250) as u32 + 3).collect())
+        .map(|r| {
+            (0..(3 + r % 11))
+                .map(|j| ((r * 13 + j * 5) % 250) as u32 + 3)
+                .collect()
+        })
         .collect();
     (prompt, texts)
 }
@@ -230,7 +238,11 @@ fn samples_are_the_same_for_every_batch_size_and_thread_count() {
     };
     let reference = draw(64, 1);
     for (batch, threads) in [(1, 1), (7, 2), (64, 4)] {
-        assert_eq!(reference, draw(batch, threads), "batch {batch}, {threads} threads");
+        assert_eq!(
+            reference,
+            draw(batch, threads),
+            "batch {batch}, {threads} threads"
+        );
     }
 }
 
@@ -243,7 +255,11 @@ fn quantized_scores_are_the_same_bits_for_every_batch_size() {
     let path = dir.join("stories260K-q8_0.gguf");
     let prompt: Vec<u32> = vec![1, 403, 407, 261, 378, 285, 263, 443];
     let texts: Vec<Vec<u32>> = (0..67)
-        .map(|r| (0..(3 + r % 11)).map(|j| ((r * 13 + j * 5) % 500) as u32 + 3).collect())
+        .map(|r| {
+            (0..(3 + r % 11))
+                .map(|j| ((r * 13 + j * 5) % 500) as u32 + 3)
+                .collect()
+        })
         .collect();
     let score = |batch: usize, cache: bool| {
         let m = load_run(&path, options(batch, cache));
@@ -285,7 +301,10 @@ fn run(dir: &Path, out: &str, args: &[&str], threads: Option<&str>) -> (String, 
     }
     let output = cmd.run();
     assert_eq!(output.code, Some(0), "{args:?}: {}", output.stderr);
-    (common::read(&dir.join(out).join("results.yaml")), output.stdout)
+    (
+        common::read(&dir.join(out).join("results.yaml")),
+        output.stdout,
+    )
 }
 
 #[test]
@@ -307,9 +326,17 @@ fn a_script_gives_the_same_bytes_for_every_batch_cache_and_thread_setting() {
         ("b7", vec!["--set", "batch=7", "--no-cache"], None),
         ("cold", vec!["--set", "batch=64", "--cache", cache], None),
         ("warm", vec!["--set", "batch=64", "--cache", cache], None),
-        ("t1", vec!["--set", "batch=64", "--no-cache", "--threads", "1"], None),
+        (
+            "t1",
+            vec!["--set", "batch=64", "--no-cache", "--threads", "1"],
+            None,
+        ),
         ("t2", vec!["--set", "batch=64", "--no-cache"], Some("2")),
-        ("t4", vec!["--set", "batch=64", "--no-cache", "--threads", "4"], None),
+        (
+            "t4",
+            vec!["--set", "batch=64", "--no-cache", "--threads", "4"],
+            None,
+        ),
     ];
     for (out, args, threads) in cases {
         let got = run(&dir, out, &args, threads);

@@ -39,8 +39,10 @@ const LANES: usize = 8;
 /// Rows and columns of one register tile.
 const TILE_ROWS: usize = 4;
 const TILE_COLS: usize = 3;
+/// Bytes of activation rows kept in cache while the column tiles pass over them.
+const ROW_BLOCK_BYTES: usize = 96 << 10;
 /// Multiply-adds below which a product runs on the calling thread.
-const PARALLEL_WORK: usize = 1 << 16;
+const PARALLEL_WORK: usize = 1 << 18;
 
 /// Whether the fused (AVX2 + FMA) kernel runs on this machine.
 pub fn fused() -> bool {
@@ -116,22 +118,30 @@ fn columns(
     out: &mut [f32],
     stride: usize,
 ) {
-    let mut c = c0;
-    while c < c1 {
-        let nc = TILE_COLS.min(c1 - c);
-        let mut r = 0;
-        while r < m {
-            let nr = TILE_ROWS.min(m - r);
-            let mut acc = [[0f32; TILE_COLS]; TILE_ROWS];
-            tile(x, r, nr, w, c, nc, k, &mut acc);
-            for (i, row) in acc.iter().enumerate().take(nr) {
-                for (j, v) in row.iter().enumerate().take(nc) {
-                    out[(r + i) * stride + (c - c0 + j)] = *v;
+    // Rows in blocks that stay in cache while every column tile passes over them; a column
+    // tile's weights stay in L1 across the block's row tiles.
+    let block = (ROW_BLOCK_BYTES / (k * 4).max(1)).clamp(TILE_ROWS, 256) / TILE_ROWS * TILE_ROWS;
+    let mut r0 = 0;
+    while r0 < m {
+        let r1 = (r0 + block).min(m);
+        let mut c = c0;
+        while c < c1 {
+            let nc = TILE_COLS.min(c1 - c);
+            let mut r = r0;
+            while r < r1 {
+                let nr = TILE_ROWS.min(r1 - r);
+                let mut acc = [[0f32; TILE_COLS]; TILE_ROWS];
+                tile(x, r, nr, w, c, nc, k, &mut acc);
+                for (i, row) in acc.iter().enumerate().take(nr) {
+                    for (j, v) in row.iter().enumerate().take(nc) {
+                        out[(r + i) * stride + (c - c0 + j)] = *v;
+                    }
                 }
+                r += nr;
             }
-            r += nr;
+            c += nc;
         }
-        c += nc;
+        r0 = r1;
     }
 }
 
@@ -155,7 +165,10 @@ fn tile(
     }
     for i in 0..nr {
         for j in 0..nc {
-            acc[i][j] = dot_portable(&x[(r + i) * k..(r + i + 1) * k], &w[(c + j) * k..(c + j + 1) * k]);
+            acc[i][j] = dot_portable(
+                &x[(r + i) * k..(r + i + 1) * k],
+                &w[(c + j) * k..(c + j + 1) * k],
+            );
         }
     }
 }
@@ -183,15 +196,13 @@ fn combine(l: &[f32; LANES]) -> f32 {
 
 /// One dot product in the fixed order (the same function `matmul_t` computes per element).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let k = a.len().min(b.len());
     #[cfg(target_arch = "x86_64")]
     if fused() {
-        let mut acc = [[0f32; TILE_COLS]; TILE_ROWS];
-        let k = a.len().min(b.len());
         // SAFETY: `fused()` checked that the CPU has AVX2 and FMA.
-        unsafe { avx::tile(&a[..k], 0, 1, &b[..k], 0, 1, k, &mut acc) };
-        return acc[0][0];
+        return unsafe { avx::dot(&a[..k], &b[..k]) };
     }
-    dot_portable(a, b)
+    dot_portable(&a[..k], &b[..k])
 }
 
 /// Causal attention over keys that may be split into a prefix shared by every row and each
@@ -234,7 +245,13 @@ impl Attention<'_> {
         let one = |(index, out): (usize, &mut [f32])| {
             let mut scores = Vec::with_capacity(keys);
             for head in 0..h {
-                self.query(index / t, index % t, head, &mut scores, &mut out[head * d..(head + 1) * d]);
+                self.query(
+                    index / t,
+                    index % t,
+                    head,
+                    &mut scores,
+                    &mut out[head * d..(head + 1) * d],
+                );
             }
         };
         if work < PARALLEL_WORK || rayon::current_num_threads() == 1 {
@@ -245,16 +262,22 @@ impl Attention<'_> {
         y
     }
 
-    /// Key or value `j` (absolute position) of row `row` under key head `kv`.
-    fn key<'s>(&self, which: (&'s [f32], &'s [f32]), kv: usize, row: usize, j: usize) -> &'s [f32] {
+    /// The keys (or values) row `row` sees under key head `kv`, in position order: the shared
+    /// prefix's, then the row's own.
+    fn segments<'s>(
+        &self,
+        shared: &'s [f32],
+        own: &'s [f32],
+        kv: usize,
+        row: usize,
+    ) -> impl Iterator<Item = &'s [f32]> {
         let d = self.d;
-        let at = if j < self.shared_len {
-            (kv * self.shared_len + j) * d
-        } else {
-            ((kv * self.batch + row) * self.rows_len + (j - self.shared_len)) * d
-        };
-        let src = if j < self.shared_len { which.0 } else { which.1 };
-        &src[at..at + d]
+        let s = self.shared_len * d;
+        let r = self.rows_len * d;
+        let at = (kv * self.batch + row) * r;
+        shared[kv * s..(kv + 1) * s]
+            .chunks_exact(d)
+            .chain(own[at..at + r].chunks_exact(d))
     }
 
     fn query(&self, row: usize, i: usize, head: usize, scores: &mut Vec<f32>, out: &mut [f32]) {
@@ -264,11 +287,20 @@ impl Attention<'_> {
         let q = &self.q[at..at + d];
         let pos = self.shared_len + self.rows_len - self.t + i;
         let first = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let seen = pos + 1 - first;
         scores.clear();
         let mut max = f32::NEG_INFINITY;
-        for j in first..=pos {
-            let s = dot(q, self.key((self.shared_k, self.k), kv, row, j)) * self.scale;
-            max = max.max(s);
+        for key in self
+            .segments(self.shared_k, self.k, kv, row)
+            .skip(first)
+            .take(seen)
+        {
+            let s = dot(q, key) * self.scale;
+            // A NaN score is not a maximum; it still reaches the sum and the output, where
+            // the caller's finiteness check reports it.
+            if s > max {
+                max = s;
+            }
             scores.push(s);
         }
         let mut sum = 0f32;
@@ -277,9 +309,12 @@ impl Attention<'_> {
             sum += *s;
         }
         out.fill(0.0);
-        for (j, e) in (first..=pos).zip(scores.iter()) {
+        let values = self
+            .segments(self.shared_v, self.v, kv, row)
+            .skip(first)
+            .take(seen);
+        for (v, e) in values.zip(scores.iter()) {
             let p = e / sum;
-            let v = self.key((self.shared_v, self.v), kv, row, j);
             for (o, x) in out.iter_mut().zip(v) {
                 *o += p * x;
             }
@@ -313,6 +348,65 @@ mod avx {
         unsafe { _mm256_loadu_ps(buf.as_ptr()) }
     }
 
+    /// One dot product: the same sequence of operations as one element of `tile` (fused
+    /// multiply-adds from zero in order, the zero-padded tail, `hsum`), without the tile's
+    /// setup (attention takes many short ones).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let k = a.len().min(b.len());
+        let k8 = k / LANES * LANES;
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i < k8 {
+            // SAFETY: i + 8 <= k8 <= k, the length of both slices.
+            unsafe {
+                acc = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                    acc,
+                );
+            }
+            i += LANES;
+        }
+        if k > k8 {
+            acc = _mm256_fmadd_ps(
+                load_tail(&a[k8..], k - k8),
+                load_tail(&b[k8..], k - k8),
+                acc,
+            );
+        }
+        hsum(acc)
+    }
+
+    /// The whole blocks of 8 for the first `R` rows against `TILE_COLS` full columns.
+    #[target_feature(enable = "avx2,fma")]
+    fn full<const R: usize>(
+        xs: &[&[f32]; TILE_ROWS],
+        ws: &[&[f32]; TILE_COLS],
+        k8: usize,
+        acc: &mut [[__m256; TILE_COLS]; TILE_ROWS],
+    ) {
+        let mut a: [[__m256; TILE_COLS]; R] = [[_mm256_setzero_ps(); TILE_COLS]; R];
+        let mut i = 0;
+        while i < k8 {
+            // SAFETY: i + 8 <= k8 <= k, the length of every row slice in use (R <= nr rows,
+            // TILE_COLS = nc columns).
+            unsafe {
+                let w0 = _mm256_loadu_ps(ws[0].as_ptr().add(i));
+                let w1 = _mm256_loadu_ps(ws[1].as_ptr().add(i));
+                let w2 = _mm256_loadu_ps(ws[2].as_ptr().add(i));
+                for (ar, xr) in a.iter_mut().zip(xs) {
+                    let xv = _mm256_loadu_ps(xr.as_ptr().add(i));
+                    ar[0] = _mm256_fmadd_ps(xv, w0, ar[0]);
+                    ar[1] = _mm256_fmadd_ps(xv, w1, ar[1]);
+                    ar[2] = _mm256_fmadd_ps(xv, w2, ar[2]);
+                }
+            }
+            i += LANES;
+        }
+        acc[..R].copy_from_slice(&a);
+    }
+
     /// `super::tile` with fused multiply-adds: a full tile keeps its 12 accumulators in
     /// registers; a partial one (edges) runs the same per-element sequence.
     #[target_feature(enable = "avx2,fma")]
@@ -328,27 +422,29 @@ mod avx {
         out: &mut [[f32; TILE_COLS]; TILE_ROWS],
     ) {
         let k8 = k / LANES * LANES;
-        let xs: [&[f32]; TILE_ROWS] =
-            std::array::from_fn(|i| if i < nr { &x[(r + i) * k..(r + i + 1) * k] } else { &[] });
-        let ws: [&[f32]; TILE_COLS] =
-            std::array::from_fn(|j| if j < nc { &w[(c + j) * k..(c + j + 1) * k] } else { &[] });
+        let xs: [&[f32]; TILE_ROWS] = std::array::from_fn(|i| {
+            if i < nr {
+                &x[(r + i) * k..(r + i + 1) * k]
+            } else {
+                &[]
+            }
+        });
+        let ws: [&[f32]; TILE_COLS] = std::array::from_fn(|j| {
+            if j < nc {
+                &w[(c + j) * k..(c + j + 1) * k]
+            } else {
+                &[]
+            }
+        });
         let mut acc = [[_mm256_setzero_ps(); TILE_COLS]; TILE_ROWS];
-        if nr == TILE_ROWS && nc == TILE_COLS {
-            let mut i = 0;
-            while i < k8 {
-                // SAFETY: i + 8 <= k8 <= k, the length of every row slice.
-                unsafe {
-                    let w0 = _mm256_loadu_ps(ws[0].as_ptr().add(i));
-                    let w1 = _mm256_loadu_ps(ws[1].as_ptr().add(i));
-                    let w2 = _mm256_loadu_ps(ws[2].as_ptr().add(i));
-                    for (a, xr) in acc.iter_mut().zip(&xs) {
-                        let xv = _mm256_loadu_ps(xr.as_ptr().add(i));
-                        a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
-                        a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
-                        a[2] = _mm256_fmadd_ps(xv, w2, a[2]);
-                    }
-                }
-                i += LANES;
+        if nc == TILE_COLS && nr >= 1 {
+            // Full-width tiles with a row count known at compile time keep their
+            // accumulators in registers.
+            match nr {
+                1 => full::<1>(&xs, &ws, k8, &mut acc),
+                2 => full::<2>(&xs, &ws, k8, &mut acc),
+                3 => full::<3>(&xs, &ws, k8, &mut acc),
+                _ => full::<TILE_ROWS>(&xs, &ws, k8, &mut acc),
             }
         } else {
             let mut i = 0;

@@ -573,7 +573,8 @@ impl Transformer {
         !self.differentiable
             && !self.fast_kernels
             && !kernels::fast()
-            && self.dtype == DType::F32 && self.device.is_cpu()
+            && self.dtype == DType::F32
+            && self.device.is_cpu()
     }
 
     fn linear(&self, l: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -704,57 +705,65 @@ impl Transformer {
             };
             rows.push((k.clone(), v.clone()));
             let y = if self.invariant() {
-                self.attention(&q, &k, &v, past.shared.get(l), shared_len, batch, c.window(l))?
+                self.attention(
+                    &q,
+                    &k,
+                    &v,
+                    past.shared.get(l),
+                    shared_len,
+                    batch,
+                    c.window(l),
+                )?
             } else {
-            let kr = repeat_heads(&k, rep)?;
-            let vr = repeat_heads(&v, rep)?;
-            // [heads, rows, t, own]
-            let own = q.matmul(&kr.t()?)?;
-            let shared = past.shared.get(l);
-            let grouped = (c.kv_heads, rep * batch * t, c.head_dim);
-            let scores = match shared {
-                Some((sk, _)) => {
-                    // One matmul per key head for every row and query head: the shared
-                    // keys are read once, never copied per row.
-                    let s = q
-                        .reshape(grouped)?
-                        .matmul(&sk.squeeze(1)?.t()?)?
-                        .reshape((c.heads, batch, t, shared_len))?;
-                    Tensor::cat(&[&s, &own], 3)?
-                }
-                None => own,
-            };
-            let scores = (scores * scale)?;
-            let mask = if c.window(l).is_some() {
-                &window_mask
-            } else {
-                &full_mask
-            };
-            let scores = match mask {
-                Some(m) => scores.broadcast_add(m)?,
-                None => scores,
-            };
-            let att = self.softmax(&scores)?;
-            let y = match shared {
-                Some((_, sv)) => {
-                    let own_len = att.dim(3)? - shared_len;
-                    let a_shared = att.narrow(3, 0, shared_len)?.contiguous()?.reshape((
-                        c.kv_heads,
-                        rep * batch * t,
-                        shared_len,
-                    ))?;
-                    let y_shared = a_shared
-                        .matmul(&sv.squeeze(1)?)?
-                        .reshape((c.heads, batch, t, c.head_dim))?;
-                    let a_own = att.narrow(3, shared_len, own_len)?.contiguous()?;
-                    (y_shared + a_own.matmul(&vr)?)?
-                }
-                None => att.matmul(&vr)?,
-            };
-            // [heads, rows, t, d] -> [rows, t, heads * d]
-            y.permute((1, 2, 0, 3))?
-                .contiguous()?
-                .reshape((batch, t, c.heads * c.head_dim))?
+                let kr = repeat_heads(&k, rep)?;
+                let vr = repeat_heads(&v, rep)?;
+                // [heads, rows, t, own]
+                let own = q.matmul(&kr.t()?)?;
+                let shared = past.shared.get(l);
+                let grouped = (c.kv_heads, rep * batch * t, c.head_dim);
+                let scores = match shared {
+                    Some((sk, _)) => {
+                        // One matmul per key head for every row and query head: the shared
+                        // keys are read once, never copied per row.
+                        let s = q
+                            .reshape(grouped)?
+                            .matmul(&sk.squeeze(1)?.t()?)?
+                            .reshape((c.heads, batch, t, shared_len))?;
+                        Tensor::cat(&[&s, &own], 3)?
+                    }
+                    None => own,
+                };
+                let scores = (scores * scale)?;
+                let mask = if c.window(l).is_some() {
+                    &window_mask
+                } else {
+                    &full_mask
+                };
+                let scores = match mask {
+                    Some(m) => scores.broadcast_add(m)?,
+                    None => scores,
+                };
+                let att = self.softmax(&scores)?;
+                let y = match shared {
+                    Some((_, sv)) => {
+                        let own_len = att.dim(3)? - shared_len;
+                        let a_shared = att.narrow(3, 0, shared_len)?.contiguous()?.reshape((
+                            c.kv_heads,
+                            rep * batch * t,
+                            shared_len,
+                        ))?;
+                        let y_shared = a_shared
+                            .matmul(&sv.squeeze(1)?)?
+                            .reshape((c.heads, batch, t, c.head_dim))?;
+                        let a_own = att.narrow(3, shared_len, own_len)?.contiguous()?;
+                        (y_shared + a_own.matmul(&vr)?)?
+                    }
+                    None => att.matmul(&vr)?,
+                };
+                // [heads, rows, t, d] -> [rows, t, heads * d]
+                y.permute((1, 2, 0, 3))?
+                    .contiguous()?
+                    .reshape((batch, t, c.heads * c.head_dim))?
             };
             x = (x + self.linear(&layer.o, &y)?)?;
             let h = self.rms_norm(&x, &layer.mlp_norm)?;
