@@ -125,6 +125,8 @@ fn random_model(label: &str) -> PathBuf {
     dir
 }
 
+// The default fills any field added to ComputeOptions later.
+#[allow(clippy::needless_update)]
 fn options(batch: usize, cache: bool) -> ComputeOptions {
     ComputeOptions {
         batch,
