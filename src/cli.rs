@@ -19,6 +19,24 @@ pub struct Cli {
     /// lengths), e.g. `8G`; larger requests are refused. Default: a quarter of the machine's memory.
     #[arg(long = "max-memory", global = true, value_name = "SIZE", value_parser = crate::budget::parse_size)]
     pub max_memory: Option<u64>,
+    /// Threads for model computation (candle's and rayon's pools), set once at startup; also
+    /// `BEB_THREADS`. Default: every core. Results are the same bits for any count.
+    #[arg(long = "threads", global = true, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<usize>,
+    /// Compute neural models with candle's matmul and attention instead of the batch-invariant
+    /// kernels (also `BEB_FAST_KERNELS=1`): results then change in their last bits with the
+    /// batch size and the prefix cache (docs/neural.md, Determinism).
+    #[arg(long = "fast-kernels", global = true)]
+    pub fast_kernels: bool,
+}
+
+/// `--threads N` / `BEB_THREADS`: a whole number >= 1.
+pub fn parse_threads(text: &str) -> Result<usize, String> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| format!("a thread count is a whole number >= 1, found {text:?}"))
 }
 
 /// Options shared by `beb run` and `beb study run`.

@@ -9,20 +9,39 @@ use beb::{bench, diff, repl, runner, study};
 /// error message (the call-depth limit) rather than a crash.
 const STACK_BYTES: usize = 512 * 1024 * 1024;
 
-/// candle sizes its CPU thread pool from `RAYON_NUM_THREADS`, and without it re-reads the
-/// machine's CPU topology from /proc on every matrix product; reading it once here saves that.
-fn set_thread_count() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
-        return;
-    }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // SAFETY: called first thing in `main`, before any other thread exists.
+/// The thread count of model computation, set once before any thread starts: `--threads`,
+/// else `BEB_THREADS`, else `RAYON_NUM_THREADS`, else every core. candle sizes its CPU work
+/// from `RAYON_NUM_THREADS` (and without it re-reads the machine's CPU topology from /proc on
+/// every matrix product), and the invariant kernels run on rayon's global pool.
+fn set_thread_count(flag: Option<usize>) -> Result<(), String> {
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let threads = match (flag, from_env("BEB_THREADS"), from_env("RAYON_NUM_THREADS")) {
+        (Some(n), _, _) => n,
+        (None, Some(text), _) => {
+            beb::cli::parse_threads(&text).map_err(|e| format!("BEB_THREADS: {e}"))?
+        }
+        (None, None, Some(text)) => beb::cli::parse_threads(&text)
+            .unwrap_or_else(|_| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        (None, None, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    // SAFETY: called in `main` right after parsing the command line, before any other thread
+    // exists (clap starts none), so nothing reads the environment concurrently.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| format!("cannot start {threads} threads: {e}"))
 }
 
 fn main() {
-    set_thread_count();
     let cli = Cli::parse();
+    if let Err(e) = set_thread_count(cli.threads) {
+        eprintln!("beb: {e}");
+        std::process::exit(2);
+    }
+    if cli.fast_kernels || std::env::var("BEB_FAST_KERNELS").is_ok_and(|v| v == "1") {
+        beb::lm::neural::kernels::set_fast(true);
+    }
     if let Some(bytes) = cli.max_memory {
         beb::budget::set_limit(bytes);
     }

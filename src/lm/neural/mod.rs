@@ -9,6 +9,7 @@
 
 pub mod chat;
 pub mod finetune_store;
+pub mod kernels;
 pub mod load;
 pub mod lora;
 pub mod prefix_cache;

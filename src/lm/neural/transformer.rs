@@ -11,6 +11,7 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
+use super::kernels;
 use super::lora::LowRank;
 
 /// How rotary position embeddings pair up the dimensions of a head.
@@ -282,7 +283,8 @@ impl Linear {
         }
     }
 
-    /// x: [.., in] -> [.., out].
+    /// x: [.., in] -> [.., out] with candle's matmul (whose reduction order depends on the
+    /// number of rows; see [`Linear::forward_invariant`]).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
         let inner = dims.last().copied().unwrap_or(0);
@@ -309,6 +311,76 @@ impl Linear {
         }
         y.reshape(out_dims)
     }
+}
+
+impl Linear {
+    /// x: [.., in] -> [.., out], every output row computed alone in a fixed order (see
+    /// `kernels.rs`), so a row's result is the same bits in any batch. Dense f32 weights on the
+    /// CPU go through [`kernels::matmul_t`]; quantized weights through candle's quantized
+    /// matmul, which quantizes each activation row and takes one block dot product per output
+    /// (row by row, so also independent of the batch; tests/determinism.rs checks it); other
+    /// dtypes and devices fall back to [`Linear::forward`].
+    pub fn forward_invariant(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let Weight::Dense(w) = &self.weight else {
+            return self.forward(x);
+        };
+        if !invariant_f32(x) || !invariant_f32(w) {
+            return self.forward(x);
+        }
+        let dims = x.dims().to_vec();
+        let inner = dims.last().copied().unwrap_or(0);
+        let rows = x.elem_count() / inner.max(1);
+        let flat = x.reshape((rows, inner))?;
+        let y = product(&flat, w)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let y = match &self.lora {
+            Some(l) if invariant_f32(&l.a) && invariant_f32(&l.b) => {
+                (y + (product(&product(&flat, &l.a)?, &l.b)? * l.scale)?)?
+            }
+            Some(l) => (y + l.forward(&flat)?)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        if let Some(last) = out_dims.last_mut() {
+            *last = y.dim(1)?;
+        }
+        y.reshape(out_dims)
+    }
+}
+
+/// Whether `t` is an f32 CPU tensor (what the invariant kernels compute on).
+fn invariant_f32(t: &Tensor) -> bool {
+    t.dtype() == DType::F32 && t.device().is_cpu()
+}
+
+/// `f` applied to the f32 values of a CPU tensor, in row-major order (copied only when the
+/// tensor is not contiguous).
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("the invariant kernels run on the CPU");
+    };
+    let all = cpu.as_slice::<f32>()?;
+    let start = layout.start_offset();
+    match all.get(start..start + t.elem_count()) {
+        Some(values) => Ok(f(values)),
+        None => candle_core::bail!("a tensor's layout runs past its storage"),
+    }
+}
+
+/// x W^T for x [m, k] and w [n, k] with the invariant kernel: [m, n].
+fn product(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let (n, kw) = w.dims2()?;
+    if k != kw {
+        candle_core::bail!("a product of [{m}, {k}] with [{n}, {kw}]^T");
+    }
+    let y = with_f32(x, |xs| with_f32(w, |ws| kernels::matmul_t(xs, m, ws, n, k)))??;
+    Tensor::from_vec(y, (m, n), x.device())
 }
 
 #[derive(Clone, Debug)]
@@ -439,6 +511,10 @@ pub struct Transformer {
     /// instead of candle-nn's fused kernels, which have no backward pass (for training; the
     /// two agree to float rounding, see tests/finetune.rs).
     pub differentiable: bool,
+    /// Use candle's matmul and attention (faster on large batches, but a row's result then
+    /// depends in its last bits on the batch size and on where a cached prefix ends) instead
+    /// of the batch-invariant kernels.
+    pub fast_kernels: bool,
 }
 
 impl Transformer {
@@ -487,7 +563,26 @@ impl Transformer {
             device,
             dtype,
             differentiable: false,
+            fast_kernels: false,
         })
+    }
+
+    /// Whether this pass runs on the batch-invariant kernels (f32 on the CPU, not training,
+    /// not opted out).
+    pub fn invariant(&self) -> bool {
+        !self.differentiable
+            && !self.fast_kernels
+            && !kernels::fast()
+            && self.dtype == DType::F32
+            && self.device.is_cpu()
+    }
+
+    fn linear(&self, l: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.invariant() {
+            l.forward_invariant(x)
+        } else {
+            l.forward(x)
+        }
     }
 
     fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
@@ -527,7 +622,7 @@ impl Transformer {
     ) -> candle_core::Result<(Tensor, KvState)> {
         let (x, state) = self.residual(tokens, batch, past, self.layers.len())?;
         let x = self.rms_norm(&x, &self.norm)?;
-        let logits = self.head.forward(&x)?.to_dtype(DType::F32)?;
+        let logits = self.linear(&self.head, &x)?.to_dtype(DType::F32)?;
         Ok((logits, state))
     }
 
@@ -598,9 +693,9 @@ impl Transformer {
         let mut rows = Vec::with_capacity(self.layers.len());
         for (l, layer) in self.layers.iter().enumerate().take(depth) {
             let h = self.rms_norm(&x, &layer.attn_norm)?;
-            let q = head_major(&layer.q.forward(&h)?, c.heads, c.head_dim)?;
-            let k = head_major(&layer.k.forward(&h)?, c.kv_heads, c.head_dim)?;
-            let v = head_major(&layer.v.forward(&h)?, c.kv_heads, c.head_dim)?;
+            let q = head_major(&self.linear(&layer.q, &h)?, c.heads, c.head_dim)?;
+            let k = head_major(&self.linear(&layer.k, &h)?, c.kv_heads, c.head_dim)?;
+            let v = head_major(&self.linear(&layer.v, &h)?, c.kv_heads, c.head_dim)?;
             // Head-major [heads, rows, t, d] is what the rotary kernels call [b, h, t, d]:
             // positions are still the third dimension.
             let (q, k) = (self.rotary(&q, &cos, &sin)?, self.rotary(&k, &cos, &sin)?);
@@ -609,64 +704,75 @@ impl Transformer {
                 None => (k, v),
             };
             rows.push((k.clone(), v.clone()));
-            let kr = repeat_heads(&k, rep)?;
-            let vr = repeat_heads(&v, rep)?;
-            // [heads, rows, t, own]
-            let own = q.matmul(&kr.t()?)?;
-            let shared = past.shared.get(l);
-            let grouped = (c.kv_heads, rep * batch * t, c.head_dim);
-            let scores = match shared {
-                Some((sk, _)) => {
-                    // One matmul per key head for every row and query head: the shared
-                    // keys are read once, never copied per row.
-                    let s = q
-                        .reshape(grouped)?
-                        .matmul(&sk.squeeze(1)?.t()?)?
-                        .reshape((c.heads, batch, t, shared_len))?;
-                    Tensor::cat(&[&s, &own], 3)?
-                }
-                None => own,
-            };
-            let scores = (scores * scale)?;
-            let mask = if c.window(l).is_some() {
-                &window_mask
+            let y = if self.invariant() {
+                self.attention(
+                    &q,
+                    &k,
+                    &v,
+                    past.shared.get(l),
+                    shared_len,
+                    batch,
+                    c.window(l),
+                )?
             } else {
-                &full_mask
-            };
-            let scores = match mask {
-                Some(m) => scores.broadcast_add(m)?,
-                None => scores,
-            };
-            let att = self.softmax(&scores)?;
-            let y = match shared {
-                Some((_, sv)) => {
-                    let own_len = att.dim(3)? - shared_len;
-                    let a_shared = att.narrow(3, 0, shared_len)?.contiguous()?.reshape((
-                        c.kv_heads,
-                        rep * batch * t,
-                        shared_len,
-                    ))?;
-                    let y_shared = a_shared
-                        .matmul(&sv.squeeze(1)?)?
-                        .reshape((c.heads, batch, t, c.head_dim))?;
-                    let a_own = att.narrow(3, shared_len, own_len)?.contiguous()?;
-                    (y_shared + a_own.matmul(&vr)?)?
-                }
-                None => att.matmul(&vr)?,
-            };
-            // [heads, rows, t, d] -> [rows, t, heads * d]
-            let y =
+                let kr = repeat_heads(&k, rep)?;
+                let vr = repeat_heads(&v, rep)?;
+                // [heads, rows, t, own]
+                let own = q.matmul(&kr.t()?)?;
+                let shared = past.shared.get(l);
+                let grouped = (c.kv_heads, rep * batch * t, c.head_dim);
+                let scores = match shared {
+                    Some((sk, _)) => {
+                        // One matmul per key head for every row and query head: the shared
+                        // keys are read once, never copied per row.
+                        let s = q
+                            .reshape(grouped)?
+                            .matmul(&sk.squeeze(1)?.t()?)?
+                            .reshape((c.heads, batch, t, shared_len))?;
+                        Tensor::cat(&[&s, &own], 3)?
+                    }
+                    None => own,
+                };
+                let scores = (scores * scale)?;
+                let mask = if c.window(l).is_some() {
+                    &window_mask
+                } else {
+                    &full_mask
+                };
+                let scores = match mask {
+                    Some(m) => scores.broadcast_add(m)?,
+                    None => scores,
+                };
+                let att = self.softmax(&scores)?;
+                let y = match shared {
+                    Some((_, sv)) => {
+                        let own_len = att.dim(3)? - shared_len;
+                        let a_shared = att.narrow(3, 0, shared_len)?.contiguous()?.reshape((
+                            c.kv_heads,
+                            rep * batch * t,
+                            shared_len,
+                        ))?;
+                        let y_shared = a_shared
+                            .matmul(&sv.squeeze(1)?)?
+                            .reshape((c.heads, batch, t, c.head_dim))?;
+                        let a_own = att.narrow(3, shared_len, own_len)?.contiguous()?;
+                        (y_shared + a_own.matmul(&vr)?)?
+                    }
+                    None => att.matmul(&vr)?,
+                };
+                // [heads, rows, t, d] -> [rows, t, heads * d]
                 y.permute((1, 2, 0, 3))?
                     .contiguous()?
-                    .reshape((batch, t, c.heads * c.head_dim))?;
-            x = (x + layer.o.forward(&y)?)?;
+                    .reshape((batch, t, c.heads * c.head_dim))?
+            };
+            x = (x + self.linear(&layer.o, &y)?)?;
             let h = self.rms_norm(&x, &layer.mlp_norm)?;
-            let gate = layer.gate.forward(&h)?;
+            let gate = self.linear(&layer.gate, &h)?;
             let gate = match c.activation {
                 Activation::Silu => candle_nn::ops::silu(&gate)?,
                 Activation::GeluTanh => gate.gelu()?,
             };
-            let m = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
+            let m = self.linear(&layer.down, &(gate * self.linear(&layer.up, &h)?)?)?;
             x = (x + m)?;
         }
         Ok((
@@ -679,6 +785,58 @@ impl Transformer {
                 batch,
             },
         ))
+    }
+
+    /// Attention of head-major queries `q` [heads, rows, t, d] over the shared keys and
+    /// values (if any) and each row's own `k`, `v` [kv_heads, rows, len, d] with the invariant
+    /// kernel: [rows, t, heads * d].
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        shared: Option<&(Tensor, Tensor)>,
+        shared_len: usize,
+        batch: usize,
+        window: Option<usize>,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let (_, _, t, d) = q.dims4()?;
+        let rows_len = k.dim(2)?;
+        let empty = Tensor::zeros(0, DType::F32, &self.device)?;
+        let (sk, sv) = match shared {
+            Some((sk, sv)) => (sk, sv),
+            None => (&empty, &empty),
+        };
+        let y = with_f32(q, |q| {
+            with_f32(k, |k| {
+                with_f32(v, |v| {
+                    with_f32(sk, |shared_k| {
+                        with_f32(sv, |shared_v| {
+                            kernels::Attention {
+                                q,
+                                shared_k,
+                                shared_v,
+                                shared_len: if shared.is_some() { shared_len } else { 0 },
+                                k,
+                                v,
+                                rows_len,
+                                heads: c.heads,
+                                kv_heads: c.kv_heads,
+                                batch,
+                                t,
+                                d,
+                                scale: (1.0 / (c.head_dim as f64).sqrt()) as f32,
+                                window,
+                            }
+                            .run()
+                        })
+                    })
+                })
+            })
+        })?????;
+        Tensor::from_vec(y, (batch, t, c.heads * d), &self.device)
     }
 
     /// The additive attention mask of t new positions after `pos` old ones (causal, and
