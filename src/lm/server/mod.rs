@@ -627,6 +627,10 @@ fn ids_of(value: &Json) -> Option<Vec<u32>> {
         .collect()
 }
 
+/// A drawn text's units (token ids) and the sum of its tokens' log-probs as the server sent
+/// them (`None` where some were not sent or not kept).
+type DrawnText = (Vec<Vec<u32>>, Option<f64>);
+
 /// A served model cut into units: the [`LanguageModel`] scripts measure.
 #[derive(Debug, Clone)]
 pub struct RemoteLm {
@@ -686,7 +690,7 @@ impl RemoteLm {
         ctx: &[u32],
         units: usize,
         rngs: &mut [&mut dyn RngCore],
-    ) -> ModelResult<Vec<(Vec<Vec<u32>>, Option<f64>)>> {
+    ) -> ModelResult<Vec<DrawnText>> {
         let decode = |ids: &[u32]| self.server.tokenizer.decode(ids);
         let eos = &self.server.eos;
         let n = rngs.len();
