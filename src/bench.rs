@@ -240,6 +240,7 @@ mod figure2 {
         println!(
             "  cached, batched  {PROMPTS} prompts x {LENGTHS} lengths x {SAMPLES} samples x {TOKENS} tokens: {secs:>7.2} s, {fast:>9.0} tokens/s"
         );
+        variance_ratio(&p, &q, &prompts, &all)?;
         let (p, q) = pair(&paths, tokenizer, &naive_run)?;
         let (tokens, secs, _) = procedure(&p, &q, &prompts, naive_cells, naive_samples)?;
         let naive = tokens as f64 / secs;
@@ -249,6 +250,49 @@ mod figure2 {
         );
         println!("  speed-up         {:>7.1}x", fast / naive);
         Ok(fast / naive)
+    }
+
+    /// The least variance ratio plain/rb the benchmark accepts: the Rao-Blackwellized KL must
+    /// need at most 1/1.5 of the plain estimator's samples for the same standard error.
+    const RB_FLOOR: f64 = 1.5;
+
+    /// Variance ratio plain/rb of the Monte Carlo KL on the procedure's cells (the same draws
+    /// for both estimators): the summed squared standard errors of the plain estimates over
+    /// those of the rb ones. Fails below [`RB_FLOOR`].
+    fn variance_ratio(
+        p: &ModelRef,
+        q: &ModelRef,
+        prompts: &[Vec<Unit>],
+        cells: &[(usize, usize)],
+    ) -> Result<f64, String> {
+        use crate::measure::KlEstimator;
+        let (mut plain, mut rb) = (0.0, 0.0);
+        for &(i, n) in cells {
+            let given = &prompts[i][..n];
+            let method = Method::monte_carlo(
+                SAMPLES,
+                crate::seed::Stream::new(1, format!("figure2/{i}/{n}")),
+            );
+            let se = |estimator| -> Result<f64, String> {
+                let e =
+                    measure::kl_with(p.as_ref(), q.as_ref(), given, 1, &method, Some(estimator))
+                        .map_err(|e| e.to_string())?;
+                Ok(e.as_estimate().stderr.powi(2))
+            };
+            plain += se(KlEstimator::Plain)?;
+            rb += se(KlEstimator::RaoBlackwell)?;
+        }
+        let ratio = plain / rb;
+        println!(
+            "  variance ratio plain/rb = {ratio:.1} (n={SAMPLES} per cell, {} cells; floor {RB_FLOOR})",
+            cells.len()
+        );
+        if ratio.is_nan() || ratio < RB_FLOOR {
+            return Err(format!(
+                "the Rao-Blackwellized KL's variance ratio {ratio:.2} is below the floor {RB_FLOOR}"
+            ));
+        }
+        Ok(ratio)
     }
 
     pub fn run() -> Result<(), String> {

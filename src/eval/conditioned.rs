@@ -7,7 +7,9 @@ use std::fmt;
 use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
 
-use crate::lm::{LanguageModel, ModelError, ModelRef, ModelResult, Unit, Vocabulary};
+use crate::lm::{
+    LanguageModel, ModelError, ModelRef, ModelResult, Scored, TokenSteps, Unit, Vocabulary,
+};
 
 /// `model` with the prompt `from` replaced by `to` in every context it is asked about.
 pub fn wrap(model: ModelRef, from: Vec<Unit>, to: Vec<Unit>) -> ModelRef {
@@ -85,6 +87,33 @@ impl LanguageModel for Conditioned {
 
     fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
         self.inner.logprob_many(&self.context(given)?, texts)
+    }
+
+    fn sample_scored(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Scored> {
+        self.inner.sample_scored(&self.context(given)?, units, rngs)
+    }
+
+    fn token_steps_unavailable(&self) -> Option<String> {
+        self.inner.token_steps_unavailable()
+    }
+
+    fn token_steps(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<TokenSteps>> {
+        self.inner.token_steps(&self.context(given)?, texts)
+    }
+
+    fn sample_with_steps(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<(Scored, Vec<TokenSteps>)> {
+        self.inner
+            .sample_with_steps(&self.context(given)?, units, rngs)
     }
 
     fn logprob(&self, given: &[Unit], text: &[Unit]) -> ModelResult<f64> {

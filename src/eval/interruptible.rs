@@ -12,7 +12,8 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::lm::neural::NeuralLm;
 use crate::lm::{
-    LanguageModel, ModelError, ModelRef, ModelResult, Sampling, Unit, UnitSpec, Vocabulary, mixture,
+    LanguageModel, ModelError, ModelRef, ModelResult, Sampling, Scored, TokenSteps, Unit, UnitSpec,
+    Vocabulary, mixture,
 };
 
 /// Draws and scores per slice between two looks at the flag.
@@ -123,6 +124,53 @@ impl LanguageModel for Interruptible {
             texts.extend(self.inner.sample_many(given, units, slice)?);
         }
         Ok(texts)
+    }
+
+    /// Slice by slice, like `sample_many`.
+    fn sample_scored(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Scored> {
+        let mut out = Scored::default();
+        for slice in rngs.chunks_mut(SLICE) {
+            self.check()?;
+            let got = self.inner.sample_scored(given, units, slice)?;
+            out.texts.extend(got.texts);
+            out.logprobs.extend(got.logprobs);
+        }
+        Ok(out)
+    }
+
+    fn token_steps_unavailable(&self) -> Option<String> {
+        self.inner.token_steps_unavailable()
+    }
+
+    fn token_steps(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<TokenSteps>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for slice in texts.chunks(SLICE) {
+            self.check()?;
+            out.extend(self.inner.token_steps(given, slice)?);
+        }
+        Ok(out)
+    }
+
+    fn sample_with_steps(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<(Scored, Vec<TokenSteps>)> {
+        let (mut scored, mut steps) = (Scored::default(), Vec::new());
+        for slice in rngs.chunks_mut(SLICE) {
+            self.check()?;
+            let (got, st) = self.inner.sample_with_steps(given, units, slice)?;
+            scored.texts.extend(got.texts);
+            scored.logprobs.extend(got.logprobs);
+            steps.extend(st);
+        }
+        Ok((scored, steps))
     }
 
     fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {

@@ -12,8 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use rand::{Rng, RngCore};
+use rand_chacha::ChaCha20Rng;
 
-use super::{LanguageModel, ModelError, ModelResult, Unit, Vocabulary};
+use super::{LanguageModel, ModelError, ModelResult, Scored, Unit, Vocabulary};
 
 /// How far the probabilities of a row may sum away from one before they are rejected.
 pub const SUM_TOLERANCE: f64 = 1e-9;
@@ -103,6 +104,11 @@ impl Row {
 
     /// Inverse CDF over declaration order with a single uniform draw.
     fn sample(&self, rng: &mut dyn RngCore) -> Unit {
+        self.units[self.sample_index(rng)].clone()
+    }
+
+    /// The index of a drawn sentence (its log-probability is `logprobs[index]`).
+    fn sample_index(&self, rng: &mut dyn RngCore) -> usize {
         let u: f64 = rng.random();
         let mut cumulative = 0.0;
         let mut last = 0;
@@ -111,13 +117,13 @@ impl Row {
                 cumulative += p;
                 last = i;
                 if u < cumulative {
-                    return self.units[i].clone();
+                    return i;
                 }
             }
         }
         // The cumulative sum can end a rounding error below one; such a draw belongs to the
         // last sentence with positive probability (a row always has one: checked in `new`).
-        self.units[last].clone()
+        last
     }
 
     fn sentences(&self) -> impl Iterator<Item = (&str, f64)> {
@@ -137,6 +143,31 @@ fn check_score(owner: &str, sentence: &str, score: f64) -> ModelResult<()> {
         )));
     }
     Ok(())
+}
+
+/// `units` sentences per generator drawn from the row `row_for` gives for the text so far,
+/// each text's log-probability summed as `logprob` sums it (from 0, unit by unit), so the two
+/// agree bit for bit; the generators are used as `sample_next` uses them.
+fn sample_scored_rows<'a>(
+    given: &[Unit],
+    units: usize,
+    rngs: &mut [ChaCha20Rng],
+    row_for: impl Fn(Option<&Unit>) -> ModelResult<&'a Row>,
+) -> ModelResult<Scored> {
+    let mut scored = Scored::default();
+    for rng in rngs.iter_mut() {
+        let mut text: Vec<Unit> = Vec::with_capacity(units);
+        let mut total = 0.0;
+        for _ in 0..units {
+            let row = row_for(text.last().or(given.last()))?;
+            let i = row.sample_index(rng);
+            total += row.logprobs[i];
+            text.push(row.units[i].clone());
+        }
+        scored.texts.push(text);
+        scored.logprobs.push(total);
+    }
+    Ok(scored)
 }
 
 /// Sentence-level i.i.d. model: every step draws a sentence from one fixed distribution.
@@ -234,6 +265,15 @@ impl LanguageModel for Categorical {
 
     fn markov_order(&self) -> Option<usize> {
         Some(0)
+    }
+
+    fn sample_scored(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Scored> {
+        sample_scored_rows(given, units, rngs, |_| Ok(&self.row))
     }
 }
 
@@ -415,6 +455,18 @@ impl LanguageModel for Markov {
 
     fn markov_order(&self) -> Option<usize> {
         Some(1)
+    }
+
+    fn sample_scored(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Scored> {
+        sample_scored_rows(given, units, rngs, |previous| match previous {
+            None => self.row_for(&[]),
+            Some(p) => self.row_for(std::slice::from_ref(p)),
+        })
     }
 }
 

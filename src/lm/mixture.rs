@@ -10,13 +10,15 @@
 //! [`LanguageModel`], so mixtures nest and every measurement applies to them unchanged.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use rand::{Rng, RngCore};
 
 use rand_chacha::ChaCha20Rng;
 
 use super::{
-    LanguageModel, ModelError, ModelRef, ModelResult, Sampling, Unit, UnitSpec, Vocabulary,
+    LanguageModel, ModelError, ModelRef, ModelResult, Sampling, Scored, TokenSteps, Unit, UnitSpec,
+    Vocabulary,
 };
 use crate::stats::logspace::{logaddexp, logsumexp};
 
@@ -292,6 +294,147 @@ impl LanguageModel for Mixture {
         Ok(out)
     }
 
+    /// One unit per generator, drawn as `sample_many` draws it; each component draws its rows
+    /// with their log-probabilities, so only the other components score them. More units are
+    /// drawn unit by unit (the component is drawn afresh at each), then scored.
+    fn sample_scored(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Scored> {
+        if units != 1 {
+            let texts = self.sample_many(given, units, rngs)?;
+            let logprobs = self.logprob_many(given, &texts)?;
+            return Ok(Scored { texts, logprobs });
+        }
+        let weights = self.posterior_logs(given)?;
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.components.len()];
+        for (r, rng) in rngs.iter_mut().enumerate() {
+            groups[self.choose(&weights, rng)?].push(r);
+        }
+        let mut texts: Vec<Vec<Unit>> = vec![Vec::new(); rngs.len()];
+        // own[r]: the log-probability of text r under the component that drew it.
+        let mut own: Vec<f64> = vec![0.0; rngs.len()];
+        for (c, rows) in self.components.iter().zip(&groups) {
+            if rows.is_empty() {
+                continue;
+            }
+            let mut sub: Vec<ChaCha20Rng> = rows.iter().map(|&r| rngs[r].clone()).collect();
+            let drawn = c.model.sample_scored(given, 1, &mut sub)?;
+            for (((&r, text), lp), rng) in rows.iter().zip(drawn.texts).zip(drawn.logprobs).zip(sub)
+            {
+                texts[r] = text;
+                own[r] = lp;
+                rngs[r] = rng;
+            }
+        }
+        // Each live component's log-probability of every text: its own draws from the draw,
+        // the others' from scoring them.
+        let mut parts: Vec<(f64, Vec<f64>)> = Vec::with_capacity(self.components.len());
+        for (c, rows) in self.components.iter().zip(&groups) {
+            let prefix = c.log_joint(given)?;
+            if prefix == f64::NEG_INFINITY {
+                continue;
+            }
+            let mine = {
+                let mut mark = vec![false; texts.len()];
+                rows.iter().for_each(|&r| mark[r] = true);
+                mark
+            };
+            let others: Vec<usize> = (0..texts.len()).filter(|&r| !mine[r]).collect();
+            let todo: Vec<Vec<Unit>> = others.iter().map(|&r| texts[r].clone()).collect();
+            let scored = if todo.is_empty() {
+                Vec::new()
+            } else {
+                c.model.logprob_many(given, &todo)?
+            };
+            let mut lps = own.clone();
+            for (&r, lp) in others.iter().zip(scored) {
+                lps[r] = lp;
+            }
+            parts.push((prefix, lps));
+        }
+        let total = logsumexp(parts.iter().map(|p| p.0));
+        if total == f64::NEG_INFINITY {
+            return Err(ModelError::ImpossibleContext {
+                model: self.name.clone(),
+            });
+        }
+        let logprobs = (0..texts.len())
+            .map(|j| logsumexp(parts.iter().map(|(prefix, s)| prefix + s[j])) - total)
+            .collect();
+        Ok(Scored { texts, logprobs })
+    }
+
+    /// Every live component's reason, the first one that has one.
+    fn token_steps_unavailable(&self) -> Option<String> {
+        self.components
+            .iter()
+            .filter(|c| c.log_weight > f64::NEG_INFINITY)
+            .find_map(|c| c.model.token_steps_unavailable())
+    }
+
+    /// The true next-token distribution of the mixture given `given` and the text so far:
+    /// sum_i w_i(given ++ y<t) P_i(. | given ++ y<t), with the posterior weights carried
+    /// along the text from each component's own steps, all in log space.
+    fn token_steps(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<TokenSteps>> {
+        let ids: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| super::text_token_ids(&self.name, t))
+            .collect::<ModelResult<_>>()?;
+        let mut parts: Vec<(f64, Vec<TokenSteps>)> = Vec::with_capacity(self.components.len());
+        for c in &self.components {
+            let prefix = c.log_joint(given)?;
+            if prefix == f64::NEG_INFINITY {
+                continue;
+            }
+            parts.push((prefix, c.model.token_steps(given, texts)?));
+        }
+        if logsumexp(parts.iter().map(|p| p.0)) == f64::NEG_INFINITY {
+            return Err(ModelError::ImpossibleContext {
+                model: self.name.clone(),
+            });
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        for (j, text) in ids.iter().enumerate() {
+            // log a_i P_i(given ++ y<t), updated token by token.
+            let mut joint: Vec<f64> = parts.iter().map(|p| p.0).collect();
+            let mut steps: TokenSteps = Vec::with_capacity(text.len());
+            for (t, &token) in text.iter().enumerate() {
+                let rows: Vec<&Rc<Vec<f64>>> = parts
+                    .iter()
+                    .map(|p| {
+                        p.1[j].get(t).ok_or_else(|| {
+                            ModelError::Invalid(format!(
+                                "{}: a component gave fewer token steps than the text has tokens",
+                                self.name
+                            ))
+                        })
+                    })
+                    .collect::<ModelResult<_>>()?;
+                let norm = logsumexp(joint.iter().copied());
+                let size = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+                let dist: Vec<f64> = (0..size)
+                    .map(|v| {
+                        logsumexp(
+                            joint
+                                .iter()
+                                .zip(&rows)
+                                .map(|(w, r)| w + r.get(v).copied().unwrap_or(f64::NEG_INFINITY)),
+                        ) - norm
+                    })
+                    .collect();
+                for (w, r) in joint.iter_mut().zip(&rows) {
+                    *w += r.get(token as usize).copied().unwrap_or(f64::NEG_INFINITY);
+                }
+                steps.push(Rc::new(dist));
+            }
+            out.push(steps);
+        }
+        Ok(out)
+    }
+
     /// Exact, batched: log P(y | given) = logsumexp_i(log a_i P_i(given) + log P_i(y | given))
     /// - logsumexp_i(log a_i P_i(given)), each component scoring all texts at once.
     fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
@@ -332,7 +475,7 @@ impl LanguageModel for Mixture {
                 None => return Ok(None),
             }
         }
-        Ok(Some(std::rc::Rc::new(
+        Ok(Some(Rc::new(
             Mixture::new(components)?.with_name(self.name.clone()),
         )))
     }

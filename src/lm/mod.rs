@@ -308,6 +308,56 @@ pub trait LanguageModel: fmt::Debug {
         sample_one_by_one(self, given, units, rngs)
     }
 
+    /// Texts drawn exactly as [`sample_many`](LanguageModel::sample_many) draws them, each
+    /// with log P(text | given) under this model, what [`logprob`](LanguageModel::logprob)
+    /// computes. This default draws, then scores; a model whose draw already computes its
+    /// log-probabilities returns them (one pass over the text instead of two).
+    fn sample_scored(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Scored> {
+        let texts = self.sample_many(given, units, rngs)?;
+        let logprobs = self.logprob_many(given, &texts)?;
+        Ok(Scored { texts, logprobs })
+    }
+
+    /// `None` when [`token_steps`](LanguageModel::token_steps) answers; otherwise why this
+    /// model cannot give whole next-token distributions (for the diagnostic that refuses a
+    /// Rao-Blackwellized estimate).
+    fn token_steps_unavailable(&self) -> Option<String> {
+        Some(format!(
+            "{} has no next-token distributions over a vocabulary of tokens",
+            self.name()
+        ))
+    }
+
+    /// For each text, the exact next-token distribution (natural logs, dense over the
+    /// vocabulary) before each of its tokens, given `given` and the text's earlier tokens:
+    /// one vector per token of the text. An error for models without token distributions.
+    fn token_steps(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<TokenSteps>> {
+        let _ = (given, texts);
+        Err(ModelError::Unsupported(
+            self.token_steps_unavailable()
+                .unwrap_or_else(|| format!("{} gives no token steps", self.name())),
+        ))
+    }
+
+    /// [`sample_scored`](LanguageModel::sample_scored) with each text's
+    /// [`token_steps`](LanguageModel::token_steps); a model whose draw computed them returns
+    /// those (this default computes them again).
+    fn sample_with_steps(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<(Scored, Vec<TokenSteps>)> {
+        let scored = self.sample_scored(given, units, rngs)?;
+        let steps = self.token_steps(given, &scored.texts)?;
+        Ok((scored, steps))
+    }
+
     /// log P(text | given) for each text (batched by models that can).
     fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
         texts.iter().map(|t| self.logprob(given, t)).collect()
@@ -326,6 +376,33 @@ pub trait LanguageModel: fmt::Debug {
         }
         Ok(total)
     }
+}
+
+/// Drawn texts with log P(text | given) under the model that drew them, index for index.
+#[derive(Clone, Debug, Default)]
+pub struct Scored {
+    pub texts: Vec<Vec<Unit>>,
+    pub logprobs: Vec<f64>,
+}
+
+/// A text's next-token distributions, one per token (natural logs over the vocabulary).
+pub type TokenSteps = Vec<Rc<Vec<f64>>>;
+
+/// The token ids of a text whose units are all token runs; an error naming `model` for a
+/// sentence (a plain string has no token steps of its own until a tokenizer reads it).
+pub fn text_token_ids(model: &str, text: &[Unit]) -> ModelResult<Vec<u32>> {
+    let mut ids = Vec::new();
+    for unit in text {
+        match unit {
+            Unit::Tokens(run) => ids.extend_from_slice(&run.ids),
+            Unit::Sentence(_) => {
+                return Err(ModelError::Unsupported(format!(
+                    "{model}: token steps need texts of token runs, not sentences"
+                )));
+            }
+        }
+    }
+    Ok(ids)
 }
 
 /// `units` units after `given` per generator, one `sample_next` call at a time: the reference

@@ -11,14 +11,24 @@
 //!   stream's name and the sample index, its stream and its word position). The entry holds
 //!   the sampled units' token ids and the generator's position afterwards, so a hit leaves the
 //!   generator exactly where a recomputation would.
+//! - `sample_scored`: the key of `sample`; the entry holds what a `sample` entry holds and
+//!   the text's log-probability under the model that drew it (its f64 bits), so a hit needs
+//!   no scoring either.
 //! - `logprob`: the model identity, the `given` units and the scored units.
+//!
+//! Draws made together with their next-token distributions (`sample_with_steps`, for exact
+//! per-step divergences) are not stored: the distributions are too large to keep, and
+//! recomputing them for a stored text costs the pass that drawing it costs.
 
 use std::rc::Rc;
 
 use rand::RngCore;
 use rand_chacha::ChaCha20Rng;
 
-use super::{LanguageModel, ModelError, ModelRef, ModelResult, TokenText, Unit, Vocabulary};
+use super::{
+    LanguageModel, ModelError, ModelRef, ModelResult, Scored, TokenSteps, TokenText, Unit,
+    Vocabulary,
+};
 use crate::cache::{Cache, CacheKey, Cacheable};
 use crate::lm::neural::NeuralLm;
 
@@ -128,6 +138,27 @@ impl Cacheable for Drawn {
     }
 }
 
+/// A sampled text stored with its log-probability: the `Drawn` entry, then the f64 bits.
+struct DrawnScored {
+    drawn: Drawn,
+    logprob: f64,
+}
+
+impl Cacheable for DrawnScored {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.logprob.to_bits().to_le_bytes().to_vec();
+        out.extend(self.drawn.encode());
+        out
+    }
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let (lp, rest) = bytes.split_at_checked(8)?;
+        Some(DrawnScored {
+            logprob: f64::from_bits(u64::from_le_bytes(lp.try_into().ok()?)),
+            drawn: Drawn::decode(rest)?,
+        })
+    }
+}
+
 impl Cached {
     fn enabled(&self) -> bool {
         self.cache.dir().is_some()
@@ -144,8 +175,8 @@ impl Cached {
             .bytes("given", &units_bytes(given))
     }
 
-    fn sample_key(&self, given: &[Unit], units: usize, rng: &ChaCha20Rng) -> CacheKey {
-        self.key("sample", given)
+    fn sample_key(&self, op: &str, given: &[Unit], units: usize, rng: &ChaCha20Rng) -> CacheKey {
+        self.key(op, given)
             .uint("units", units as u64)
             .bytes("rng_seed", &rng.get_seed())
             .uint("rng_stream", rng.get_stream())
@@ -160,23 +191,38 @@ impl Cached {
         given: &[Unit],
         units: usize,
         rngs: &mut [ChaCha20Rng],
-        mut done: impl FnMut(usize, &[ChaCha20Rng], &[Vec<Unit>]),
+        done: impl FnMut(usize, &[ChaCha20Rng], &Vec<Vec<Unit>>),
     ) -> ModelResult<Vec<Vec<Unit>>> {
+        let chunks = self.in_chunks(rngs, done, |chunk| {
+            self.inner.sample_many(given, units, chunk)
+        })?;
+        Ok(chunks.into_iter().flatten().collect())
+    }
+
+    /// `each` on the generators in chunks of the model's batch, results in order, with a
+    /// sampling progress bar; `done` sees each chunk's result (after its first row's index
+    /// and its generators).
+    fn in_chunks<T>(
+        &self,
+        rngs: &mut [ChaCha20Rng],
+        mut done: impl FnMut(usize, &[ChaCha20Rng], &T),
+        mut each: impl FnMut(&mut [ChaCha20Rng]) -> ModelResult<T>,
+    ) -> ModelResult<Vec<T>> {
         let bar = self.progress.bar(
             rngs.len() as u64,
             &format!("sampling {}", self.inner.name()),
         );
-        let mut texts = Vec::with_capacity(rngs.len());
+        let mut out = Vec::new();
         let step = self.chunk();
         for (k, chunk) in rngs.chunks_mut(step).enumerate() {
             let n = chunk.len();
-            let drawn = self.inner.sample_many(given, units, chunk)?;
-            done(k * step, chunk, &drawn);
-            texts.extend(drawn);
+            let got = each(chunk)?;
+            done(k * step, chunk, &got);
+            out.push(got);
             bar.inc(n as u64);
         }
         bar.finish();
-        Ok(texts)
+        Ok(out)
     }
 
     /// Score `texts` in chunks with a progress bar; `done` sees each chunk's scores as they
@@ -282,7 +328,7 @@ impl LanguageModel for Cached {
         };
         let keys: Vec<CacheKey> = rngs
             .iter()
-            .map(|rng| self.sample_key(given, units, rng))
+            .map(|rng| self.sample_key("sample", given, units, rng))
             .collect();
         let mut texts: Vec<Option<Vec<Unit>>> = Vec::with_capacity(rngs.len());
         let mut missing = Vec::new();
@@ -324,6 +370,133 @@ impl LanguageModel for Cached {
         }
         // Invariant: every slot was filled by a hit or by the batch of misses just drawn.
         Ok(texts.into_iter().flatten().collect())
+    }
+
+    /// Through the cache like `sample_many`, under the `sample_scored` key: a hit gives the
+    /// text, the generator's position and the log-probability, with no model call.
+    fn sample_scored(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Scored> {
+        let draw = |rngs: &mut [ChaCha20Rng],
+                    done: &mut dyn FnMut(usize, &[ChaCha20Rng], &Scored)|
+         -> ModelResult<Scored> {
+            let chunks = self.in_chunks(rngs, done, |chunk| {
+                self.inner.sample_scored(given, units, chunk)
+            })?;
+            let mut all = Scored::default();
+            for c in chunks {
+                all.texts.extend(c.texts);
+                all.logprobs.extend(c.logprobs);
+            }
+            Ok(all)
+        };
+        let owner = match token_owner(self.inner.as_ref()) {
+            Some(owner) if self.enabled() => owner,
+            _ => return draw(rngs, &mut |_, _, _| ()),
+        };
+        let keys: Vec<CacheKey> = rngs
+            .iter()
+            .map(|rng| self.sample_key("sample_scored", given, units, rng))
+            .collect();
+        let mut found: Vec<Option<(Vec<Unit>, f64)>> = Vec::with_capacity(rngs.len());
+        let mut missing = Vec::new();
+        for (i, (key, rng)) in keys.iter().zip(rngs.iter_mut()).enumerate() {
+            match self.cache.get::<DrawnScored>(key) {
+                Some(hit) => {
+                    rng.set_word_pos(hit.drawn.word_pos);
+                    let text = hit
+                        .drawn
+                        .units
+                        .into_iter()
+                        .map(|ids| owner.token_run(ids))
+                        .collect();
+                    found.push(Some((text, hit.logprob)));
+                }
+                None => {
+                    missing.push(i);
+                    found.push(None);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let mut todo: Vec<ChaCha20Rng> = missing.iter().map(|&i| rngs[i].clone()).collect();
+            let drawn = draw(&mut todo, &mut |start, chunk, got: &Scored| {
+                for (k, ((rng, text), lp)) in
+                    chunk.iter().zip(&got.texts).zip(&got.logprobs).enumerate()
+                {
+                    if let Some(units) = text.iter().map(unit_ids).collect::<Option<Vec<_>>>() {
+                        let stored = DrawnScored {
+                            drawn: Drawn {
+                                word_pos: rng.get_word_pos(),
+                                units,
+                            },
+                            logprob: *lp,
+                        };
+                        self.cache.put(&keys[missing[start + k]], &stored);
+                    }
+                }
+            })?;
+            for (((&i, rng), text), lp) in missing
+                .iter()
+                .zip(todo)
+                .zip(drawn.texts)
+                .zip(drawn.logprobs)
+            {
+                rngs[i] = rng;
+                found[i] = Some((text, lp));
+            }
+        }
+        // Invariant: every slot was filled by a hit or by the batch of misses just drawn.
+        let mut scored = Scored::default();
+        for (text, lp) in found.into_iter().flatten() {
+            scored.texts.push(text);
+            scored.logprobs.push(lp);
+        }
+        Ok(scored)
+    }
+
+    fn token_steps_unavailable(&self) -> Option<String> {
+        self.inner.token_steps_unavailable()
+    }
+
+    /// Not stored (see the module docs); scored in chunks with a progress bar.
+    fn token_steps(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<TokenSteps>> {
+        let bar = self.progress.bar(
+            texts.len() as u64,
+            &format!("scoring {}", self.inner.name()),
+        );
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(self.chunk()) {
+            out.extend(self.inner.token_steps(given, chunk)?);
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish();
+        Ok(out)
+    }
+
+    /// Not stored (see the module docs): drawn by the model, with a progress bar.
+    fn sample_with_steps(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<(Scored, Vec<TokenSteps>)> {
+        let chunks = self.in_chunks(
+            rngs,
+            |_, _, _| (),
+            |chunk| self.inner.sample_with_steps(given, units, chunk),
+        )?;
+        let mut scored = Scored::default();
+        let mut steps = Vec::new();
+        for (s, st) in chunks {
+            scored.texts.extend(s.texts);
+            scored.logprobs.extend(s.logprobs);
+            steps.extend(st);
+        }
+        Ok((scored, steps))
     }
 
     fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {

@@ -16,6 +16,7 @@ mod bounds;
 pub mod conversation;
 mod exact;
 pub mod next_token;
+pub mod rao_blackwell;
 mod relative;
 
 use std::fmt;
@@ -23,12 +24,16 @@ use std::fmt;
 use rand::RngCore;
 
 pub use bounds::{lemma2_bound, lemma5_bound, lemma7_bound, pointwise_bound};
+pub use rao_blackwell::KlEstimator;
 
-use crate::lm::{LanguageModel, ModelError, ModelResult, Unit, check_same_vocabulary};
+use crate::lm::{LanguageModel, ModelError, ModelResult, Scored, Unit, check_same_vocabulary};
 use crate::seed::Stream;
 use crate::stats::Estimate;
 use exact::{Flow, Moments, WeightedMoments, enumerate, markov_kl, markov_moments};
 use relative::{Relative, outside_mass};
+
+/// The Monte Carlo KL estimator used where a script names none and it applies.
+pub const DEFAULT_KL_ESTIMATOR: KlEstimator = KlEstimator::Plain;
 
 /// The most continuations an exact measurement will enumerate.
 pub const ENUMERATION_LIMIT: u64 = 2_000_000;
@@ -150,6 +155,30 @@ pub fn sample_texts(
     count: usize,
     stream: &Stream,
 ) -> ModelResult<Vec<Vec<Unit>>> {
+    let mut rngs = stream_rngs(units, count, stream)?;
+    model.sample_many(given, units, &mut rngs)
+}
+
+/// [`sample_texts`] with each text's log-probability under `model`, from the draw itself
+/// where the model computes it ([`LanguageModel::sample_scored`]).
+pub fn sample_scored_texts(
+    model: &dyn LanguageModel,
+    given: &[Unit],
+    units: usize,
+    count: usize,
+    stream: &Stream,
+) -> ModelResult<Scored> {
+    let mut rngs = stream_rngs(units, count, stream)?;
+    model.sample_scored(given, units, &mut rngs)
+}
+
+/// The generators of texts 0..count of `stream`, once the memory budget allows `count`
+/// texts of `units` units.
+fn stream_rngs(
+    units: usize,
+    count: usize,
+    stream: &Stream,
+) -> ModelResult<Vec<rand_chacha::ChaCha20Rng>> {
     // Each text holds its generator, its units and the values measured on it.
     let each = std::mem::size_of::<rand_chacha::ChaCha20Rng>()
         + std::mem::size_of::<Vec<Unit>>()
@@ -161,8 +190,7 @@ pub fn sample_texts(
         each as u64,
     )
     .map_err(crate::lm::ModelError::Invalid)?;
-    let mut rngs: Vec<_> = (0..count).map(|i| stream.sample_rng(i)).collect();
-    model.sample_many(given, units, &mut rngs)
+    Ok((0..count).map(|i| stream.sample_rng(i)).collect())
 }
 
 /// log P(text | given) - log Q(text | given). An error when both are zero (the ratio is
@@ -201,14 +229,17 @@ fn sampled_logratios(
     stream: &Stream,
 ) -> Result<Vec<f64>, MeasureError> {
     // Sampling and scoring go through the batched entry points; text i still comes from its
-    // own generator, so the values are those of drawing and scoring one text at a time.
-    let texts = sample_texts(p, given, units, samples, stream)?;
+    // own generator, so the values are those of drawing and scoring one text at a time. The
+    // draw gives log P of each text (P is not asked to score what it drew).
+    let Scored {
+        texts,
+        logprobs: lp,
+    } = sample_scored_texts(p, given, units, samples, stream)?;
     if q.cache_identity().is_none() {
         // Models cheap enough not to cache score exactly, so the cancellation-free form for
         // a mixture containing P pays off; cached (neural) scores stay whole-mixture scores.
-        return Ok(relative::logratios(p, q, given, &texts)?);
+        return Ok(relative::logratios_given(p, q, given, &texts, &lp)?);
     }
-    let lp = p.logprob_many(given, &texts)?;
     let lq = q.logprob_many(given, &texts)?;
     Ok(lp.into_iter().zip(lq).map(|(a, b)| a - b).collect())
 }
@@ -232,6 +263,21 @@ pub fn kl(
     horizon: usize,
     method: &Method,
 ) -> Result<Measured, MeasureError> {
+    kl_with(p, q, given, horizon, method, None)
+}
+
+/// [`kl`] with the Monte Carlo estimator chosen: `Some(Plain)`, `Some(RaoBlackwell)` (an
+/// error naming why where it does not apply: `rao_blackwell.rs`), or `None` for the default,
+/// [`DEFAULT_KL_ESTIMATOR`] where it applies and the plain one elsewhere. A Rao-Blackwellized
+/// estimate says so when printed (`n=200, rb`); exact measurements ignore the choice.
+pub fn kl_with(
+    p: &dyn LanguageModel,
+    q: &dyn LanguageModel,
+    given: &[Unit],
+    horizon: usize,
+    method: &Method,
+    estimator: Option<KlEstimator>,
+) -> Result<Measured, MeasureError> {
     check_same_vocabulary(p, q)?;
     positive_length("a KL divergence", horizon)?;
     match method {
@@ -243,11 +289,27 @@ pub fn kl(
         }
         Method::MonteCarlo { samples, stream } => {
             monte_carlo_samples("KL divergence", *samples, 1)?;
-            let values = sampled_logratios(p, q, given, horizon, *samples, stream)?;
+            let rb = match estimator.unwrap_or(DEFAULT_KL_ESTIMATOR) {
+                KlEstimator::Plain => None,
+                KlEstimator::RaoBlackwell => match rao_blackwell::steps(p, q, given)? {
+                    Ok(steps) => Some(steps),
+                    Err(why) if estimator.is_some() => return Err(MeasureError::Invalid(why)),
+                    Err(_) => None,
+                },
+            };
+            let Some(steps) = rb else {
+                let values = sampled_logratios(p, q, given, horizon, *samples, stream)?;
+                if values.contains(&f64::INFINITY) {
+                    return Ok(Measured::Estimate(infinite_estimate(values.len())));
+                }
+                return Ok(Measured::Estimate(Estimate::from_samples(&values)));
+            };
+            let name = KlEstimator::RaoBlackwell.name();
+            let values = rao_blackwell::terms(p, q, given, horizon, *samples, stream, steps)?;
             if values.contains(&f64::INFINITY) {
-                return Ok(Measured::Estimate(infinite_estimate(values.len())));
+                return Ok(Measured::Estimate(infinite_estimate(values.len()).by(name)));
             }
-            Ok(Measured::Estimate(Estimate::from_samples(&values)))
+            Ok(Measured::Estimate(Estimate::from_samples(&values).by(name)))
         }
     }
 }

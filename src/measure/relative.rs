@@ -202,8 +202,21 @@ pub(crate) fn logratios(
     given: &[Unit],
     texts: &[Vec<Unit>],
 ) -> ModelResult<Vec<f64>> {
-    let form = Relative::new(p, q, given)?;
     let lp = p.logprob_many(given, texts)?;
+    logratios_given(p, q, given, texts, &lp)
+}
+
+/// [`logratios`] for texts whose log P(y | given) is known already (`lp`, index for index:
+/// texts P drew, with the log-probabilities the draw computed).
+pub(crate) fn logratios_given(
+    p: &dyn LanguageModel,
+    q: &dyn LanguageModel,
+    given: &[Unit],
+    texts: &[Vec<Unit>],
+    lp: &[f64],
+) -> ModelResult<Vec<f64>> {
+    let form = Relative::new(p, q, given)?;
+    let lp = lp.to_vec();
     if let Relative::Direct = form {
         let lq = q.logprob_many(given, texts)?;
         return Ok(lp.into_iter().zip(lq).map(|(a, b)| a - b).collect());

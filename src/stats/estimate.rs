@@ -39,6 +39,9 @@ pub struct Estimate {
     pub n: usize,
     pub shape: Shape,
     pub count: Count,
+    /// The estimator, named in the printed estimate where there is a choice of one (a KL's
+    /// Rao-Blackwellized "rb"); `None` prints nothing.
+    pub estimator: Option<&'static str>,
 }
 
 impl Estimate {
@@ -50,6 +53,7 @@ impl Estimate {
             n,
             shape: Shape::Normal,
             count: Count::Draws,
+            estimator: None,
         }
     }
 
@@ -61,6 +65,14 @@ impl Estimate {
     /// The same estimate with `n` counting something else.
     pub fn counting(self, count: Count) -> Estimate {
         Estimate { count, ..self }
+    }
+
+    /// The same estimate, naming the estimator that made it.
+    pub fn by(self, estimator: &'static str) -> Estimate {
+        Estimate {
+            estimator: Some(estimator),
+            ..self
+        }
     }
 
     /// The same estimate without shape information (after arithmetic that changes it).
@@ -102,6 +114,7 @@ impl Estimate {
             n,
             shape: Shape::Mean { skewness },
             count: Count::Draws,
+            estimator: None,
         }
     }
 
@@ -147,6 +160,7 @@ impl Estimate {
             n: k,
             shape,
             count: Count::Draws,
+            estimator: None,
         }
     }
 }
@@ -251,13 +265,16 @@ fn trimmed_mean(values: &[f64], proportion: f64) -> f64 {
 
 impl fmt::Display for Estimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = match self.count {
+        let mut n = match self.count {
             Count::Draws => format!("n={}", self.n),
             Count::Prompts => format!("n={} prompts", self.n),
             Count::DrawsGiven { prompts } => {
                 format!("n={}, error given the {prompts} prompts", self.n)
             }
         };
+        if let Some(name) = self.estimator {
+            n = format!("{n}, {name}");
+        }
         match self.shape {
             Shape::Variance { .. } if self.stderr.is_finite() && self.mean.is_finite() => {
                 let (lo, hi) = self.interval(0.95);

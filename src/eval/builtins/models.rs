@@ -578,6 +578,30 @@ fn average(values: &[Measured], error: PromptError) -> Value {
     if let [single] = values {
         return measured(*single);
     }
+    // The estimator every estimate names, if they all name one.
+    let names: Vec<Option<&'static str>> = values
+        .iter()
+        .map(|m| match m {
+            Measured::Estimate(e) => e.estimator,
+            Measured::Exact(_) => None,
+        })
+        .collect();
+    let named = if names.windows(2).all(|w| w[0] == w[1]) {
+        names.first().copied().flatten()
+    } else {
+        None
+    };
+    match average_of(values, error) {
+        Value::Estimate(e) => Value::Estimate(Estimate {
+            estimator: named,
+            ..e
+        }),
+        other => other,
+    }
+}
+
+/// [`average`] before the estimator's name is carried over.
+fn average_of(values: &[Measured], error: PromptError) -> Value {
     let m = values.len() as f64;
     match error {
         PromptError::AcrossPrompts => {
@@ -629,6 +653,9 @@ builtin! {
     /// (n = prompts), or with error: "given_prompts" the error conditional on them. `given_q`
     /// conditions Q on another prompt (one per prompt of `given`):
     /// D_KL(P(.|given) || Q(.|given_q)), e.g. Q behind an aligning prefix s0 + given.
+    /// `estimator` picks the Monte Carlo estimator: "plain" (the mean log-ratio) or "rb" (the
+    /// Rao-Blackwellized sum of exact per-step divergences; refused, saying why, where a
+    /// model has no exact next-step distribution); left out, the default applies.
     Kl = kl(
         p: ModelRef,
         q: ModelRef,
@@ -639,6 +666,7 @@ builtin! {
         seed: Option<Seed> = none,
         unit: Option<UnitSpec> = none,
         error: Rc<str> = "across_prompts",
+        estimator: Option<Rc<str>> = none,
     ) -> "number | estimate"
 }
 
@@ -657,6 +685,19 @@ impl Kl {
                 prompts.len()
             )));
         }
+        let estimator = match self.estimator.value.as_deref() {
+            None => None,
+            Some(_) if self.samples.is_none() => {
+                return Err(self.estimator.invalid(
+                    "`estimator:` chooses a Monte Carlo estimator: pass `samples: N` too",
+                ));
+            }
+            Some(name) => Some(measure::KlEstimator::parse(name).ok_or_else(|| {
+                self.estimator.invalid(format!(
+                    "estimator: is \"rb\" (Rao-Blackwellized) or \"plain\", not {name:?}"
+                ))
+            })?),
+        };
         let plan = method(interp, &self.call, &self.samples, &self.seed)?;
         let mut values = Vec::with_capacity(prompts.len());
         for (i, prompt) in prompts.iter().enumerate() {
@@ -668,12 +709,13 @@ impl Kl {
                 ),
                 None => q.clone(),
             };
-            values.push(measure::kl(
+            values.push(measure::kl_with(
                 p.as_ref(),
                 q.as_ref(),
                 &prompt.units,
                 *self.sentences,
                 &method_for(&plan, i, prompts.len()),
+                estimator,
             )?);
         }
         Ok(average(&values, error))

@@ -31,7 +31,8 @@ pub use load::{GGUF_ARCHITECTURES, HF_ARCHITECTURES, LoadOptions};
 pub use units::{Sampling, UnitSpec};
 
 use super::{
-    Detokenize, LanguageModel, ModelError, ModelRef, ModelResult, TokenRun, Unit, Vocabulary,
+    Detokenize, LanguageModel, ModelError, ModelRef, ModelResult, Scored, TokenRun, TokenSteps,
+    Unit, Vocabulary,
 };
 use prefix_cache::{PrefixCache, State};
 use tokenizer::TokenizerHandle;
@@ -63,6 +64,15 @@ impl Default for ComputeOptions {
             batch: DEFAULT_BATCH,
         }
     }
+}
+
+/// One drawn text: its units' token ids, the model's log-probability of all its tokens, and
+/// (when asked for) the next-token distribution before each token.
+#[derive(Clone, Debug, Default)]
+pub struct DrawnRow {
+    pub units: Vec<Vec<u32>>,
+    pub logprob: f64,
+    pub steps: Vec<Rc<Vec<f64>>>,
 }
 
 /// A loaded checkpoint: weights, tokenizer and a cache of prefix states.
@@ -454,9 +464,29 @@ impl NeuralModel {
         sampling: &Sampling,
         rngs: &mut [ChaCha20Rng],
     ) -> ModelResult<Vec<Vec<Vec<u32>>>> {
-        let mut out: Vec<Vec<Vec<u32>>> = Vec::with_capacity(rngs.len());
+        Ok(self
+            .sample_scored(ctx, units, spec, sampling, rngs, false)?
+            .into_iter()
+            .map(|row| row.units)
+            .collect())
+    }
+
+    /// [`sample`](NeuralModel::sample), each row with the model's own log-probability of its
+    /// tokens (the untransformed distribution's, whatever `sampling` draws with: what
+    /// [`score`](NeuralModel::score) computes, to float rounding) and, when `keep_steps`, the
+    /// next-token distribution before each of its tokens. Both come from the sampling pass.
+    pub fn sample_scored(
+        &self,
+        ctx: &[u32],
+        units: usize,
+        spec: &UnitSpec,
+        sampling: &Sampling,
+        rngs: &mut [ChaCha20Rng],
+        keep_steps: bool,
+    ) -> ModelResult<Vec<DrawnRow>> {
+        let mut out: Vec<DrawnRow> = Vec::with_capacity(rngs.len());
         if units == 0 {
-            return Ok(vec![Vec::new(); rngs.len()]);
+            return Ok(rngs.iter().map(|_| DrawnRow::default()).collect());
         }
         let root = self.state(ctx, true)?;
         for chunk in rngs.chunks_mut(self.batch) {
@@ -466,7 +496,60 @@ impl NeuralModel {
                 next: root.next.clone(),
                 cumulative: root.cumulative,
             };
-            out.extend(self.draw_units(ctx.len(), start, units, spec, sampling, chunk)?);
+            out.extend(self.draw_units(
+                ctx.len(),
+                start,
+                units,
+                spec,
+                sampling,
+                chunk,
+                keep_steps,
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// For each text, the next-token log-probabilities after `ctx` ++ its earlier tokens,
+    /// before each of its tokens (one vector per token): the teacher-forced pass of exact
+    /// per-step divergences, in batches from one shared state of `ctx` as in `score`.
+    pub fn steps(&self, ctx: &[u32], texts: &[Vec<u32>]) -> ModelResult<Vec<Vec<Rc<Vec<f64>>>>> {
+        let root = self.state(ctx, true)?;
+        let vocab = self.net.config.vocab;
+        let mut out: Vec<Vec<Rc<Vec<f64>>>> = vec![Vec::new(); texts.len()];
+        let mut order: Vec<usize> = (0..texts.len()).filter(|&i| !texts[i].is_empty()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        for &i in &order {
+            self.check_ids(&texts[i])?;
+            self.check_length(ctx.len() + texts[i].len() - 1, "the text")?;
+            out[i].push(root.next.clone());
+        }
+        let long: Vec<usize> = order.into_iter().filter(|&i| texts[i].len() > 1).collect();
+        let mut k = 0;
+        while k < long.len() {
+            let width = texts[long[(k + self.batch).min(long.len()) - 1]].len() - 1;
+            let rows = self
+                .batch
+                .min((SCORE_BUDGET / (width * vocab).max(1)).max(1))
+                .min(long.len() - k);
+            let group = &long[k..k + rows];
+            let t = texts[group[rows - 1]].len() - 1;
+            let mut tokens = Vec::with_capacity(rows * t);
+            for &i in group {
+                tokens.extend((0..t).map(|j| texts[i].get(j).copied().unwrap_or(0)));
+            }
+            let past = root.kv.fan_out(rows).map_err(model_err)?;
+            let (logits, _) = self.forward(&tokens, rows, &past)?;
+            let all: Vec<Vec<Vec<f64>>> = log_softmax_f64(&logits)
+                .and_then(|x| x.to_vec3())
+                .map_err(model_err)?;
+            for (per_row, &i) in all.into_iter().zip(group) {
+                let n = texts[i].len() - 1;
+                for row in per_row.into_iter().take(n) {
+                    check_row(&row, "while scoring")?;
+                    out[i].push(Rc::new(row));
+                }
+            }
+            k += rows;
         }
         Ok(out)
     }
@@ -474,6 +557,10 @@ impl NeuralModel {
     /// The token-drawing loop of all sampling: `units` units per generator, every row
     /// continuing `start` (a state of `rngs.len()` rows after `ctx_len` tokens), one token per
     /// forward pass for the rows still drawing, each row drawn with its own generator alone.
+    /// Each row also sums the model's log-probability of the tokens it drew (from the
+    /// distributions the draw already computed, before any temperature or truncation) and,
+    /// when `keep_steps`, keeps those distributions.
+    #[allow(clippy::too_many_arguments)]
     fn draw_units<R: RngCore>(
         &self,
         ctx_len: usize,
@@ -482,10 +569,11 @@ impl NeuralModel {
         spec: &UnitSpec,
         sampling: &Sampling,
         rngs: &mut [R],
-    ) -> ModelResult<Vec<Vec<Vec<u32>>>> {
+        keep_steps: bool,
+    ) -> ModelResult<Vec<DrawnRow>> {
         let decode = |ids: &[u32]| self.tokenizer.decode(ids);
         let b = rngs.len();
-        let mut done: Vec<Vec<Vec<u32>>> = vec![Vec::new(); b];
+        let mut done: Vec<DrawnRow> = vec![DrawnRow::default(); b];
         let mut current: Vec<Vec<u32>> = vec![Vec::new(); b];
         let mut active: Vec<usize> = (0..b).collect();
         let mut dists: Vec<Rc<Vec<f64>>> = vec![start.next; b];
@@ -500,11 +588,16 @@ impl NeuralModel {
                 } else {
                     units::draw(&sampling.transform(&dists[a]), &mut rngs[r])?
                 };
+                let row = &mut done[r];
+                row.logprob += dists[a][token as usize];
+                if keep_steps {
+                    row.steps.push(dists[a].clone());
+                }
                 current[r].push(token);
                 if spec.ends(&current[r], &self.eos, &decode) {
-                    done[r].push(std::mem::take(&mut current[r]));
+                    row.units.push(std::mem::take(&mut current[r]));
                 }
-                if done[r].len() < units {
+                if row.units.len() < units {
                     still.push((a, r));
                     last.push(token);
                 }
@@ -728,6 +821,90 @@ impl NeuralLm {
     }
 }
 
+impl NeuralLm {
+    /// One unit after `context` with `rng`, with the model's log-probability of its tokens
+    /// and (when `keep_steps`) their next-token distributions: the unbatched draw.
+    fn draw_one(
+        &self,
+        context: &[Unit],
+        rng: &mut dyn RngCore,
+        keep_steps: bool,
+    ) -> ModelResult<(Unit, f64, TokenSteps)> {
+        let ctx = self.context(context)?;
+        let state = self.model.state(&ctx, true)?;
+        let mut rows = self.model.draw_units(
+            ctx.len(),
+            state,
+            1,
+            &self.unit,
+            &self.sampling,
+            std::slice::from_mut(&mut &mut *rng),
+            keep_steps,
+        )?;
+        // Invariant: one generator and one unit give one row of one unit.
+        let row = rows
+            .pop()
+            .ok_or_else(|| ModelError::Invalid("sampling drew no unit".into()))?;
+        let unit = row
+            .units
+            .into_iter()
+            .next()
+            .ok_or_else(|| ModelError::Invalid("sampling drew no unit".into()))?;
+        Ok((self.run(unit), row.logprob, row.steps))
+    }
+
+    /// Texts with their log-probabilities (and steps when `keep_steps`) as `sample_many`
+    /// draws them: batched, or one unit at a time when the batch is 1.
+    fn draw_scored(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+        keep_steps: bool,
+    ) -> ModelResult<(Scored, Vec<TokenSteps>)> {
+        if !self.sampling.is_ancestral() {
+            return Err(self.not_the_model());
+        }
+        let mut scored = Scored::default();
+        let mut steps = Vec::with_capacity(rngs.len());
+        if self.model.batch == 1 {
+            for rng in rngs.iter_mut() {
+                let mut context = given.to_vec();
+                let (mut total, mut row_steps) = (0.0, Vec::new());
+                for _ in 0..units {
+                    let (unit, lp, s) = self.draw_one(&context, rng, keep_steps)?;
+                    total += lp;
+                    row_steps.extend(s);
+                    context.push(unit);
+                }
+                scored.texts.push(context.split_off(given.len()));
+                scored.logprobs.push(total);
+                steps.push(row_steps);
+            }
+            return Ok((scored, steps));
+        }
+        let ctx = self.context(given)?;
+        let rows =
+            self.model
+                .sample_scored(&ctx, units, &self.unit, &self.sampling, rngs, keep_steps)?;
+        for row in rows {
+            scored
+                .texts
+                .push(row.units.into_iter().map(|u| self.run(u)).collect());
+            scored.logprobs.push(row.logprob);
+            steps.push(row.steps);
+        }
+        Ok((scored, steps))
+    }
+
+    /// Why a view that samples with temperature, top-k or top-p has no scores.
+    fn not_the_model(&self) -> ModelError {
+        ModelError::Unsupported(
+            "scores are of the model itself: drop temperature/top_k/top_p to score".into(),
+        )
+    }
+}
+
 impl super::TokenText for NeuralLm {
     fn ids(&self, units: &[Unit]) -> ModelResult<Vec<u32>> {
         NeuralLm::ids(self, units)
@@ -802,22 +979,7 @@ impl LanguageModel for NeuralLm {
     }
 
     fn sample_next(&self, context: &[Unit], rng: &mut dyn RngCore) -> ModelResult<Unit> {
-        let ctx = self.context(context)?;
-        let state = self.model.state(&ctx, true)?;
-        let mut rows = self.model.draw_units(
-            ctx.len(),
-            state,
-            1,
-            &self.unit,
-            &self.sampling,
-            std::slice::from_mut(&mut &mut *rng),
-        )?;
-        // Invariant: one generator and one unit give one row of one unit.
-        let unit = rows
-            .pop()
-            .and_then(|mut row| row.pop())
-            .ok_or_else(|| ModelError::Invalid("sampling drew no unit".into()))?;
-        Ok(self.run(unit))
+        Ok(self.draw_one(context, rng, false)?.0)
     }
 
     fn behavior(&self, _unit: &Unit) -> Option<f64> {
@@ -831,9 +993,7 @@ impl LanguageModel for NeuralLm {
 
     fn logprob_many(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<f64>> {
         if !self.sampling.is_ancestral() {
-            return Err(ModelError::Unsupported(
-                "scores are of the model itself: drop temperature/top_k/top_p to score".into(),
-            ));
+            return Err(self.not_the_model());
         }
         let ctx = self.context(given)?;
         let ids: Vec<Vec<u32>> = texts
@@ -849,6 +1009,48 @@ impl LanguageModel for NeuralLm {
             return Ok(out);
         }
         self.model.score(&ctx, &ids)
+    }
+
+    /// The log-probabilities the draw computed (of the model itself: a view that samples with
+    /// temperature, top-k or top-p refuses, as its `logprob` does).
+    fn sample_scored(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Scored> {
+        Ok(self.draw_scored(given, units, rngs, false)?.0)
+    }
+
+    fn token_steps_unavailable(&self) -> Option<String> {
+        (!self.sampling.is_ancestral()).then(|| {
+            format!(
+                "{} samples with temperature, top_k or top_p, which is not the model's own distribution",
+                self.name
+            )
+        })
+    }
+
+    fn token_steps(&self, given: &[Unit], texts: &[Vec<Unit>]) -> ModelResult<Vec<TokenSteps>> {
+        if !self.sampling.is_ancestral() {
+            return Err(self.not_the_model());
+        }
+        let ctx = self.context(given)?;
+        let ids: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.ids(t))
+            .collect::<ModelResult<_>>()?;
+        self.model.steps(&ctx, &ids)
+    }
+
+    /// The distributions the draw computed, kept instead of computed again.
+    fn sample_with_steps(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<(Scored, Vec<TokenSteps>)> {
+        self.draw_scored(given, units, rngs, true)
     }
 
     fn sample_many(

@@ -36,8 +36,8 @@ use serde_json::{Value as Json, json};
 use super::neural::tokenizer::TokenizerHandle;
 use super::neural::{Sampling, UnitSpec};
 use super::{
-    Detokenize, LanguageModel, ModelError, ModelRef, ModelResult, TokenRun, TokenText, Unit,
-    Vocabulary,
+    Detokenize, LanguageModel, ModelError, ModelRef, ModelResult, Scored, TokenRun, TokenText,
+    Unit, Vocabulary,
 };
 use http::{Client, HttpError, HttpOptions};
 
@@ -627,6 +627,10 @@ fn ids_of(value: &Json) -> Option<Vec<u32>> {
         .collect()
 }
 
+/// A drawn text's units (token ids) and the sum of its tokens' log-probs as the server sent
+/// them (`None` where some were not sent or not kept).
+type DrawnText = (Vec<Vec<u32>>, Option<f64>);
+
 /// A served model cut into units: the [`LanguageModel`] scripts measure.
 #[derive(Debug, Clone)]
 pub struct RemoteLm {
@@ -679,12 +683,14 @@ impl RemoteLm {
     /// end-of-sequence before its units were complete continues with another request.
     /// (Requests carry whole texts rather than one unit each: a server that takes text could
     /// not continue from sampled tokens that are not the tokenizer's own reading of them.)
+    /// Each row comes with the sum of its tokens' log-probs as the server sent them, `None`
+    /// where some were not sent or not kept (`Server::sends_nothing`).
     fn draw(
         &self,
         ctx: &[u32],
         units: usize,
         rngs: &mut [&mut dyn RngCore],
-    ) -> ModelResult<Vec<Vec<Vec<u32>>>> {
+    ) -> ModelResult<Vec<DrawnText>> {
         let decode = |ids: &[u32]| self.server.tokenizer.decode(ids);
         let eos = &self.server.eos;
         let n = rngs.len();
@@ -747,13 +753,16 @@ impl RemoteLm {
         if memo.len() > DRAWN_LIMIT {
             memo.clear();
         }
-        for (row, row_lps) in done.iter().zip(&lps) {
+        let mut out = Vec::with_capacity(done.len());
+        for (row, row_lps) in done.into_iter().zip(&lps) {
             let len: usize = row.iter().map(Vec::len).sum();
-            if let Some(total) = row_lps[..len].iter().copied().sum::<Option<f64>>() {
+            let total = row_lps[..len].iter().copied().sum::<Option<f64>>();
+            if let Some(total) = total {
                 memo.insert((ctx.to_vec(), row.concat()), total);
             }
+            out.push((row, total));
         }
-        Ok(done)
+        Ok(out)
     }
 
     fn run(&self, ids: Vec<u32>) -> Unit {
@@ -856,7 +865,7 @@ impl LanguageModel for RemoteLm {
         // Invariant: one generator and one unit give one row of one unit.
         let unit = rows
             .pop()
-            .and_then(|mut row| row.pop())
+            .and_then(|(mut row, _)| row.pop())
             .ok_or_else(|| invalid("sampling drew no unit"))?;
         Ok(self.run(unit))
     }
@@ -930,8 +939,48 @@ impl LanguageModel for RemoteLm {
         let rows = self.draw(&ctx, units, &mut refs)?;
         Ok(rows
             .into_iter()
-            .map(|row| row.into_iter().map(|u| self.run(u)).collect())
+            .map(|(row, _)| row.into_iter().map(|u| self.run(u)).collect())
             .collect())
+    }
+
+    /// The log-probs the server sent with each completion; rows whose log-probs were not
+    /// sent or not kept are scored, which says what it cannot.
+    fn sample_scored(
+        &self,
+        given: &[Unit],
+        units: usize,
+        rngs: &mut [ChaCha20Rng],
+    ) -> ModelResult<Scored> {
+        let ctx = self.context(given)?;
+        let mut refs: Vec<&mut dyn RngCore> =
+            rngs.iter_mut().map(|r| r as &mut dyn RngCore).collect();
+        let rows = self.draw(&ctx, units, &mut refs)?;
+        let mut scored = Scored::default();
+        let mut unscored = Vec::new();
+        for (i, (row, total)) in rows.into_iter().enumerate() {
+            scored
+                .texts
+                .push(row.into_iter().map(|u| self.run(u)).collect());
+            scored.logprobs.push(total.unwrap_or(f64::NAN));
+            if total.is_none() {
+                unscored.push(i);
+            }
+        }
+        if !unscored.is_empty() {
+            let todo: Vec<Vec<Unit>> = unscored.iter().map(|&i| scored.texts[i].clone()).collect();
+            for (&i, lp) in unscored.iter().zip(self.logprob_many(given, &todo)?) {
+                scored.logprobs[i] = lp;
+            }
+        }
+        Ok(scored)
+    }
+
+    fn token_steps_unavailable(&self) -> Option<String> {
+        Some(format!(
+            "{} is served: a server sends the log-probs of the tokens it chose (at most a few \
+             top ones), never whole next-token distributions",
+            self.name
+        ))
     }
 
     fn view(
