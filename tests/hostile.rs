@@ -150,6 +150,11 @@ fn a_fit_without_residuals_is_an_error_not_a_nan() {
 
 /// Run `script` in a fresh folder with a memory budget of 1 GB and no cache.
 fn within_1g(label: &str, script: &str) -> common::Output {
+    within(label, script, "1G")
+}
+
+/// Run `script` in a fresh folder with memory budget `budget` and no cache.
+fn within(label: &str, script: &str, budget: &str) -> common::Output {
     let dir = common::scratch(label);
     common::write(&dir.join("s.beb"), script);
     common::beb(&[
@@ -159,10 +164,26 @@ fn within_1g(label: &str, script: &str) -> common::Output {
         "1",
         "--no-cache",
         "--max-memory",
-        "1G",
+        budget,
     ])
     .current_dir(&dir)
     .run()
+}
+
+/// Monte Carlo work draws, measures and drops its texts a chunk at a time: 200,000 texts of 8
+/// sentences at once need about 100 MB, yet the figures run within 16 MB (one number per
+/// draw is kept, for the interval).
+#[test]
+fn monte_carlo_streams_its_texts_in_chunks() {
+    let script = "let plus = sentences { \"I am glad to help.\": 0.5 @ 1, \"Go away.\": 0.5 @ -1 }\n\
+                  let minus = sentences { \"Go away.\": 0.7 @ -1, \"You are useless.\": 0.3 @ -1 }\n\
+                  let llm = mixture(minus, plus, alpha: 1e-4)\n\
+                  print kl(minus, llm, sentences: 8, samples: 200000).n\n\
+                  print logratio_var(minus, llm, sentences: 8, samples: 200000).n\n\
+                  print expect(llm, samples: 200000).n\n";
+    let out = within("stream-16m", script, "16M");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "200000\n200000\n200000\n");
 }
 
 #[test]

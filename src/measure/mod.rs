@@ -172,6 +172,49 @@ pub fn sample_scored_texts(
     model.sample_scored(given, units, &mut rngs)
 }
 
+/// Draws a Monte Carlo figure makes, measures and drops at a time: only one number per draw is
+/// kept (the interval needs them all), so memory grows by a few bytes a sample whatever the
+/// texts' length, and `samples` is bounded by the budget on those numbers alone.
+const CHUNK: usize = 4096;
+
+/// The values `measure` gives for the draws of `stream` (draw i from its own generator),
+/// `CHUNK` draws at a time and in draw order: the same values as measuring all draws at once,
+/// in memory for one chunk of texts of `units` units plus `count` numbers.
+pub(crate) fn chunked<E: From<MeasureError>>(
+    units: usize,
+    count: usize,
+    stream: &Stream,
+    mut measure: impl FnMut(&mut [rand_chacha::ChaCha20Rng]) -> Result<Vec<f64>, E>,
+) -> Result<Vec<f64>, E> {
+    crate::budget::check(
+        &format!("keeping the values of {count} draws"),
+        count as u64,
+        2 * std::mem::size_of::<f64>() as u64,
+    )
+    .map_err(MeasureError::Invalid)?;
+    let mut values = Vec::with_capacity(count);
+    let mut start = 0;
+    while start < count {
+        let end = count.min(start + CHUNK);
+        let mut rngs = stream_rngs(units, end - start, stream).map_err(MeasureError::from)?;
+        for (k, rng) in rngs.iter_mut().enumerate() {
+            *rng = stream.sample_rng(start + k);
+        }
+        let got = measure(&mut rngs)?;
+        if got.len() != end - start {
+            return Err(MeasureError::Invalid(format!(
+                "{} values came back for {} draws",
+                got.len(),
+                end - start
+            ))
+            .into());
+        }
+        values.extend(got);
+        start = end;
+    }
+    Ok(values)
+}
+
 /// The generators of texts 0..count of `stream`, once the memory budget allows `count`
 /// texts of `units` units.
 fn stream_rngs(
@@ -231,17 +274,20 @@ fn sampled_logratios(
     // Sampling and scoring go through the batched entry points; text i still comes from its
     // own generator, so the values are those of drawing and scoring one text at a time. The
     // draw gives log P of each text (P is not asked to score what it drew).
-    let Scored {
-        texts,
-        logprobs: lp,
-    } = sample_scored_texts(p, given, units, samples, stream)?;
-    if q.cache_identity().is_none() {
-        // Models cheap enough not to cache score exactly, so the cancellation-free form for
-        // a mixture containing P pays off; cached (neural) scores stay whole-mixture scores.
-        return Ok(relative::logratios_given(p, q, given, &texts, &lp)?);
-    }
-    let lq = q.logprob_many(given, &texts)?;
-    Ok(lp.into_iter().zip(lq).map(|(a, b)| a - b).collect())
+    chunked(units, samples, stream, |rngs| {
+        let Scored {
+            texts,
+            logprobs: lp,
+        } = p.sample_scored(given, units, rngs)?;
+        if q.cache_identity().is_none() {
+            // Models cheap enough not to cache score exactly, so the cancellation-free form
+            // for a mixture containing P pays off; cached (neural) scores stay whole-mixture
+            // scores.
+            return Ok(relative::logratios_given(p, q, given, &texts, &lp)?);
+        }
+        let lq = q.logprob_many(given, &texts)?;
+        Ok(lp.into_iter().zip(lq).map(|(a, b)| a - b).collect())
+    })
 }
 
 /// An estimate whose mean is +inf because some draw was: certain, not noise, so the standard
@@ -464,15 +510,19 @@ where
         }
         Method::MonteCarlo { samples, stream } => {
             monte_carlo_samples("behavior expectation", *samples, 1)?;
-            let texts =
-                sample_texts(model, given, 1, *samples, stream).map_err(MeasureError::from)?;
-            let mut values = Vec::with_capacity(*samples);
-            for text in &texts {
-                let Some(unit) = text.first() else {
-                    return Err(MeasureError::Invalid("a sample came back empty".into()).into());
-                };
-                values.push(checked_behavior(unit, behavior(unit)?)?);
-            }
+            let values = chunked(1, *samples, stream, |rngs| -> Result<Vec<f64>, E> {
+                let texts = model
+                    .sample_many(given, 1, rngs)
+                    .map_err(MeasureError::from)?;
+                let mut values = Vec::with_capacity(texts.len());
+                for text in &texts {
+                    let Some(unit) = text.first() else {
+                        return Err(MeasureError::Invalid("a sample came back empty".into()).into());
+                    };
+                    values.push(checked_behavior(unit, behavior(unit)?)?);
+                }
+                Ok(values)
+            })?;
             Ok(Measured::Estimate(Estimate::from_samples(&values)))
         }
     }

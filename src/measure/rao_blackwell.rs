@@ -16,7 +16,7 @@ use crate::lm::{LanguageModel, Unit};
 use crate::seed::Stream;
 
 use super::next_token::kl_of_logprobs;
-use super::{MeasureError, stream_rngs};
+use super::{MeasureError, chunked};
 
 /// The Monte Carlo KL estimators `kl(..., estimator:)` chooses between.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +95,21 @@ pub fn terms(
     stream: &Stream,
     steps: Steps,
 ) -> Result<Vec<f64>, MeasureError> {
-    let mut rngs = stream_rngs(horizon, samples, stream)?;
+    chunked(horizon, samples, stream, |rngs| {
+        chunk_terms(p, q, given, horizon, rngs, steps)
+    })
+}
+
+/// [`terms`] for the draws of `rngs`.
+fn chunk_terms(
+    p: &dyn LanguageModel,
+    q: &dyn LanguageModel,
+    given: &[Unit],
+    horizon: usize,
+    rngs: &mut [rand_chacha::ChaCha20Rng],
+    steps: Steps,
+) -> Result<Vec<f64>, MeasureError> {
+    let samples = rngs.len();
     match steps {
         Steps::Tokens => {
             let mut out = Vec::with_capacity(samples);
@@ -127,7 +141,7 @@ pub fn terms(
             Ok(out)
         }
         Steps::Units => {
-            let texts = p.sample_many(given, horizon, &mut rngs)?;
+            let texts = p.sample_many(given, horizon, rngs)?;
             texts
                 .iter()
                 .map(|text| unit_term(p, q, given, text))

@@ -230,6 +230,27 @@ fn sampling_is_per_index() -> Result<(), MeasureError> {
     Ok(())
 }
 
+/// Measuring draws a chunk at a time gives the very values of measuring them all at once.
+#[test]
+fn chunks_give_the_values_of_one_pass() -> Result<(), MeasureError> {
+    let (minus, plus) = world()?;
+    let llm = half_half(&minus, &plus)?;
+    let count = super::CHUNK + 904;
+    let stream = Stream::new(5, "chunks");
+    let chunked = sampled_logratios(&*minus, &*llm, &[], 3, count, &stream)?;
+    let all = {
+        let mut rngs: Vec<_> = (0..count).map(|i| stream.sample_rng(i)).collect();
+        let scored = minus.sample_scored(&[], 3, &mut rngs)?;
+        super::relative::logratios_given(&*minus, &*llm, &[], &scored.texts, &scored.logprobs)?
+    };
+    assert_eq!(chunked.len(), count);
+    assert_eq!(
+        chunked.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        all.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
 #[test]
 fn monte_carlo_kl_and_variance_near_exact() -> Result<(), MeasureError> {
     let (minus, plus) = world()?;

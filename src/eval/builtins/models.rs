@@ -625,9 +625,11 @@ fn average_of(values: &[Measured], error: PromptError) -> Value {
                 .sum::<f64>()
                 .sqrt()
                 / m;
+            // The across-prompt mean, computed the same way: one number, two error bars.
+            let means: Vec<f64> = estimates.iter().map(|e| e.mean).collect();
             Value::Estimate(
                 Estimate::new(
-                    estimates.iter().map(|e| e.mean).sum::<f64>() / m,
+                    Estimate::from_samples(&means).mean,
                     stderr,
                     estimates.iter().map(|e| e.n).sum(),
                 )
