@@ -650,12 +650,7 @@ impl Builder {
                     }
                 }
                 Rule::index => {
-                    let inside = next(&mut post.into_inner())?;
-                    let index = if inside.as_rule() == Rule::slice {
-                        self.slice(inside)?
-                    } else {
-                        self.expr(inside)?
-                    };
+                    let index = self.slice(next(&mut post.into_inner())?)?;
                     ExprKind::Index {
                         target: Box::new(expr),
                         index: Box::new(index),
@@ -689,6 +684,12 @@ impl Builder {
                 }
                 _ if seen_op => end = Some(Box::new(self.operation(p)?)),
                 _ => start = Some(Box::new(self.operation(p)?)),
+            }
+        }
+        if !seen_op {
+            // `x[i]`: the operation itself.
+            if let Some(index) = start {
+                return Ok(*index);
             }
         }
         Ok(Spanned {
