@@ -1,5 +1,7 @@
 //! What both targets share: the stack the `beb` binary gives evaluation, and one run of a
 //! source as `beb check` and `beb run` would do it, with every error rendered.
+// Each target uses its own half of this file.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -34,6 +36,11 @@ fn scratch() -> &'static PathBuf {
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("beb-fuzz-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
+        // No shared models: the step and memory budgets do not bound a model's compute time,
+        // so a generated script that loads one would time out without finding anything.
+        // SAFETY: set once, by the first input's thread while the fuzzer's own thread waits
+        // for it; no other thread reads the environment then.
+        unsafe { std::env::set_var("BEB_SHARED", dir.join("no-shared-models")) };
         dir
     })
 }
@@ -56,7 +63,8 @@ pub fn parse_and_check(source: &str) {
     let file = interp.add_source("fuzz.beb", source);
     match interp.parse(file) {
         Err(e) => {
-            let _ = beb::runner::render(&interp.attach_source(beb::error::BebError::from_syntax(e)));
+            let _ =
+                beb::runner::render(&interp.attach_source(beb::error::BebError::from_syntax(e)));
         }
         Ok(program) => {
             for e in interp.check(&program) {
