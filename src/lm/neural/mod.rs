@@ -406,16 +406,58 @@ impl NeuralModel {
     /// log P(text | ctx) for each text, in batches from one shared state of `ctx`.
     pub fn score(&self, ctx: &[u32], texts: &[Vec<u32>]) -> ModelResult<Vec<f64>> {
         let root = self.state(ctx, true)?;
-        let vocab = self.net.config.vocab;
         let mut out = vec![0.0; texts.len()];
+        let order = self.checked_order(ctx, texts)?;
+        for &i in &order {
+            out[i] = root.next[texts[i][0] as usize];
+        }
+        self.text_passes(&root, texts, order, |group, t, logits| {
+            let mut targets = Vec::with_capacity(group.len() * t);
+            for &i in group {
+                targets.extend((0..t).map(|j| texts[i].get(j + 1).copied().unwrap_or(0)));
+            }
+            let targets = Tensor::from_vec(targets, (group.len(), t, 1), &self.net.device)
+                .map_err(model_err)?;
+            let picked: Vec<Vec<f64>> = log_softmax_f64(logits)
+                .and_then(|ls| ls.gather(&targets, D::Minus1))
+                .and_then(|x| x.squeeze(2))
+                .and_then(|x| x.to_vec2())
+                .map_err(model_err)?;
+            for (r, &i) in group.iter().enumerate() {
+                let n = texts[i].len() - 1;
+                let row = &picked[r][..n];
+                check_row(row, "while scoring")?;
+                out[i] += row.iter().sum::<f64>();
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The texts' indices, non-empty ones only, shortest first (similar lengths share a
+    /// batch, so padding wastes little), once every text's ids and length are checked.
+    fn checked_order(&self, ctx: &[u32], texts: &[Vec<u32>]) -> ModelResult<Vec<usize>> {
         let mut order: Vec<usize> = (0..texts.len()).filter(|&i| !texts[i].is_empty()).collect();
-        // Similar lengths together, so that padding wastes little.
         order.sort_by_key(|&i| texts[i].len());
         for &i in &order {
             self.check_ids(&texts[i])?;
             self.check_length(ctx.len() + texts[i].len() - 1, "the text")?;
-            out[i] = root.next[texts[i][0] as usize];
         }
+        Ok(order)
+    }
+
+    /// The padded forward passes `score` and `steps` share: the texts of `order` with more
+    /// than one token, in groups of up to `batch` rows (fewer where a group's logits would
+    /// pass the score budget), each continuing `root`; `each` gets a group's text indices,
+    /// its width t (tokens per row) and its logits.
+    fn text_passes(
+        &self,
+        root: &State,
+        texts: &[Vec<u32>],
+        order: Vec<usize>,
+        mut each: impl FnMut(&[usize], usize, &Tensor) -> ModelResult<()>,
+    ) -> ModelResult<()> {
+        let vocab = self.net.config.vocab;
         let long: Vec<usize> = order.into_iter().filter(|&i| texts[i].len() > 1).collect();
         let mut k = 0;
         while k < long.len() {
@@ -427,32 +469,15 @@ impl NeuralModel {
             let group = &long[k..k + rows];
             let t = texts[group[rows - 1]].len() - 1;
             let mut tokens = Vec::with_capacity(rows * t);
-            let mut targets = Vec::with_capacity(rows * t);
             for &i in group {
-                let text = &texts[i];
-                for j in 0..t {
-                    tokens.push(text.get(j).copied().unwrap_or(0));
-                    targets.push(text.get(j + 1).copied().unwrap_or(0));
-                }
+                tokens.extend((0..t).map(|j| texts[i].get(j).copied().unwrap_or(0)));
             }
             let past = root.kv.fan_out(rows).map_err(model_err)?;
             let (logits, _) = self.forward(&tokens, rows, &past)?;
-            let targets =
-                Tensor::from_vec(targets, (rows, t, 1), &self.net.device).map_err(model_err)?;
-            let picked: Vec<Vec<f64>> = log_softmax_f64(&logits)
-                .and_then(|ls| ls.gather(&targets, D::Minus1))
-                .and_then(|x| x.squeeze(2))
-                .and_then(|x| x.to_vec2())
-                .map_err(model_err)?;
-            for (r, &i) in group.iter().enumerate() {
-                let n = texts[i].len() - 1;
-                let row = &picked[r][..n];
-                check_row(row, "while scoring")?;
-                out[i] += row.iter().sum::<f64>();
-            }
+            each(group, t, &logits)?;
             k += rows;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Draw `units` units after `ctx` for each generator; per row, the units' token ids.
@@ -514,32 +539,13 @@ impl NeuralModel {
     /// per-step divergences, in batches from one shared state of `ctx` as in `score`.
     pub fn steps(&self, ctx: &[u32], texts: &[Vec<u32>]) -> ModelResult<Vec<Vec<Rc<Vec<f64>>>>> {
         let root = self.state(ctx, true)?;
-        let vocab = self.net.config.vocab;
         let mut out: Vec<Vec<Rc<Vec<f64>>>> = vec![Vec::new(); texts.len()];
-        let mut order: Vec<usize> = (0..texts.len()).filter(|&i| !texts[i].is_empty()).collect();
-        order.sort_by_key(|&i| texts[i].len());
+        let order = self.checked_order(ctx, texts)?;
         for &i in &order {
-            self.check_ids(&texts[i])?;
-            self.check_length(ctx.len() + texts[i].len() - 1, "the text")?;
             out[i].push(root.next.clone());
         }
-        let long: Vec<usize> = order.into_iter().filter(|&i| texts[i].len() > 1).collect();
-        let mut k = 0;
-        while k < long.len() {
-            let width = texts[long[(k + self.batch).min(long.len()) - 1]].len() - 1;
-            let rows = self
-                .batch
-                .min((SCORE_BUDGET / (width * vocab).max(1)).max(1))
-                .min(long.len() - k);
-            let group = &long[k..k + rows];
-            let t = texts[group[rows - 1]].len() - 1;
-            let mut tokens = Vec::with_capacity(rows * t);
-            for &i in group {
-                tokens.extend((0..t).map(|j| texts[i].get(j).copied().unwrap_or(0)));
-            }
-            let past = root.kv.fan_out(rows).map_err(model_err)?;
-            let (logits, _) = self.forward(&tokens, rows, &past)?;
-            let all: Vec<Vec<Vec<f64>>> = log_softmax_f64(&logits)
+        self.text_passes(&root, texts, order, |group, _, logits| {
+            let all: Vec<Vec<Vec<f64>>> = log_softmax_f64(logits)
                 .and_then(|x| x.to_vec3())
                 .map_err(model_err)?;
             for (per_row, &i) in all.into_iter().zip(group) {
@@ -549,8 +555,8 @@ impl NeuralModel {
                     out[i].push(Rc::new(row));
                 }
             }
-            k += rows;
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
