@@ -46,8 +46,11 @@ fn native_loop() -> Result<(), String> {
     Ok(())
 }
 
-/// The benchmarks that live in their own module: name, entry point.
-const MODULES: &[(&str, fn() -> Result<(), String>)] = &[
+/// A benchmark's entry point: it prints its figures, or says why it could not run or failed.
+type Bench = fn() -> Result<(), String>;
+
+/// The benchmarks that live in their own module.
+const MODULES: &[(&str, Bench)] = &[
     ("figure2", figure2::run),
     ("kernels", kernels::run),
     ("server", server::run),
