@@ -171,3 +171,29 @@ fn parse_seed(text: &str) -> Result<u64, String> {
         .parse::<u64>()
         .map_err(|_| format!("a seed is a whole number >= 0, found {text:?}"))
 }
+
+/// Write the command's own output to stdout. A closed reader (`beb check x.beb | head -0`)
+/// ends the process with a one-line message and exit status 2, as `beb run` reports it,
+/// where `println!` would panic.
+pub fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        drop(out);
+        eprintln!("beb: cannot write output: {e}");
+        std::process::exit(2);
+    }
+}
+
+/// `println!` for the command line's output, through [`write_stdout`].
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::cli::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` for the command line's output, through [`write_stdout`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_stdout(format_args!($($arg)*)) };
+}

@@ -297,7 +297,7 @@ pub fn run(a: &Path, b: &Path, all: bool) -> i32 {
         }
     };
     let (text, differs) = report(a, &ra, b, &rb, all);
-    print!("{text}");
+    crate::out!("{text}");
     i32::from(differs)
 }
 

@@ -153,6 +153,19 @@ pub fn machine() -> Json {
     Json::Object(m)
 }
 
+/// How neural models computed: the thread count (results do not depend on it) and the f32
+/// kernel (an FMA machine and one without may differ in the last bits; `--fast-kernels`
+/// results also depend on batch size and cache state).
+pub fn compute() -> Json {
+    use crate::lm::neural::kernels;
+    let kernel = if kernels::fast() {
+        "candle (--fast-kernels: not batch-invariant)".to_string()
+    } else {
+        format!("batch-invariant, {}", kernels::describe())
+    };
+    json!({ "threads": rayon::current_num_threads(), "f32_kernel": kernel })
+}
+
 /// Remove temporary files an earlier, killed run left behind (`.NAME.tmp-...`).
 fn remove_stale_temporaries(folder: &Path, depth: usize) {
     let Ok(entries) = std::fs::read_dir(folder) else {
@@ -260,6 +273,7 @@ impl RunRecord {
             "started": iso8601(self.started),
             "status": status.label(),
             "machine": machine(),
+            "compute": compute(),
             "cache": {
                 "enabled": cache.dir().is_some(),
                 "dir": cache.dir().map(|d| d.display().to_string()),

@@ -160,7 +160,7 @@ impl Session {
                     .iter()
                     .map(|(n, v)| format!("{n} = {}", short(v)))
                     .collect();
-                println!(
+                crate::outln!(
                     "{}",
                     if lines.is_empty() {
                         "(no variables)".to_string()
@@ -190,9 +190,9 @@ impl Session {
     fn help(&self, topic: &str) {
         let interp = self.interp.borrow();
         if topic.is_empty() {
-            println!("Type beb statements; an incomplete line continues on the next.");
-            println!("Commands: :help [name]  :vars  :load FILE  :quit");
-            println!("Keywords: {}", KEYWORDS.join(" "));
+            crate::outln!("Type beb statements; an incomplete line continues on the next.");
+            crate::outln!("Commands: :help [name]  :vars  :load FILE  :quit");
+            crate::outln!("Keywords: {}", KEYWORDS.join(" "));
             let mut by_module: Vec<(&str, Vec<&str>)> = Vec::new();
             for b in interp.builtins() {
                 match by_module.iter_mut().find(|(m, _)| *m == b.module) {
@@ -201,9 +201,9 @@ impl Session {
                 }
             }
             for (module, names) in by_module {
-                println!("{module}: {}", names.join(" "));
+                crate::outln!("{module}: {}", names.join(" "));
             }
-            println!(
+            crate::outln!(
                 "stdlib modules (import NAME): {}",
                 Interp::module_names().collect::<Vec<_>>().join(" ")
             );
@@ -219,14 +219,14 @@ impl Session {
         });
         match value.as_ref().and_then(Interp::describe_function) {
             Some((signature, doc)) => {
-                println!("{signature}");
+                crate::outln!("{signature}");
                 if let Some(doc) = doc {
-                    println!("{doc}");
+                    crate::outln!("{doc}");
                 }
             }
             None => match value {
-                Some(v) => println!("{topic}: {} = {}", v.type_name(), short(&v)),
-                None => println!("{}", no_help(&interp, topic)),
+                Some(v) => crate::outln!("{topic}: {} = {}", v.type_name(), short(&v)),
+                None => crate::outln!("{}", no_help(&interp, topic)),
             },
         }
     }

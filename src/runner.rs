@@ -153,7 +153,7 @@ pub fn check(file: &Path, sets: &[String]) -> i32 {
     if failed {
         2
     } else {
-        println!("{}: ok", file.display());
+        crate::outln!("{}: ok", file.display());
         0
     }
 }

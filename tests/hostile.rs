@@ -386,3 +386,33 @@ fn model_files_that_contradict_their_weights_are_refused() {
         .run();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 }
+
+/// A reader that closed its end (`beb check s.beb | head -0`) gets a one-line message and
+/// exit status 2 from every command that prints, not a panic.
+#[test]
+fn a_closed_stdout_is_a_diagnostic_not_a_panic() {
+    let dir = common::scratch("closed-stdout");
+    common::write(&dir.join("s.beb"), "print 1\n");
+    common::write(&dir.join("input"), ":help\n1 + 1\n");
+    for args in [
+        &["check", "s.beb"][..],
+        &["run", "s.beb", "--seed", "1"][..],
+        &["repl"][..],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_beb"))
+            .args(args)
+            .current_dir(&dir)
+            .env("BEB_RUNS_DIR", dir.join("runs"))
+            .env("NO_COLOR", "1")
+            .stdin(std::fs::File::open(dir.join("input")).expect("the input file"))
+            .stdout(writer)
+            .output()
+            .expect("beb starts");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

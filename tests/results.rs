@@ -42,6 +42,8 @@ fn a_run_writes_its_record_values_and_plots() {
             "alpha=0.25",
             "--out",
             "run",
+            "--threads",
+            "3",
         ],
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -56,6 +58,13 @@ fn a_run_writes_its_record_values_and_plots() {
     for key in ["started", "finished", "machine", "cache", "inputs", "files"] {
         assert!(!manifest[key].is_null(), "manifest lacks {key}: {manifest}");
     }
+    assert_eq!(manifest["compute"]["threads"], 3);
+    assert!(
+        manifest["compute"]["f32_kernel"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("batch-invariant")),
+        "{manifest}"
+    );
     assert!(
         manifest["started"]
             .as_str()

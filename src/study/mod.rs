@@ -463,7 +463,7 @@ pub fn report(path: &Path, out: Option<PathBuf>, from: &[PathBuf], allow_write: 
     dirs.extend(from.iter().cloned());
     let gathered = gather(&study, &dirs);
     let table = &gathered.table;
-    println!("{}", render_report(table));
+    crate::outln!("{}", render_report(table));
     let mut code = 0;
     match write_atomic(&out.join("report.csv"), to_csv(table).as_bytes()) {
         Ok(()) => eprintln!("beb: wrote {}", out.join("report.csv").display()),
@@ -474,11 +474,11 @@ pub fn report(path: &Path, out: Option<PathBuf>, from: &[PathBuf], allow_write: 
     }
     let summary = across_seeds(table, gathered.fixed, gathered.keys);
     if study.seeds.len() > 1 {
-        println!(
+        crate::outln!(
             "\nmean over seeds ± standard error across seeds, [95% Student t interval, n − 1 \
              degrees of freedom], n = seeds with a value:"
         );
-        println!("{}", summary.render());
+        crate::outln!("{}", summary.render());
         match write_atomic(&out.join("summary.csv"), to_csv(&summary.grid()).as_bytes()) {
             Ok(()) => eprintln!("beb: wrote {}", out.join("summary.csv").display()),
             Err(e) => {
