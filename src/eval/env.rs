@@ -28,6 +28,18 @@ impl Env {
         })
     }
 
+    /// The enclosing scope.
+    pub fn parent(&self) -> Option<&Rc<Env>> {
+        self.parent.as_ref()
+    }
+
+    /// Drop every binding (to break the reference cycles closures make).
+    pub fn clear(&self) {
+        // Taken out first: dropping a value may drop closures whose scopes are borrowed here.
+        let vars = std::mem::take(&mut *self.vars.borrow_mut());
+        drop(vars);
+    }
+
     pub fn define(&self, name: Name, value: Value) {
         self.vars.borrow_mut().insert(name, value);
     }

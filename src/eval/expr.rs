@@ -9,7 +9,7 @@ use crate::eval::natives::iterate;
 use crate::eval::value::access::{field, index_value, integer, length, slice};
 use crate::eval::value::format_spec::format_with_spec;
 use crate::eval::value::ops;
-use crate::eval::value::{Closure, RangeValue, Record, Table, Value};
+use crate::eval::value::{RangeValue, Record, Table, Value};
 use crate::eval::{builtins, suggest};
 use crate::report::progress::Progress;
 use crate::syntax::ast::*;
@@ -105,10 +105,7 @@ impl Interp {
                 let t = self.eval(target, env)?;
                 field(&t, &name.node).map_err(|e| e.at(name.span))?
             }
-            ExprKind::Lambda(def) => Value::Func(Rc::new(Closure {
-                def: def.clone(),
-                env: env.clone(),
-            })),
+            ExprKind::Lambda(def) => self.closure(def, env),
             ExprKind::If {
                 cond,
                 then,

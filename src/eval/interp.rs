@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,6 +14,7 @@ use crate::eval::env::Env;
 use crate::eval::natives::Builtin;
 use crate::eval::provenance::Provenance;
 use crate::eval::run_context::RunContext;
+use crate::eval::value::Closure;
 use crate::eval::value::Value;
 use crate::eval::{builtins, stdlib};
 use crate::report::progress::{Progress, ProgressHub};
@@ -134,6 +135,10 @@ pub struct Interp {
     /// Sweeps being evaluated (only the outermost shows a progress bar).
     pub(super) sweep_depth: usize,
     pub(super) run: RunContext,
+    /// Scopes captured by closures. A closure stored in its own scope (any named function)
+    /// is a reference cycle, so these are cleared when the interpreter is dropped; without
+    /// that, every run would leak its globals (models included) in a long-lived process.
+    captured: Vec<Weak<Env>>,
 }
 
 impl Interp {
@@ -179,6 +184,7 @@ impl Interp {
             name_hint: None,
             provenance: Provenance::default(),
             sweep_depth: 0,
+            captured: Vec::new(),
             run: RunContext {
                 allow_net: settings.allow_net,
                 allow_read: settings.allow_read,
@@ -190,6 +196,26 @@ impl Interp {
                 )
             },
         }
+    }
+
+    /// A closure over `env`; `env` is remembered so that dropping the interpreter can break
+    /// the cycle the closure may close.
+    pub(super) fn closure(&mut self, def: &Rc<FnDef>, env: &Rc<Env>) -> Value {
+        let known = self
+            .captured
+            .last()
+            .is_some_and(|last| std::ptr::eq(last.as_ptr(), Rc::as_ptr(env)));
+        if !known {
+            if self.captured.len() == self.captured.capacity() {
+                // Amortised pruning keeps the list as long as the live scopes, not the calls.
+                self.captured.retain(|w| w.strong_count() > 0);
+            }
+            self.captured.push(Rc::downgrade(env));
+        }
+        Value::Func(Rc::new(Closure {
+            def: def.clone(),
+            env: env.clone(),
+        }))
     }
 
     pub fn root_seed(&self) -> u64 {
@@ -456,5 +482,20 @@ impl Interp {
     /// Stdlib module names, for completion and `:help`.
     pub fn module_names() -> impl Iterator<Item = &'static str> {
         stdlib::MODULES.iter().map(|(n, _)| *n)
+    }
+}
+
+impl Drop for Interp {
+    fn drop(&mut self) {
+        // Every cycle runs through a closure's captured scope and on up its parent chain
+        // back to the scope holding the closure, so emptying those scopes frees them all.
+        for scope in std::mem::take(&mut self.captured) {
+            let mut next = scope.upgrade();
+            while let Some(env) = next {
+                env.clear();
+                next = env.parent().cloned();
+            }
+        }
+        self.globals.clear();
     }
 }

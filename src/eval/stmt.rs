@@ -7,7 +7,7 @@ use crate::error::{BebError, ErrorKind};
 use crate::eval::env::Env;
 use crate::eval::interp::{Control, Eval, Interp};
 use crate::eval::natives::iterate;
-use crate::eval::value::{Closure, Value};
+use crate::eval::value::Value;
 use crate::syntax::ast::*;
 
 impl Interp {
@@ -16,13 +16,8 @@ impl Interp {
         for stmt in stmts {
             if let StmtKind::Fn(def) = &stmt.node {
                 let name = def.name.clone().unwrap_or_else(|| Rc::from("?"));
-                env.define(
-                    name,
-                    Value::Func(Rc::new(Closure {
-                        def: def.clone(),
-                        env: env.clone(),
-                    })),
-                );
+                let closure = self.closure(def, env);
+                env.define(name, closure);
             }
         }
         let mut last = Value::None;

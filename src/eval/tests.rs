@@ -507,3 +507,33 @@ fn streams_are_named_by_module_and_call_unless_seeded() {
         (42, "prompts".to_string())
     );
 }
+
+/// Named functions and closures stored in their own scope are reference cycles; dropping the
+/// interpreter frees those scopes (a long-lived process running many scripts, a study or a
+/// fuzzer, would otherwise keep every run's globals).
+#[test]
+fn dropping_the_interpreter_frees_scopes_closures_captured() {
+    let src = "fn f(n) { if n == 0 { 0 } else { f(n - 1) } }\n\
+               fn outer() { fn inner() { 1 }\n inner }\n\
+               let g = outer()\n\
+               let kept = [|x| x + 1, g]\n\
+               for i in 0..50 { let h = || i }\n\
+               f(3)";
+    let (_, result, interp) = run_with(src, |_| {});
+    assert!(result.is_ok(), "{result:?}");
+    let globals = Rc::downgrade(interp.globals());
+    let inner = match interp.globals().get("g") {
+        Some(Value::Func(closure)) => Rc::downgrade(&closure.env),
+        other => panic!("g is {other:?}"),
+    };
+    assert!(inner.upgrade().is_some());
+    drop(interp);
+    assert!(
+        globals.upgrade().is_none(),
+        "the globals outlived the interpreter"
+    );
+    assert!(
+        inner.upgrade().is_none(),
+        "outer's scope outlived the interpreter"
+    );
+}
