@@ -1,6 +1,7 @@
 //! Source text to syntax tree: the pest grammar in `grammar/beb.pest` and the AST it builds.
 
 pub mod ast;
+pub mod brackets;
 pub mod parser;
 
 pub use ast::{Expr, ExprKind, Span, Spanned, Stmt, StmtKind};

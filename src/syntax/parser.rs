@@ -23,6 +23,14 @@ const MAX_NESTING: usize = 200;
 /// brackets, lambdas and `else if`: the checker and interpreter recurse on the tree.
 const MAX_EXPR_DEPTH: usize = 10_000;
 
+/// Rule calls one parse may make: this many, plus `PARSE_STEPS_PER_BYTE` per byte of source.
+/// Brackets are matched first (`brackets.rs`), but a balanced nest of `x [{ ... }, 2]` can
+/// still be read two ways per level (an index, or `x` then a list), which doubles the work
+/// per level; the limit bounds it (pest makes about 60 million calls a second). Ordinary
+/// scripts make 10-20 calls per byte.
+const PARSE_STEPS: usize = 2_000_000;
+const PARSE_STEPS_PER_BYTE: usize = 200;
+
 /// A syntax error: where, what was expected, and whether more input could complete it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyntaxError {
@@ -35,8 +43,18 @@ pub struct SyntaxError {
 /// Parse a whole script.
 pub fn parse_program(source: &str, file: u32) -> Result<Vec<Stmt>, SyntaxError> {
     check_nesting(source, file)?;
-    let mut pairs =
-        BebParser::parse(Rule::program, source).map_err(|e| convert_error(e, source, file))?;
+    let limit = PARSE_STEPS.saturating_add(PARSE_STEPS_PER_BYTE.saturating_mul(source.len()));
+    let parsed = {
+        // pest reads its call limit from a process-wide setting when a parse starts, so
+        // parses that set their own limit take turns.
+        static LIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = LIMIT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pest::set_call_limit(std::num::NonZeroUsize::new(limit));
+        BebParser::parse(Rule::program, source)
+    };
+    let mut pairs = parsed.map_err(|e| convert_error(e, source, file, limit))?;
     let program = pairs.next().ok_or_else(|| SyntaxError {
         span: Span::new(file, 0, 0),
         message: "empty parse".into(),
@@ -70,27 +88,63 @@ pub fn parse_expression(source: &str, file: u32) -> Result<Expr, SyntaxError> {
 }
 
 fn check_nesting(source: &str, file: u32) -> Result<(), SyntaxError> {
-    let mut depth = 0usize;
-    for (i, c) in source.char_indices() {
-        match c {
-            '(' | '[' | '{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return Err(SyntaxError {
-                        span: Span::new(file, i, i + 1),
-                        message: format!("brackets nested deeper than {MAX_NESTING} levels"),
-                        incomplete: false,
-                    });
-                }
-            }
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            _ => {}
+    use super::brackets::{Problem, check};
+    let position = |at: usize| {
+        let before = &source[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+        format!("line {line}, column {column}")
+    };
+    let (at, message, incomplete) = match check(source, MAX_NESTING) {
+        Ok(()) => return Ok(()),
+        Err(Problem::Unclosed { at, bracket: '"' }) => {
+            (at, "this string is never closed".to_string(), true)
         }
-    }
-    Ok(())
+        Err(Problem::Unclosed { at, bracket }) => {
+            (at, format!("this `{bracket}` is never closed"), true)
+        }
+        Err(Problem::Unmatched { at, bracket }) => (
+            at,
+            format!("unexpected `{bracket}`: no bracket is open here"),
+            false,
+        ),
+        Err(Problem::Mismatched {
+            at,
+            bracket,
+            opened,
+            open,
+        }) => (
+            at,
+            format!(
+                "`{bracket}` cannot close the `{open}` at {}; expected `{}`",
+                position(opened),
+                match open {
+                    '(' => ')',
+                    '[' => ']',
+                    _ => '}',
+                }
+            ),
+            false,
+        ),
+        Err(Problem::TooDeep { at }) => (
+            at,
+            format!("brackets nested deeper than {MAX_NESTING} levels"),
+            false,
+        ),
+    };
+    Err(SyntaxError {
+        span: Span::new(file, at, next_char_boundary(source, at)),
+        message,
+        incomplete,
+    })
 }
 
-fn convert_error(error: pest::error::Error<Rule>, source: &str, file: u32) -> SyntaxError {
+fn convert_error(
+    error: pest::error::Error<Rule>,
+    source: &str,
+    file: u32,
+    limit: usize,
+) -> SyntaxError {
     let (start, end) = match error.location {
         InputLocation::Pos(p) => (p, p),
         InputLocation::Span((s, e)) => (s, e),
@@ -112,6 +166,10 @@ fn convert_error(error: pest::error::Error<Rule>, source: &str, file: u32) -> Sy
                 format!("expected {}, found {found}", join_alternatives(&wanted))
             }
         }
+        ErrorVariant::CustomError { message } if message == "call limit reached" => format!(
+            "too ambiguous to parse within {limit} steps: each `x [ ... ]` may be an index or \
+             `x` then a new list, and nesting them doubles the work per level"
+        ),
         ErrorVariant::CustomError { message } => message.clone(),
     };
     // At the end of input, point at the last token so the diagnostic has something to show.
@@ -137,28 +195,10 @@ fn convert_error(error: pest::error::Error<Rule>, source: &str, file: u32) -> Sy
 
 /// Whether brackets or a string are left open at the end of the source.
 fn unclosed(source: &str) -> bool {
-    let mut depth = 0i64;
-    let mut in_string = false;
-    let mut chars = source.chars();
-    while let Some(c) = chars.next() {
-        if in_string {
-            match c {
-                '\\' => {
-                    chars.next();
-                }
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => in_string = true,
-            '(' | '[' | '{' => depth += 1,
-            ')' | ']' | '}' => depth -= 1,
-            _ => {}
-        }
-    }
-    in_string || depth > 0
+    matches!(
+        super::brackets::check(source, usize::MAX),
+        Err(super::brackets::Problem::Unclosed { .. })
+    )
 }
 
 fn next_char_boundary(source: &str, at: usize) -> usize {
