@@ -329,7 +329,12 @@ fn machine() -> String {
             })
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cores} cores, {cpu}")
+    // Other work on the machine slows both sides, llama.cpp's spinning threads most.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
+    format!("{cores} cores, {cpu}, load average {load} at the start")
 }
 
 pub(super) fn run() -> Result<(), String> {
