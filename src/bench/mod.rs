@@ -53,6 +53,7 @@ type Bench = fn() -> Result<(), String>;
 const MODULES: &[(&str, Bench)] = &[
     ("figure2", figure2::run),
     ("kernels", kernels::run),
+    ("scale", scale::run),
     ("server", server::run),
 ];
 
@@ -97,4 +98,5 @@ pub fn run(name: Option<&str>) -> i32 {
 
 mod figure2;
 mod kernels;
+mod scale;
 mod server;

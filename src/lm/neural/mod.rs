@@ -8,6 +8,7 @@
 //! otherwise; every sample i uses only its own generator, so batching never changes a draw.
 
 pub mod chat;
+pub mod embedding;
 pub mod finetune_store;
 pub mod kernels;
 pub mod load;

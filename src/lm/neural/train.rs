@@ -167,7 +167,7 @@ impl Slot {
 fn tied(net: &Transformer) -> bool {
     net.head
         .dense_weight()
-        .is_some_and(|w| w.id() == net.embed.id())
+        .is_some_and(|w| net.embed.dense().is_some_and(|e| w.id() == e.id()))
 }
 
 /// Every dense parameter of `net` (the output layer only when not tied to the embeddings);
@@ -178,6 +178,9 @@ pub(super) fn slots(net: &Transformer) -> ModelResult<Vec<Slot>> {
             "{what} is quantized: finetuning needs float weights (load a safetensors, llama2.c or float GGUF checkpoint)"
         ))
     };
+    if net.embed.dense().is_none() {
+        return Err(quantized("the token embedding".into()));
+    }
     let mut out = vec![Slot::Embed];
     for (l, layer) in net.layers.iter().enumerate() {
         out.push(Slot::AttnNorm(l));
@@ -210,7 +213,7 @@ pub(super) fn slots(net: &Transformer) -> ModelResult<Vec<Slot>> {
 
 pub(super) fn get(net: &Transformer, slot: &Slot) -> Option<Tensor> {
     match slot {
-        Slot::Embed => Some(net.embed.clone()),
+        Slot::Embed => net.embed.dense().cloned(),
         Slot::Norm => Some(net.norm.clone()),
         Slot::Head => net.head.dense_weight().cloned(),
         Slot::AttnNorm(l) => net.layers.get(*l).map(|x| x.attn_norm.clone()),
@@ -230,7 +233,7 @@ pub(super) fn set(net: &mut Transformer, slot: &Slot, value: Tensor) -> ModelRes
             if tied(net) {
                 net.head = Linear::dense(value.clone(), None);
             }
-            net.embed = value;
+            net.embed = value.into();
         }
         Slot::Norm => net.norm = value,
         Slot::Head => net.head = Linear::dense(value, None),

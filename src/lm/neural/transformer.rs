@@ -11,6 +11,7 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
+use super::embedding::Embedding;
 use super::kernels;
 use super::lora::LowRank;
 
@@ -104,7 +105,7 @@ pub const MAX_CONTEXT: usize = 1 << 24;
 /// tensor, rather than computing with the wrong shapes or allocating what a field claims.
 fn check_weights(
     c: &Config,
-    embed: &Tensor,
+    embed: &Embedding,
     layers: &[Layer],
     norm: &Tensor,
     head: &Linear,
@@ -498,8 +499,8 @@ fn head_major(x: &Tensor, heads: usize, d: usize) -> candle_core::Result<Tensor>
 #[derive(Clone, Debug)]
 pub struct Transformer {
     pub config: Config,
-    /// Token embeddings, [vocab, hidden] (dense, in the compute dtype).
-    pub embed: Tensor,
+    /// Token embeddings, [vocab, hidden] (dense in the compute dtype, or quantized).
+    pub embed: Embedding,
     pub layers: Vec<Layer>,
     pub norm: Tensor,
     pub head: Linear,
@@ -520,13 +521,14 @@ pub struct Transformer {
 impl Transformer {
     pub fn new(
         config: Config,
-        embed: Tensor,
+        embed: impl Into<Embedding>,
         layers: Vec<Layer>,
         norm: Tensor,
         head: Linear,
         device: Device,
         dtype: DType,
     ) -> candle_core::Result<Transformer> {
+        let embed = embed.into();
         check_weights(&config, &embed, &layers, &norm, &head).map_err(candle_core::Error::Msg)?;
         let half = config.head_dim / 2;
         let mut inv: Vec<f64> = (0..half)
@@ -673,10 +675,7 @@ impl Transformer {
             );
         }
         let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self
-            .embed
-            .index_select(&ids, 0)?
-            .reshape((batch, t, c.hidden))?;
+        let mut x = self.embed.lookup(&ids)?.reshape((batch, t, c.hidden))?;
         if let Some(scale) = c.embed_scale {
             x = (x * scale)?;
         }

@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use candle_core::quantized::{QMatMul, gguf_file};
+use candle_core::quantized::{GgmlDType, QMatMul, gguf_file};
 use candle_core::{DType, Tensor};
 
 use super::{
     BOS_NAMES, EOS_NAMES, GGUF_ARCHITECTURES, LoadOptions, Loaded, candle_err, invalid, token_named,
 };
+use crate::lm::neural::embedding::Embedding;
 use crate::lm::neural::tokenizer::{self, TokenizerHandle};
 use crate::lm::neural::transformer::{Activation, Config, Layer, Linear, Rope, Transformer};
 use crate::lm::{ModelError, ModelResult};
@@ -33,17 +34,19 @@ fn gguf_number(content: &gguf_file::Content, key: &str) -> Option<f64> {
 pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
     let file = std::fs::File::open(path)
         .map_err(|e| invalid(format!("cannot open {}: {e}", path.display())))?;
-    // Safety: read-only mapping of a model file (see hf::load).
-    let map = unsafe { memmap2::Mmap::map(&file) }
-        .map_err(|e| invalid(format!("cannot map {}: {e}", path.display())))?;
-    let mut reader = std::io::Cursor::new(&map[..]);
+    // Read, not mapped: candle copies every tensor into its own blocks anyway, and pages of
+    // a mapping stay counted in the process's resident memory next to those copies.
+    let file_size = file
+        .metadata()
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?
+        .len();
+    let mut reader = std::io::BufReader::new(file);
     let content = gguf_file::Content::read(&mut reader).map_err(|e| {
         invalid(format!(
             "{} is not a readable GGUF file: {e} (is the file complete?)",
             path.display()
         ))
     })?;
-    let file_size = map.len() as u64;
     for (name, info) in &content.tensor_infos {
         let elems = info.shape.elem_count() as u64;
         let bytes =
@@ -155,16 +158,33 @@ pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
         });
     }
     let final_norm = dense(qtensor("output_norm.weight")?)?;
+    // A tied output layer shares the embedding's blocks rather than reading them again.
+    let embed_q = std::sync::Arc::new(embed_q);
     let head = if content.tensor_infos.contains_key("output.weight") {
         let w = qtensor("output.weight")?;
         qlinear(w, None)?
     } else {
-        let again = content
-            .tensor(&mut reader, "token_embd.weight", device)
-            .map_err(candle_err(path, "cannot read weights of"))?;
-        qlinear(again, None)?
+        QMatMul::from_arc(embed_q.clone())
+            .and_then(|q| Linear::quantized(q, None, dtype))
+            .map_err(candle_err(path, "cannot set up weights of"))?
     };
-    let embed = dense(embed_q)?;
+    // Float tables are dense in the compute dtype; quantized ones stay quantized.
+    let embed = if matches!(
+        embed_q.dtype(),
+        GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+    ) {
+        Embedding::Dense(
+            embed_q
+                .dequantize(device)
+                .and_then(|x| x.to_dtype(dtype))
+                .map_err(candle_err(path, "cannot dequantize weights of"))?,
+        )
+    } else {
+        Embedding::Quantized {
+            table: embed_q,
+            dtype,
+        }
+    };
     let intermediate = need("feed_forward_length")?;
     let head_dim = gguf_number(&content, &format!("{arch}.rope.dimension_count"))
         .map(|x| x as usize)
