@@ -349,9 +349,9 @@ fn variance_ratio(
     Ok(ratio)
 }
 
-/// The least roofline fraction the random llama must reach (see docs/neural.md for the
-/// figures it is set from).
-const ROOFLINE_FLOOR: f64 = 0.0;
+/// The least roofline fraction the random llama must reach: it reached 55% on 2 busy cores
+/// (load average 8), both rates measured in the same run; the floor leaves room for noise.
+const ROOFLINE_FLOOR: f64 = 0.25;
 
 pub fn run() -> Result<(), String> {
     let dir = shared()?;
