@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 use crate::lm::neural::kernels::{describe, matmul_t};
 
 /// Seconds of the fastest of enough repetitions to fill about half a second.
-fn time(mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
+pub(super) fn time(mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
     let start = Instant::now();
     f()?;
     let once = start.elapsed().as_secs_f64().max(1e-7);
@@ -21,6 +21,36 @@ fn time(mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
         best = best.min(start.elapsed().as_secs_f64());
     }
     Ok(best)
+}
+
+/// The invariant kernel's rate in GFLOP/s over `shapes` (m, n, k) multiplied one after
+/// another, as a forward pass does: their FLOPs over the fastest time of the sequence.
+pub(super) fn invariant_rate(shapes: &[(usize, usize, usize)]) -> Result<f64, String> {
+    /// One product's shape and operands.
+    type Operands = ((usize, usize, usize), Vec<f32>, Vec<f32>);
+    let operands: Vec<Operands> = shapes
+        .iter()
+        .map(|&(m, n, k)| {
+            let x = (0..m * k)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                .collect();
+            let w = (0..n * k)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0)
+                .collect();
+            ((m, n, k), x, w)
+        })
+        .collect();
+    let secs = time(|| {
+        for ((m, n, k), x, w) in &operands {
+            std::hint::black_box(matmul_t(x, *m, w, *n, *k));
+        }
+        Ok(())
+    })?;
+    let flops: f64 = shapes
+        .iter()
+        .map(|&(m, n, k)| 2.0 * (m * n * k) as f64)
+        .sum();
+    Ok(flops / secs / 1e9)
 }
 
 pub fn run() -> Result<(), String> {

@@ -40,7 +40,7 @@ const LANES: usize = 8;
 const TILE_ROWS: usize = 4;
 const TILE_COLS: usize = 3;
 /// Bytes of activation rows kept in cache while the column tiles pass over them.
-const ROW_BLOCK_BYTES: usize = 96 << 10;
+const ROW_BLOCK_BYTES: usize = 512 << 10;
 /// Multiply-adds below which a product runs on the calling thread.
 const PARALLEL_WORK: usize = 1 << 18;
 
@@ -262,40 +262,66 @@ impl Attention<'_> {
         y
     }
 
-    /// The keys (or values) row `row` sees under key head `kv`, in position order: the shared
+    /// Key (or value) `j` of row `row` under key head `kv`, in position order: the shared
     /// prefix's, then the row's own.
-    fn segments<'s>(
+    #[inline(always)]
+    fn key<'s>(
         &self,
         shared: &'s [f32],
         own: &'s [f32],
         kv: usize,
         row: usize,
-    ) -> impl Iterator<Item = &'s [f32]> {
+        j: usize,
+    ) -> &'s [f32] {
         let d = self.d;
-        let s = self.shared_len * d;
-        let r = self.rows_len * d;
-        let at = (kv * self.batch + row) * r;
-        shared[kv * s..(kv + 1) * s]
-            .chunks_exact(d)
-            .chain(own[at..at + r].chunks_exact(d))
+        if j < self.shared_len {
+            let at = (kv * self.shared_len + j) * d;
+            &shared[at..at + d]
+        } else {
+            let at = ((kv * self.batch + row) * self.rows_len + j - self.shared_len) * d;
+            &own[at..at + d]
+        }
     }
 
     fn query(&self, row: usize, i: usize, head: usize, scores: &mut Vec<f32>, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if fused() {
+            // SAFETY: `fused()` checked that the CPU has AVX2 and FMA.
+            unsafe { avx::query(self, row, i, head, scores, out) };
+            return;
+        }
+        self.query_with(row, i, head, scores, out, dot_portable, |p, v, out| {
+            for (o, x) in out.iter_mut().zip(v) {
+                *o += p * x;
+            }
+        });
+    }
+
+    /// One query's attention output; `dot` is the fixed-order dot product and `axpy` adds
+    /// p * v to the output element by element (a multiply then an add, never fused), so every
+    /// instantiation computes the same bits.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn query_with(
+        &self,
+        row: usize,
+        i: usize,
+        head: usize,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+        dot: impl Fn(&[f32], &[f32]) -> f32,
+        axpy: impl Fn(f32, &[f32], &mut [f32]),
+    ) {
         let d = self.d;
         let kv = head / (self.heads / self.kv_heads).max(1);
         let at = ((head * self.batch + row) * self.t + i) * d;
         let q = &self.q[at..at + d];
         let pos = self.shared_len + self.rows_len - self.t + i;
         let first = self.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-        let seen = pos + 1 - first;
         scores.clear();
         let mut max = f32::NEG_INFINITY;
-        for key in self
-            .segments(self.shared_k, self.k, kv, row)
-            .skip(first)
-            .take(seen)
-        {
-            let s = dot(q, key) * self.scale;
+        for j in first..=pos {
+            let s = dot(q, self.key(self.shared_k, self.k, kv, row, j)) * self.scale;
             // A NaN score is not a maximum; it still reaches the sum and the output, where
             // the caller's finiteness check reports it.
             if s > max {
@@ -309,15 +335,8 @@ impl Attention<'_> {
             sum += *s;
         }
         out.fill(0.0);
-        let values = self
-            .segments(self.shared_v, self.v, kv, row)
-            .skip(first)
-            .take(seen);
-        for (v, e) in values.zip(scores.iter()) {
-            let p = e / sum;
-            for (o, x) in out.iter_mut().zip(v) {
-                *o += p * x;
-            }
+        for (j, e) in (first..=pos).zip(scores.iter()) {
+            axpy(e / sum, self.key(self.shared_v, self.v, kv, row, j), out);
         }
     }
 }
@@ -352,6 +371,7 @@ mod avx {
     /// multiply-adds from zero in order, the zero-padded tail, `hsum`), without the tile's
     /// setup (attention takes many short ones).
     #[target_feature(enable = "avx2,fma")]
+    #[inline]
     pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
         let k = a.len().min(b.len());
         let k8 = k / LANES * LANES;
@@ -376,6 +396,48 @@ mod avx {
             );
         }
         hsum(acc)
+    }
+
+    /// `Attention::query` with the fused dot product inlined.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn query(
+        att: &super::Attention,
+        row: usize,
+        i: usize,
+        head: usize,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        att.query_with(
+            row,
+            i,
+            head,
+            scores,
+            out,
+            |a, b| dot(a, b),
+            |p, v, out| axpy(p, v, out),
+        );
+    }
+
+    /// out += p * v, a multiply then an add per element (as the portable loop).
+    #[target_feature(enable = "avx2,fma")]
+    fn axpy(p: f32, v: &[f32], out: &mut [f32]) {
+        let n = v.len().min(out.len());
+        let n8 = n / LANES * LANES;
+        let pv = _mm256_set1_ps(p);
+        let mut i = 0;
+        while i < n8 {
+            // SAFETY: i + 8 <= n8 <= n, the length of both slices.
+            unsafe {
+                let o = out.as_mut_ptr().add(i);
+                let x = _mm256_mul_ps(pv, _mm256_loadu_ps(v.as_ptr().add(i)));
+                _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), x));
+            }
+            i += LANES;
+        }
+        for j in n8..n {
+            out[j] += p * v[j];
+        }
     }
 
     /// The whole blocks of 8 for the first `R` rows against `TILE_COLS` full columns.

@@ -384,6 +384,24 @@ fn product(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     Tensor::from_vec(y, (m, n), x.device())
 }
 
+/// silu(gate) * up for f32 CPU tensors of one shape, in one pass on the calling thread:
+/// candle's silu (`v / (1 + exp(-v))`) and product, the same operations in the same order,
+/// without two element-wise ops through candle's spinning thread pool.
+fn swiglu(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
+    if gate.dims() != up.dims() || !invariant_f32(gate) || !invariant_f32(up) {
+        return candle_nn::ops::silu(gate)? * up;
+    }
+    let y = with_f32(gate, |g| {
+        with_f32(up, |u| {
+            g.iter()
+                .zip(u)
+                .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
+                .collect::<Vec<f32>>()
+        })
+    })??;
+    Tensor::from_vec(y, gate.dims(), gate.device())
+}
+
 #[derive(Clone, Debug)]
 pub struct Layer {
     pub attn_norm: Tensor,
@@ -587,6 +605,20 @@ impl Transformer {
         }
     }
 
+    /// x + y; on the invariant path in one pass on the calling thread (candle hands large
+    /// element-wise ops to its spinning thread pool, which costs more than the add).
+    fn add(&self, x: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
+        if !self.invariant() || x.dims() != y.dims() {
+            return x + y;
+        }
+        let z = with_f32(x, |a| {
+            with_f32(y, |b| {
+                a.iter().zip(b).map(|(a, b)| a + b).collect::<Vec<f32>>()
+            })
+        })??;
+        Tensor::from_vec(z, x.dims(), x.device())
+    }
+
     fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
         let eps = self.config.rms_eps as f32;
         if self.differentiable {
@@ -764,15 +796,17 @@ impl Transformer {
                     .contiguous()?
                     .reshape((batch, t, c.heads * c.head_dim))?
             };
-            x = (x + self.linear(&layer.o, &y)?)?;
+            x = self.add(&x, &self.linear(&layer.o, &y)?)?;
             let h = self.rms_norm(&x, &layer.mlp_norm)?;
             let gate = self.linear(&layer.gate, &h)?;
-            let gate = match c.activation {
-                Activation::Silu => candle_nn::ops::silu(&gate)?,
-                Activation::GeluTanh => gate.gelu()?,
+            let up = self.linear(&layer.up, &h)?;
+            let gated = match c.activation {
+                Activation::Silu if self.invariant() => swiglu(&gate, &up)?,
+                Activation::Silu => (candle_nn::ops::silu(&gate)? * up)?,
+                Activation::GeluTanh => (gate.gelu()? * up)?,
             };
-            let m = self.linear(&layer.down, &(gate * self.linear(&layer.up, &h)?)?)?;
-            x = (x + m)?;
+            let m = self.linear(&layer.down, &gated)?;
+            x = self.add(&x, &m)?;
         }
         Ok((
             x,
