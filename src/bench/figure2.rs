@@ -162,7 +162,7 @@ fn case(
         })
         .sum::<f64>()
         / PROMPTS as f64;
-    println!(
+    crate::outln!(
         "{name}: {params} parameters; prompts of {} sentences, {mean_len:.0} tokens on average",
         LENGTHS - 1
     );
@@ -171,16 +171,16 @@ fn case(
         .collect();
     let (tokens, secs, _) = procedure(&p, &q, &prompts, &all, SAMPLES)?;
     let fast = tokens as f64 / secs;
-    println!(
+    crate::outln!(
         "  cached, batched  {PROMPTS} prompts x {LENGTHS} lengths x {SAMPLES} samples x {TOKENS} tokens: {secs:>7.2} s, {fast:>9.0} continuation tokens/s"
     );
     let rate = super::kernels::invariant_rate(&pass_shapes(&p, SAMPLES))?;
     let roofline = rate * 1e9 / (2.0 * 2.0 * params as f64);
     let fraction = fast / roofline;
-    println!(
+    crate::outln!(
         "  sgemm            {rate:>7.1} GFLOP/s (invariant kernel, this model's products at {SAMPLES} rows)"
     );
-    println!(
+    crate::outln!(
         "  roofline         {roofline:>9.0} continuation tokens/s = sgemm / (2 passes x 2 x {params} FLOPs); achieved {:.0}%",
         100.0 * fraction
     );
@@ -194,11 +194,11 @@ fn case(
     let (p, q) = pair(&paths, tokenizer, &naive_run)?;
     let (tokens, secs, _) = procedure(&p, &q, &prompts, naive_cells, naive_samples)?;
     let naive = tokens as f64 / secs;
-    println!(
+    crate::outln!(
         "  naive            {} (prompt, length) cells x {naive_samples} samples: {secs:>7.2} s, {naive:>9.0} continuation tokens/s",
         naive_cells.len()
     );
-    println!("  speed-up         {:>7.1}x", fast / naive);
+    crate::outln!("  speed-up         {:>7.1}x", fast / naive);
     Ok(Measured {
         speedup: fast / naive,
         fraction,
@@ -230,13 +230,13 @@ fn reference(
         Ok((tps, versions)) => {
             let (tokens, secs, _) = procedure(p, q, prompts, cells, SAMPLES)?;
             let ours = tokens as f64 / secs;
-            println!(
+            crate::outln!(
                 "  transformers     {tps:>9.0} continuation tokens/s on {} cells (lengths 0, 7, 14; {versions}{note}); beb on the same cells {ours:.0}, beb/transformers = {:.2}x",
                 cells.len(),
                 ours / tps
             );
         }
-        Err(why) => println!("  transformers     skipped: {why}"),
+        Err(why) => crate::outln!("  transformers     skipped: {why}"),
     }
     Ok(())
 }
@@ -337,7 +337,7 @@ fn variance_ratio(
         rb += se(KlEstimator::RaoBlackwell)?;
     }
     let ratio = plain / rb;
-    println!(
+    crate::outln!(
         "  variance ratio plain/rb = {ratio:.1} (n={SAMPLES} per cell, {} cells; floor {RB_FLOOR})",
         cells.len()
     );
@@ -356,14 +356,14 @@ const ROOFLINE_FLOOR: f64 = 0.25;
 pub fn run() -> Result<(), String> {
     let dir = shared()?;
     let tokenizer = dir.join("hf/tokenizer.json");
-    println!(
+    crate::outln!(
         "figure2: KL(P||Q) over 8-token continuations (Monte Carlo) and prompt log-ratios, per prompt length"
     );
-    println!(
+    crate::outln!(
         "{} threads; continuation tokens/s counts sampled tokens only (each is also scored under Q)",
         rayon::current_num_threads()
     );
-    println!(
+    crate::outln!(
         "sgemm {:.1} GFLOP/s at 512x512x512 (invariant kernel, for reference)",
         super::kernels::invariant_rate(&[(512, 512, 512)])?
     );
@@ -405,7 +405,7 @@ pub fn run() -> Result<(), String> {
     );
     let _ = std::fs::remove_dir_all(&tmp);
     let b = b?;
-    println!(
+    crate::outln!(
         "speed-up: {:.1}x (stories260K), {:.1}x (random llama); random llama at {:.0}% of the roofline (floor {:.0}%)",
         a.speedup,
         b.speedup,

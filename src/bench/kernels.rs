@@ -55,13 +55,18 @@ pub(super) fn invariant_rate(shapes: &[(usize, usize, usize)]) -> Result<f64, St
 
 pub fn run() -> Result<(), String> {
     let threads = rayon::current_num_threads();
-    println!(
+    crate::outln!(
         "kernels: y = x W^T in f32, {threads} threads; invariant kernel: {}",
         describe()
     );
-    println!(
+    crate::outln!(
         "{:>6} {:>6} {:>6}  {:>12} {:>12}  {:>6}",
-        "m", "n", "k", "invariant", "candle", "ratio"
+        "m",
+        "n",
+        "k",
+        "invariant",
+        "candle",
+        "ratio"
     );
     for (m, n, k) in [
         (512, 512, 512),
@@ -90,13 +95,13 @@ pub fn run() -> Result<(), String> {
             Ok(())
         })?;
         let flops = 2.0 * (m * n * k) as f64 / 1e9;
-        println!(
+        crate::outln!(
             "{m:>6} {n:>6} {k:>6}  {:>8.1} GF/s {:>8.1} GF/s  {:>5.2}x",
             flops / ours,
             flops / theirs,
             ours / theirs
         );
     }
-    println!("ratio: the invariant kernel's time over candle's (above 1: slower)");
+    crate::outln!("ratio: the invariant kernel's time over candle's (above 1: slower)");
     Ok(())
 }

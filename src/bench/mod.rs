@@ -73,10 +73,10 @@ pub fn run(name: Option<&str>) -> i32 {
     match name {
         None | Some("loop") => match (best_of(5, interpreted_loop), best_of(5, native_loop)) {
             (Ok(beb), Ok(native)) => {
-                println!("loop: 1,000,000 iterations of `total += i * 2 - 1`, best of 5");
-                println!("  beb interpreter  {:>10.1} ms", beb.as_secs_f64() * 1e3);
-                println!("  native Rust      {:>10.3} ms", native.as_secs_f64() * 1e3);
-                println!(
+                crate::outln!("loop: 1,000,000 iterations of `total += i * 2 - 1`, best of 5");
+                crate::outln!("  beb interpreter  {:>10.1} ms", beb.as_secs_f64() * 1e3);
+                crate::outln!("  native Rust      {:>10.3} ms", native.as_secs_f64() * 1e3);
+                crate::outln!(
                     "  ratio            {:>10.0}x slower than native",
                     beb.as_secs_f64() / native.as_secs_f64()
                 );

@@ -82,7 +82,7 @@ fn ensure_model(dir: &Path) -> Result<[(String, PathBuf); 3], String> {
         return Ok(files);
     }
     let _ = std::fs::remove_file(&marker);
-    println!(
+    crate::outln!(
         "writing the random model ({:.2}B parameters) to {} ...",
         (spec.parameters() + spec.vocab * spec.hidden) as f64 / 1e9,
         dir.display()
@@ -104,7 +104,7 @@ fn ensure_model(dir: &Path) -> Result<[(String, PathBuf); 3], String> {
         ],
     )?;
     std::fs::write(&marker, want).map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
-    println!("  written in {:.0} s", start.elapsed().as_secs_f64());
+    crate::outln!("  written in {:.0} s", start.elapsed().as_secs_f64());
     Ok(files)
 }
 
@@ -201,7 +201,7 @@ fn child(path: &Path) -> Result<(), String> {
         "sample_tps": sample_tps,
         "logprobs": &logprobs[..CHECK_TOKENS.min(logprobs.len())],
     });
-    println!("{out}");
+    crate::outln!("{out}");
     Ok(())
 }
 
@@ -267,7 +267,7 @@ fn llama_side(
     match llama_run(python, path, ids, threads, true) {
         Ok(f) => Ok((f, false)),
         Err(first) => {
-            println!(
+            crate::outln!(
                 "  (llama.cpp failed in its default configuration, {first}; retried without repacked weights)"
             );
             llama_run(python, path, ids, threads, false).map(|f| (f, true))
@@ -346,22 +346,22 @@ pub(super) fn run() -> Result<(), String> {
     let files = ensure_model(&dir)?;
     let ids = score_ids(spec().vocab);
     let python = llama_python();
-    println!(
+    crate::outln!(
         "scale: a random llama of TinyLlama's shape ({:.2}B parameters, untied output layer)",
         (spec().parameters() + spec().vocab * spec().hidden) as f64 / 1e9
     );
-    println!(
+    crate::outln!(
         "machine: {}; {threads} threads on both sides; score: one pass over {SCORE_TOKENS} ids, \
          logits of every position; sample: {SAMPLE_TOKENS} tokens after {PROMPT_TOKENS}",
         machine()
     );
     if python.is_none() {
-        println!(
+        crate::outln!(
             "llama.cpp: skipped (no llama-cpp-python: set BEB_LLAMA_PYTHON, or install it in \
              ~/.cache/beb/llama-venv as .ci/run does)"
         );
     }
-    println!(
+    crate::outln!(
         "\n{:<17} {:<10} {:>7} {:>8} {:>9} {:>8} {:>8} {:>6} {:>10} {:>10}",
         "format",
         "engine",
@@ -391,7 +391,7 @@ pub(super) fn run() -> Result<(), String> {
             rows.push((if plain { "llama.cpp*" } else { "llama.cpp" }, f));
         }
         for (engine, f) in &rows {
-            println!(
+            crate::outln!(
                 "{name:<17} {engine:<10} {:>7.1} {file_mb:>8.0} {:>9.0} {:>8.0} {:>8.0} {:>6.2} {:>10.1} {:>10.2}",
                 f.load_s,
                 f.rss_load_mb,
@@ -426,14 +426,14 @@ pub(super) fn run() -> Result<(), String> {
         }
         if gguf && !bf16_logprobs.is_empty() {
             let (max, mean) = compare(&bf16_logprobs, &beb.logprobs);
-            println!(
+            crate::outln!(
                 "{:<17} log-probs of the first {CHECK_TOKENS} scored tokens, beb {name} - beb bf16: max |diff| {max:.4}, mean {mean:.4}",
                 ""
             );
         }
         if let Some((engine, theirs)) = rows.iter().find(|(e, _)| e.starts_with("llama")) {
             let (max, mean) = compare(&beb.logprobs, &theirs.logprobs);
-            println!(
+            crate::outln!(
                 "{:<17} log-probs of the first {CHECK_TOKENS} scored tokens, beb - {engine}: max |diff| {max:.4}, mean {mean:.4}",
                 ""
             );
@@ -442,7 +442,7 @@ pub(super) fn run() -> Result<(), String> {
             }
         }
     }
-    println!(
+    crate::outln!(
         "\nMB: MiB. RSS load: resident after loading; RSS end: after scoring and sampling; \
          peak: VmHWM. Both sides' load includes a one-token forward (which pages llama.cpp's \
          mapped weights in). llama.cpp's RSS includes Python's. beb plain: candle's matrix \
@@ -452,17 +452,19 @@ pub(super) fn run() -> Result<(), String> {
     match q8 {
         (Some(beb), Some(theirs)) => {
             let ratio = theirs.score_tps / beb.score_tps;
-            println!("q8_0 scoring: llama.cpp / beb = {ratio:.2} (goal: at most {SCORE_FLOOR})");
+            crate::outln!(
+                "q8_0 scoring: llama.cpp / beb = {ratio:.2} (goal: at most {SCORE_FLOOR})"
+            );
             if ratio > SCORE_FLOOR {
                 failures.push(format!(
                     "beb's q8_0 scoring is {ratio:.2}x slower than llama.cpp's (at most {SCORE_FLOOR}x)"
                 ));
             }
         }
-        _ => println!("q8_0 scoring against llama.cpp: not measured (llama.cpp skipped)"),
+        _ => crate::outln!("q8_0 scoring against llama.cpp: not measured (llama.cpp skipped)"),
     }
     for u in &unmet {
-        println!("goal not met: {u}");
+        crate::outln!("goal not met: {u}");
     }
     if failures.is_empty() {
         Ok(())

@@ -82,16 +82,16 @@ pub fn run() -> Result<(), String> {
             .to_string(),
         "Tom had a red ball. He liked to throw it high in the sky and catch it.".to_string(),
     ];
-    println!(
+    crate::outln!(
         "server: KL(P||Q) over 8 tokens ({SAMPLES} samples) and log P(prompt), {} texts x {} lengths; P stories260K f32 served or local, Q local q8_0",
         texts.len(),
         LENGTHS.len()
     );
     let (local_rate, local_secs) = procedure(&p, &q, &texts)?;
     let (http_rate, http_secs) = procedure(&remote, &q, &texts)?;
-    println!("  P local          {local_secs:>7.2} s, {local_rate:>9.0} tokens/s");
-    println!("  P over HTTP      {http_secs:>7.2} s, {http_rate:>9.0} tokens/s");
-    println!(
+    crate::outln!("  P local          {local_secs:>7.2} s, {local_rate:>9.0} tokens/s");
+    crate::outln!("  P over HTTP      {http_secs:>7.2} s, {http_rate:>9.0} tokens/s");
+    crate::outln!(
         "  ratio            {:>7.1}x the time per token over HTTP",
         local_rate / http_rate
     );
