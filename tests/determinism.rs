@@ -248,9 +248,9 @@ fn samples_are_the_same_for_every_batch_size_and_thread_count() {
     }
 }
 
-/// candle's quantized matmul (GGUF q8_0) quantizes each activation row and takes one block dot
-/// product per output, so it is row by row too: the same bits for every batch size, and
-/// cached or fresh.
+/// GGUF q8_0 weights go through beb's block kernel (`quantized.rs`), which quantizes each
+/// activation row and adds its block products in one fixed order: the same bits for every
+/// batch size, and cached or fresh.
 #[test]
 fn quantized_scores_are_the_same_bits_for_every_batch_size() {
     let Some(dir) = common::stories() else { return };

@@ -221,18 +221,9 @@ fn figures_of(output: std::process::Output, what: &str) -> Result<Figures, Strin
     Figures::from_json(&v)
 }
 
-/// candle's switch (read once per process) that keeps its x86 matrix products on plain AVX2:
-/// on CPUs with VNNI, candle 0.11 otherwise repacks q8_0 weights into tiles on first use and
-/// keeps them beside the original blocks (faster, about twice the memory).
-const PLAIN_AVX2: &str = "MISTRALRS_FORCE_AVX2";
-
-fn beb_side(path: &Path, plain: bool) -> Result<Figures, String> {
+fn beb_side(path: &Path) -> Result<Figures, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find beb itself: {e}"))?;
-    let mut command = Command::new(exe);
-    if plain {
-        command.env(PLAIN_AVX2, "1");
-    }
-    let output = command
+    let output = Command::new(exe)
         .args(["bench", "scale"])
         .env(CHILD, path)
         .stdin(Stdio::null())
@@ -375,17 +366,13 @@ pub(super) fn run() -> Result<(), String> {
         "sample t/s"
     );
     let mut failures = Vec::new();
-    let mut unmet = Vec::new();
     let mut q8 = (None, None);
     let mut bf16_logprobs = Vec::new();
     for (name, path) in &files {
         let file_mb = size_mb(path);
         let gguf = path.extension().is_some_and(|e| e == "gguf");
         let q8_0 = name.ends_with("q8_0");
-        let mut rows = vec![("beb", beb_side(path, false)?)];
-        if q8_0 {
-            rows.push(("beb plain", beb_side(path, true)?));
-        }
+        let mut rows = vec![("beb", beb_side(path)?)];
         if let (true, Some(py)) = (gguf, &python) {
             let (f, plain) = llama_side(py, path, &ids, threads)?;
             rows.push((if plain { "llama.cpp*" } else { "llama.cpp" }, f));
@@ -406,23 +393,11 @@ pub(super) fn run() -> Result<(), String> {
         if !gguf {
             bf16_logprobs = beb.logprobs.clone();
         }
-        for (engine, f) in rows.iter().filter(|(e, _)| e.starts_with("beb")) {
-            let ratio = f.rss_end_mb / file_mb;
-            if !gguf || ratio <= RSS_FLOOR {
-                continue;
-            }
-            let what = format!(
-                "{engine} on {name}: resident memory {ratio:.2}x its file (goal: at most {RSS_FLOOR}x)"
-            );
-            // candle's repacked q8_0 tiles sit beside the blocks they were made from; that
-            // copy is candle's, so only the plain path is held to the goal.
-            if *engine == "beb" && q8_0 {
-                unmet.push(format!(
-                    "{what}: candle keeps its repacked q8_0 tiles beside the original blocks"
-                ));
-            } else {
-                failures.push(what);
-            }
+        let ratio = beb.rss_end_mb / file_mb;
+        if gguf && ratio > RSS_FLOOR {
+            failures.push(format!(
+                "beb on {name}: resident memory {ratio:.2}x its file (goal: at most {RSS_FLOOR}x)"
+            ));
         }
         if gguf && !bf16_logprobs.is_empty() {
             let (max, mean) = compare(&bf16_logprobs, &beb.logprobs);
@@ -445,9 +420,8 @@ pub(super) fn run() -> Result<(), String> {
     crate::outln!(
         "\nMB: MiB. RSS load: resident after loading; RSS end: after scoring and sampling; \
          peak: VmHWM. Both sides' load includes a one-token forward (which pages llama.cpp's \
-         mapped weights in). llama.cpp's RSS includes Python's. beb plain: candle's matrix \
-         products kept on AVX2 ({PLAIN_AVX2}=1), without its repacked q8_0 tiles. llama.cpp*: \
-         without its repacked weight layouts (its default configuration crashed here)."
+         mapped weights in). llama.cpp's RSS includes Python's. llama.cpp*: without its \
+         repacked weight layouts (its default configuration crashed here)."
     );
     match q8 {
         (Some(beb), Some(theirs)) => {
@@ -462,9 +436,6 @@ pub(super) fn run() -> Result<(), String> {
             }
         }
         _ => crate::outln!("q8_0 scoring against llama.cpp: not measured (llama.cpp skipped)"),
-    }
-    for u in &unmet {
-        crate::outln!("goal not met: {u}");
     }
     if failures.is_empty() {
         Ok(())

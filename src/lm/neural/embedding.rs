@@ -7,6 +7,8 @@ use std::sync::Arc;
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Tensor};
 
+use super::quantized::MappedBlocks;
+
 /// The [vocab, hidden] table a forward pass reads its first activations from.
 #[derive(Clone, Debug)]
 pub enum Embedding {
@@ -14,6 +16,11 @@ pub enum Embedding {
     Dense(Tensor),
     /// Quantized blocks; looked-up rows come out in `dtype`.
     Quantized { table: Arc<QTensor>, dtype: DType },
+    /// q8_0 / q4_0 blocks read in place from a mapped GGUF file.
+    Mapped {
+        table: Arc<MappedBlocks>,
+        dtype: DType,
+    },
 }
 
 impl Embedding {
@@ -24,6 +31,19 @@ impl Embedding {
         match self {
             Embedding::Dense(t) => t.index_select(ids, 0),
             Embedding::Quantized { table, dtype } => table.embedding(ids)?.to_dtype(*dtype),
+            Embedding::Mapped { table, dtype } => {
+                let (vocab, hidden) = table.dims();
+                let ids = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+                let mut rows = vec![0f32; ids.len() * hidden];
+                for (&id, row) in ids.iter().zip(rows.chunks_exact_mut(hidden.max(1))) {
+                    if id as usize >= vocab {
+                        candle_core::bail!("token id {id} is outside the vocabulary of {vocab}");
+                    }
+                    table.dequantize_row(id as usize, row);
+                }
+                Tensor::from_vec(rows, (ids.len(), hidden), &candle_core::Device::Cpu)?
+                    .to_dtype(*dtype)
+            }
         }
     }
 
@@ -32,6 +52,10 @@ impl Embedding {
         match self {
             Embedding::Dense(t) => t.dims().to_vec(),
             Embedding::Quantized { table, .. } => table.shape().dims().to_vec(),
+            Embedding::Mapped { table, .. } => {
+                let (vocab, hidden) = table.dims();
+                vec![vocab, hidden]
+            }
         }
     }
 
@@ -39,7 +63,7 @@ impl Embedding {
     pub fn dense(&self) -> Option<&Tensor> {
         match self {
             Embedding::Dense(t) => Some(t),
-            Embedding::Quantized { .. } => None,
+            Embedding::Quantized { .. } | Embedding::Mapped { .. } => None,
         }
     }
 }

@@ -286,8 +286,18 @@ impl Attention<'_> {
     fn query(&self, row: usize, i: usize, head: usize, scores: &mut Vec<f32>, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if fused() {
-            // SAFETY: `fused()` checked that the CPU has AVX2 and FMA.
-            unsafe { avx::query(self, row, i, head, scores, out) };
+            // SAFETY: `fused()` checked that the CPU has AVX2 and FMA, and each arm's
+            // block count times 8 is `self.d`.
+            unsafe {
+                match self.d {
+                    8 => avx::query_blocks::<1>(self, row, i, head, scores, out),
+                    16 => avx::query_blocks::<2>(self, row, i, head, scores, out),
+                    32 => avx::query_blocks::<4>(self, row, i, head, scores, out),
+                    64 => avx::query_blocks::<8>(self, row, i, head, scores, out),
+                    128 => avx::query_blocks::<16>(self, row, i, head, scores, out),
+                    _ => avx::query(self, row, i, head, scores, out),
+                }
+            }
             return;
         }
         self.query_with(row, i, head, scores, out, dot_portable, |p, v, out| {
@@ -419,6 +429,132 @@ mod avx {
         );
     }
 
+    /// The horizontal sums of 8 vectors at once, each in the order of [`hsum`] (float
+    /// addition commutes, so only which pairs are added matters): lane u is `hsum(v[u])`.
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum8(v: &[__m256; 8]) -> __m256 {
+        // [v_a: l_i + l_{i+4} for i < 4 | v_b: the same]
+        let halves = |a: __m256, b: __m256| {
+            _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(a, b),
+                _mm256_permute2f128_ps::<0x31>(a, b),
+            )
+        };
+        let s04 = halves(v[0], v[4]);
+        let s15 = halves(v[1], v[5]);
+        let s26 = halves(v[2], v[6]);
+        let s37 = halves(v[3], v[7]);
+        // [(s0 + s2), (s1 + s3)] of two vectors per half.
+        let pairs = |x: __m256, y: __m256| {
+            _mm256_add_ps(
+                _mm256_shuffle_ps::<0b01_00_01_00>(x, y),
+                _mm256_shuffle_ps::<0b11_10_11_10>(x, y),
+            )
+        };
+        let u = pairs(s04, s15);
+        let w = pairs(s26, s37);
+        // (s0 + s2) + (s1 + s3), lanes in the order v0..v3 | v4..v7.
+        _mm256_add_ps(
+            _mm256_shuffle_ps::<0b10_00_10_00>(u, w),
+            _mm256_shuffle_ps::<0b11_01_11_01>(u, w),
+        )
+    }
+
+    /// `Attention::query` for a head dimension of 8·B, the same operations in the same order
+    /// as [`query`] (so the same bits), arranged for short heads: 8 keys' scores at a time
+    /// with one batched horizontal sum, and the output accumulated in registers rather than
+    /// loaded and stored once per key.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn query_blocks<const B: usize>(
+        att: &super::Attention,
+        row: usize,
+        i: usize,
+        head: usize,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let d = att.d;
+        debug_assert_eq!(d, B * LANES);
+        let kv = head / (att.heads / att.kv_heads).max(1);
+        let at = ((head * att.batch + row) * att.t + i) * d;
+        let q = &att.q[at..at + d];
+        let qv: [__m256; B] = std::array::from_fn(|b| {
+            // SAFETY: (b + 1) * 8 <= d, the length of `q`.
+            unsafe { _mm256_loadu_ps(q.as_ptr().add(b * LANES)) }
+        });
+        let dot = |key: &[f32]| -> __m256 {
+            debug_assert!(key.len() >= d);
+            let mut acc = _mm256_setzero_ps();
+            for (b, qb) in qv.iter().enumerate() {
+                // SAFETY: (b + 1) * 8 <= d, the length of `key`.
+                acc = _mm256_fmadd_ps(
+                    *qb,
+                    unsafe { _mm256_loadu_ps(key.as_ptr().add(b * LANES)) },
+                    acc,
+                );
+            }
+            acc
+        };
+        let pos = att.shared_len + att.rows_len - att.t + i;
+        let first = att.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let n = pos + 1 - first;
+        scores.clear();
+        scores.resize(n, 0.0);
+        let scale = _mm256_set1_ps(att.scale);
+        let mut maxv = _mm256_set1_ps(f32::NEG_INFINITY);
+        let whole = n / LANES * LANES;
+        let mut j = 0;
+        while j < whole {
+            let v: [__m256; 8] =
+                std::array::from_fn(|u| dot(att.key(att.shared_k, att.k, kv, row, first + j + u)));
+            let s = _mm256_mul_ps(hsum8(&v), scale);
+            // A NaN score is not a maximum (`max_ps` returns its second operand when either
+            // is NaN), as in `query_with`.
+            maxv = _mm256_max_ps(s, maxv);
+            // SAFETY: j + 8 <= whole <= n, the length of `scores`.
+            unsafe { _mm256_storeu_ps(scores.as_mut_ptr().add(j), s) };
+            j += LANES;
+        }
+        let mut lanes = [0f32; LANES];
+        // SAFETY: `lanes` holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), maxv) };
+        let mut max = f32::NEG_INFINITY;
+        for l in lanes {
+            if l > max {
+                max = l;
+            }
+        }
+        for (jj, slot) in scores.iter_mut().enumerate().skip(whole) {
+            let s = hsum(dot(att.key(att.shared_k, att.k, kv, row, first + jj))) * att.scale;
+            if s > max {
+                max = s;
+            }
+            *slot = s;
+        }
+        let mut sum = 0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        let mut acc = [_mm256_setzero_ps(); B];
+        for (jj, e) in scores.iter().enumerate() {
+            let pv = _mm256_set1_ps(e / sum);
+            let value = att.key(att.shared_v, att.v, kv, row, first + jj);
+            debug_assert!(value.len() >= d);
+            for (b, ab) in acc.iter_mut().enumerate() {
+                // SAFETY: (b + 1) * 8 <= d, the length of `value`.
+                let x = _mm256_mul_ps(pv, unsafe {
+                    _mm256_loadu_ps(value.as_ptr().add(b * LANES))
+                });
+                *ab = _mm256_add_ps(*ab, x);
+            }
+        }
+        for (b, ab) in acc.iter().enumerate() {
+            // SAFETY: (b + 1) * 8 <= d, the length of `out`.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(b * LANES), *ab) };
+        }
+    }
+
     /// out += p * v, a multiply then an add per element (as the portable loop).
     #[target_feature(enable = "avx2,fma")]
     fn axpy(p: f32, v: &[f32], out: &mut [f32]) {
@@ -535,6 +671,78 @@ mod avx {
                     *aj = _mm256_fmadd_ps(xv, load_tail(&wr[k8..], tail), *aj);
                 }
                 out[i][j] = hsum(*aj);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The head-dimension-specialised attention computes the same bits as the general one,
+    /// with and without a shared prefix, a window, and a NaN among the keys.
+    #[test]
+    fn blocked_attention_matches_the_general_kernel_bit_for_bit() {
+        if !fused() {
+            eprintln!("skipped: this CPU has no AVX2+FMA, so only the portable kernel runs");
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for &d in &[8usize, 16, 32, 64, 128] {
+            for &(shared_len, rows_len, window, nan) in &[
+                (0usize, 5usize, None, false),
+                (37, 11, None, false),
+                (3, 29, Some(9usize), false),
+                (20, 4, None, true),
+            ] {
+                let (heads, kv_heads, batch, t) = (4, 2, 3, 3.min(rows_len));
+                let mut fill = |n: usize| -> Vec<f32> {
+                    (0..n).map(|_| rng.random_range(-2.0f32..2.0)).collect()
+                };
+                let q = fill(heads * batch * t * d);
+                let shared_k = fill(kv_heads * shared_len * d);
+                let shared_v = fill(kv_heads * shared_len * d);
+                let mut k = fill(kv_heads * batch * rows_len * d);
+                let v = fill(kv_heads * batch * rows_len * d);
+                if nan {
+                    k[d + 1] = f32::NAN;
+                }
+                let att = Attention {
+                    q: &q,
+                    shared_k: &shared_k,
+                    shared_v: &shared_v,
+                    shared_len,
+                    k: &k,
+                    v: &v,
+                    rows_len,
+                    heads,
+                    kv_heads,
+                    batch,
+                    t,
+                    d,
+                    scale: 1.0 / (d as f32).sqrt(),
+                    window,
+                };
+                let (mut s1, mut s2) = (Vec::new(), Vec::new());
+                for row in 0..batch {
+                    for i in 0..t {
+                        for head in 0..heads {
+                            let (mut a, mut b) = (vec![0f32; d], vec![0f32; d]);
+                            // SAFETY: `fused()` is checked above.
+                            unsafe { avx::query(&att, row, i, head, &mut s1, &mut a) };
+                            att.query(row, i, head, &mut s2, &mut b);
+                            let bits =
+                                |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(
+                                bits(&a),
+                                bits(&b),
+                                "d {d}, shared {shared_len}, own {rows_len}, window {window:?}, row {row}, query {i}, head {head}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

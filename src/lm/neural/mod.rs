@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod load;
 pub mod lora;
 pub mod prefix_cache;
+pub mod quantized;
 pub mod random;
 pub mod tokenizer;
 pub mod train;

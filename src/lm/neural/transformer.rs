@@ -8,12 +8,15 @@
 //! which is why the pass is written here, against the same kernels (candle-nn's RMS norm,
 //! rotary embeddings and softmax, candle-transformers' `repeat_kv`).
 
+use std::sync::Arc;
+
 use candle_core::quantized::QMatMul;
 use candle_core::{D, DType, Device, Module, Tensor};
 
 use super::embedding::Embedding;
 use super::kernels;
 use super::lora::LowRank;
+use super::quantized::MappedBlocks;
 
 /// How rotary position embeddings pair up the dimensions of a head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +225,8 @@ pub struct Linear {
 enum Weight {
     Dense(Tensor),
     Quantized(QMatMul),
+    /// q8_0 / q4_0 blocks read in place from a mapped GGUF file (CPU).
+    Mapped(Arc<MappedBlocks>),
 }
 
 impl Linear {
@@ -251,12 +256,25 @@ impl Linear {
         })
     }
 
+    /// Quantized blocks multiplied where they lie in a mapped file (`quantized.rs`).
+    pub fn mapped(weight: Arc<MappedBlocks>, bias: Option<Tensor>) -> Linear {
+        Linear {
+            weight: Weight::Mapped(weight),
+            bias,
+            lora: None,
+        }
+    }
+
     /// The weight's shape, [out, in] for a well-formed weight.
     pub fn weight_dims(&self) -> Vec<usize> {
         match &self.weight {
             Weight::Dense(w) => w.dims().to_vec(),
             Weight::Quantized(QMatMul::QTensor(q)) => q.shape().dims().to_vec(),
             Weight::Quantized(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => t.dims().to_vec(),
+            Weight::Mapped(w) => {
+                let (n, k) = w.dims();
+                vec![n, k]
+            }
         }
     }
 
@@ -264,7 +282,7 @@ impl Linear {
     pub fn dense_weight(&self) -> Option<&Tensor> {
         match &self.weight {
             Weight::Dense(w) => Some(w),
-            Weight::Quantized(_) => None,
+            Weight::Quantized(_) | Weight::Mapped(_) => None,
         }
     }
 
@@ -297,6 +315,7 @@ impl Linear {
                 let dtype = flat.dtype();
                 q.forward(&flat.to_dtype(DType::F32)?)?.to_dtype(dtype)?
             }
+            Weight::Mapped(w) => mapped_product(&flat, w)?,
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
@@ -322,6 +341,7 @@ impl Linear {
     /// (row by row, so also independent of the batch; tests/determinism.rs checks it); other
     /// dtypes and devices fall back to [`Linear::forward`].
     pub fn forward_invariant(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        // Mapped blocks have one kernel, invariant and fast (`quantized.rs`).
         let Weight::Dense(w) = &self.weight else {
             return self.forward(x);
         };
@@ -350,6 +370,25 @@ impl Linear {
         }
         y.reshape(out_dims)
     }
+}
+
+/// x W^T for x [m, k] (any float dtype, on the CPU) and mapped quantized blocks: [m, n] in
+/// x's dtype.
+fn mapped_product(x: &Tensor, w: &MappedBlocks) -> candle_core::Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    let (n, kw) = w.dims();
+    if k != kw {
+        candle_core::bail!(
+            "a {} weight of [{n}, {kw}] cannot take rows of {k}",
+            w.format().name()
+        );
+    }
+    if !x.device().is_cpu() {
+        candle_core::bail!("weights read in place from a GGUF file are multiplied on the CPU");
+    }
+    let dtype = x.dtype();
+    let y = with_f32(&x.to_dtype(DType::F32)?, |values| w.matmul_t(values, m))?;
+    Tensor::from_vec(y, (m, n), x.device())?.to_dtype(dtype)
 }
 
 /// Whether `t` is an f32 CPU tensor (what the invariant kernels compute on).

@@ -2,14 +2,16 @@
 //! file's metadata unless one is given.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, gguf_file};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Tensor};
 
 use super::{
     BOS_NAMES, EOS_NAMES, GGUF_ARCHITECTURES, LoadOptions, Loaded, candle_err, invalid, token_named,
 };
 use crate::lm::neural::embedding::Embedding;
+use crate::lm::neural::quantized::{BlockFormat, MappedBlocks};
 use crate::lm::neural::tokenizer::{self, TokenizerHandle};
 use crate::lm::neural::transformer::{Activation, Config, Layer, Linear, Rope, Transformer};
 use crate::lm::{ModelError, ModelResult};
@@ -31,11 +33,26 @@ fn gguf_number(content: &gguf_file::Content, key: &str) -> Option<f64> {
     }
 }
 
+/// The token embedding's blocks: in place in the mapping, or read by candle.
+enum Table {
+    Mapped(Arc<MappedBlocks>),
+    Read(Arc<QTensor>),
+}
+
 pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
     let file = std::fs::File::open(path)
         .map_err(|e| invalid(format!("cannot open {}: {e}", path.display())))?;
-    // Read, not mapped: candle copies every tensor into its own blocks anyway, and pages of
-    // a mapping stay counted in the process's resident memory next to those copies.
+    // On the CPU, q8_0 and q4_0 matrices are multiplied where they lie in a mapping of the
+    // file (`quantized.rs`); other tensors are read into candle's own blocks.
+    let map = if options.device.is_cpu() {
+        // SAFETY: the mapping is read only; as with any mapped weights (safetensors too),
+        // truncating the file while the model is loaded is the user's error.
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .map_err(|e| invalid(format!("cannot map {}: {e}", path.display())))?;
+        Some(Arc::new(map))
+    } else {
+        None
+    };
     let file_size = file
         .metadata()
         .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?
@@ -103,8 +120,40 @@ pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
                 .and_then(|q| Linear::quantized(q, bias, dtype))
                 .map_err(candle_err(path, "cannot set up weights of"))
         };
-    let embed_q = qtensor("token_embd.weight")?;
-    let vocab = embed_q.shape().dims().first().copied().unwrap_or(0);
+    // The matrix `name` in place in the mapping, where it is a q8_0 / q4_0 matrix and the
+    // model runs on the CPU.
+    let mapped_parameters = std::cell::Cell::new(0usize);
+    let mapped = |name: &str| -> ModelResult<Option<Arc<MappedBlocks>>> {
+        let (Some(map), Some(info)) = (&map, content.tensor_infos.get(name)) else {
+            return Ok(None);
+        };
+        let format = match info.ggml_dtype {
+            GgmlDType::Q8_0 => BlockFormat::Q8_0,
+            GgmlDType::Q4_0 => BlockFormat::Q4_0,
+            _ => return Ok(None),
+        };
+        let &[n, k] = info.shape.dims() else {
+            return Ok(None);
+        };
+        let start = usize::try_from(content.tensor_data_offset + info.offset).map_err(|_| {
+            invalid(format!(
+                "tensor `{name}` of {} lies past what this machine can address",
+                path.display()
+            ))
+        })?;
+        let blocks = MappedBlocks::new(map.clone(), start, n, k, format)
+            .map_err(|e| invalid(format!("tensor `{name}` of {}: {e}", path.display())))?;
+        mapped_parameters.set(mapped_parameters.get() + n * k);
+        Ok(Some(Arc::new(blocks)))
+    };
+    let table = match mapped("token_embd.weight")? {
+        Some(m) => Table::Mapped(m),
+        None => Table::Read(Arc::new(qtensor("token_embd.weight")?)),
+    };
+    let vocab = match &table {
+        Table::Mapped(m) => m.dims().0,
+        Table::Read(q) => q.shape().dims().first().copied().unwrap_or(0),
+    };
     let qkv_bias = arch == "qwen2";
     let layers_n = need("block_count")?;
     // Weights of blocks past block_count would be silently dropped.
@@ -130,13 +179,16 @@ pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
     for i in 0..layers_n {
         let p = format!("blk.{i}");
         let mut lin = |name: &str, bias: bool| -> ModelResult<Linear> {
-            let w = qtensor(&format!("{p}.{name}.weight"))?;
+            let weight = format!("{p}.{name}.weight");
             let b = if bias {
                 Some(dense(qtensor(&format!("{p}.{name}.bias"))?)?)
             } else {
                 None
             };
-            qlinear(w, b)
+            match mapped(&weight)? {
+                Some(w) => Ok(Linear::mapped(w, b)),
+                None => qlinear(qtensor(&weight)?, b),
+            }
         };
         let q = lin("attn_q", qkv_bias)?;
         let k = lin("attn_k", qkv_bias)?;
@@ -159,31 +211,32 @@ pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
     }
     let final_norm = dense(qtensor("output_norm.weight")?)?;
     // A tied output layer shares the embedding's blocks rather than reading them again.
-    let embed_q = std::sync::Arc::new(embed_q);
     let head = if content.tensor_infos.contains_key("output.weight") {
-        let w = qtensor("output.weight")?;
-        qlinear(w, None)?
+        match mapped("output.weight")? {
+            Some(w) => Linear::mapped(w, None),
+            None => qlinear(qtensor("output.weight")?, None)?,
+        }
     } else {
-        QMatMul::from_arc(embed_q.clone())
-            .and_then(|q| Linear::quantized(q, None, dtype))
-            .map_err(candle_err(path, "cannot set up weights of"))?
+        match &table {
+            Table::Mapped(m) => Linear::mapped(m.clone(), None),
+            Table::Read(q) => QMatMul::from_arc(q.clone())
+                .and_then(|q| Linear::quantized(q, None, dtype))
+                .map_err(candle_err(path, "cannot set up weights of"))?,
+        }
     };
     // Float tables are dense in the compute dtype; quantized ones stay quantized.
-    let embed = if matches!(
-        embed_q.dtype(),
-        GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
-    ) {
-        Embedding::Dense(
-            embed_q
-                .dequantize(device)
-                .and_then(|x| x.to_dtype(dtype))
-                .map_err(candle_err(path, "cannot dequantize weights of"))?,
-        )
-    } else {
-        Embedding::Quantized {
-            table: embed_q,
-            dtype,
+    let embed = match table {
+        Table::Mapped(table) => Embedding::Mapped { table, dtype },
+        Table::Read(q)
+            if matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) =>
+        {
+            Embedding::Dense(
+                q.dequantize(device)
+                    .and_then(|x| x.to_dtype(dtype))
+                    .map_err(candle_err(path, "cannot dequantize weights of"))?,
+            )
         }
+        Table::Read(table) => Embedding::Quantized { table, dtype },
     };
     let intermediate = need("feed_forward_length")?;
     let head_dim = gguf_number(&content, &format!("{arch}.rope.dimension_count"))
@@ -267,7 +320,7 @@ pub(super) fn load(path: &Path, options: &LoadOptions) -> ModelResult<Loaded> {
         eos,
         format: "gguf",
         files: vec![path.to_path_buf()],
-        parameters,
+        parameters: parameters + mapped_parameters.get(),
         embedded_template,
     })
 }
