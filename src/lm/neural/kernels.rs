@@ -74,26 +74,44 @@ pub fn describe() -> &'static str {
 /// `dot(x[r], w[c])` computed in the fixed order described in the module doc.
 pub fn matmul_t(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> Vec<f32> {
     debug_assert!(x.len() >= m * k && w.len() >= n * k);
+    by_columns(
+        m,
+        n,
+        TILE_COLS,
+        m * n * k >= PARALLEL_WORK,
+        |c0, c1, out, stride| columns(x, m, w, k, c0, c1, out, stride),
+    )
+}
+
+/// y [m, n] row-major, its columns c0..c1 computed by `columns(c0, c1, out, stride)` into
+/// `out` (row stride `stride`, column c at c - c0). With `parallel` (and more than one
+/// thread) the columns are split into blocks of a multiple of `tile` columns, a few per
+/// thread for balance; each element is computed by exactly one task, so the thread count
+/// never changes a result.
+pub(super) fn by_columns(
+    m: usize,
+    n: usize,
+    tile: usize,
+    parallel: bool,
+    columns: impl Fn(usize, usize, &mut [f32], usize) + Sync,
+) -> Vec<f32> {
     let mut y = vec![0f32; m * n];
     if m == 0 || n == 0 {
         return y;
     }
-    let work = m * n * k;
     let threads = rayon::current_num_threads();
-    if work < PARALLEL_WORK || threads == 1 {
-        columns(x, m, w, k, 0, n, &mut y, n);
+    if !parallel || threads == 1 {
+        columns(0, n, &mut y, n);
         return y;
     }
-    // Column blocks, a multiple of the tile width, a few per thread for balance. Each
-    // element is computed by exactly one task, so the thread count never changes a result.
-    let per = n.div_ceil(threads * 4).div_ceil(TILE_COLS) * TILE_COLS;
+    let per = n.div_ceil(threads * 4).div_ceil(tile) * tile;
     let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(per))
         .into_par_iter()
         .map(|b| {
             let c0 = b * per;
             let c1 = (c0 + per).min(n);
             let mut out = vec![0f32; m * (c1 - c0)];
-            columns(x, m, w, k, c0, c1, &mut out, c1 - c0);
+            columns(c0, c1, &mut out, c1 - c0);
             (c0, out)
         })
         .collect();

@@ -23,7 +23,6 @@
 use std::sync::Arc;
 
 use memmap2::Mmap;
-use rayon::prelude::*;
 
 /// Values per block (both formats).
 const BLOCK: usize = 32;
@@ -170,36 +169,17 @@ impl MappedBlocks {
     pub fn matmul_t(&self, x: &[f32], m: usize) -> Vec<f32> {
         let (n, k) = (self.n, self.k);
         debug_assert!(x.len() >= m * k);
-        let mut y = vec![0f32; m * n];
         if m == 0 || n == 0 {
-            return y;
+            return vec![0f32; m * n];
         }
         let act = Activations::quantize(x, m, k, self.format);
-        let threads = rayon::current_num_threads();
-        if m * n * k < PARALLEL_WORK || threads == 1 {
-            self.columns(&act, 0, n, &mut y, n);
-            return y;
-        }
-        // Column blocks, a multiple of the tile width, a few per thread: each element is
-        // computed by exactly one task, so the thread count never changes a result.
-        let per = n.div_ceil(threads * 4).div_ceil(TILE_COLS) * TILE_COLS;
-        let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(per))
-            .into_par_iter()
-            .map(|b| {
-                let c0 = b * per;
-                let c1 = (c0 + per).min(n);
-                let mut out = vec![0f32; m * (c1 - c0)];
-                self.columns(&act, c0, c1, &mut out, c1 - c0);
-                (c0, out)
-            })
-            .collect();
-        for (c0, out) in blocks {
-            let width = out.len() / m;
-            for r in 0..m {
-                y[r * n + c0..r * n + c0 + width].copy_from_slice(&out[r * width..(r + 1) * width]);
-            }
-        }
-        y
+        super::kernels::by_columns(
+            m,
+            n,
+            TILE_COLS,
+            m * n * k >= PARALLEL_WORK,
+            |c0, c1, out, stride| self.columns(&act, c0, c1, out, stride),
+        )
     }
 
     /// Columns c0..c1 into `out` (row stride `stride`, column c at c - c0).
@@ -258,13 +238,12 @@ struct Activations {
     kb: usize,
     /// [m, kb, 32] values.
     q: Vec<i8>,
-    /// [m, kb] scales (the f16-rounded `amax / 127`, as f32); NaN for a block with a
-    /// non-finite value, so the output carries it.
-    d: Vec<f32>,
     /// [m, kb, 8] per-lane corrections for `dpbusd` on offset weights: -(offset) times the
     /// sum of the lane's four values.
     correction: Vec<i32>,
-    /// [m, kb, 8]: each block's scale repeated per lane (two blocks fill a 512-bit load).
+    /// [m, kb, 8]: each block's scale (the f16-rounded `amax / 127`, as f32; NaN for a block
+    /// with a non-finite value, so the output carries it) repeated per lane, so that two
+    /// blocks fill a 512-bit load.
     d_lanes: Vec<f32>,
 }
 
@@ -272,13 +251,17 @@ impl Activations {
     fn quantize(x: &[f32], m: usize, k: usize, format: BlockFormat) -> Activations {
         let kb = k / BLOCK;
         let mut q = vec![0i8; m * k];
-        let mut d = vec![0f32; m * kb];
         let mut correction = vec![0i32; m * kb * LANES];
+        let mut d_lanes = vec![0f32; m * kb * LANES];
         let shift = format.offset_shift();
-        for ((xs, qs), (db, corr)) in x[..m * k]
+        for ((xs, qs), (d, corr)) in x[..m * k]
             .chunks_exact(BLOCK)
             .zip(q.chunks_exact_mut(BLOCK))
-            .zip(d.iter_mut().zip(correction.chunks_exact_mut(LANES)))
+            .zip(
+                d_lanes
+                    .chunks_exact_mut(LANES)
+                    .zip(correction.chunks_exact_mut(LANES)),
+            )
         {
             let mut amax = 0f32;
             let mut finite = true;
@@ -291,25 +274,28 @@ impl Activations {
             for (qv, &v) in qs.iter_mut().zip(xs) {
                 *qv = (v * inverse).round() as i8;
             }
-            *db = if finite {
+            d.fill(if finite {
                 half::f16::from_f32(scale).to_f32()
             } else {
                 f32::NAN
-            };
+            });
             for (l, c) in corr.iter_mut().enumerate() {
                 let sum: i32 = qs[4 * l..4 * l + 4].iter().map(|&v| v as i32).sum();
                 *c = -(sum << shift);
             }
         }
-        let d_lanes = d.iter().flat_map(|&v| [v; LANES]).collect();
         Activations {
             m,
             kb,
             q,
-            d,
             correction,
             d_lanes,
         }
+    }
+
+    /// Block b's scale in row r.
+    fn scale(&self, r: usize, b: usize) -> f32 {
+        self.d_lanes[(r * self.kb + b) * LANES]
     }
 
     fn block(&self, r: usize, b: usize) -> &[i8] {
@@ -400,7 +386,7 @@ fn portable_tile(
                 let dw = f16_bits_to_f32(u16::from_le_bytes([block[0], block[1]]));
                 let values = weight_values(format, &block[2..]);
                 let xs = act.block(r + i, b);
-                let s = dw * act.d[(r + i) * kb + b];
+                let s = dw * act.scale(r + i, b);
                 for (l, lane) in halves[b % 2].iter_mut().enumerate() {
                     let isum: i32 = (4 * l..4 * l + 4).map(|e| values[e] * xs[e] as i32).sum();
                     *lane += isum as f32 * s;
@@ -650,7 +636,7 @@ mod x86 {
                     } else {
                         _mm256_sign_epi8(x, x)
                     };
-                    let dx = _mm256_set1_ps(act.d[row * kb + b]);
+                    let dx = _mm256_set1_ps(act.scale(row, b));
                     for (j, a) in acc_row.iter_mut().enumerate() {
                         let lanes = if VNNI {
                             lanes_vnni(wv[j], x, extra)
@@ -743,9 +729,7 @@ mod tests {
             for r in 0..m {
                 y[r * n + c] = (0..k)
                     .map(|e| {
-                        row[e] as f64
-                            * act.q[r * k + e] as f64
-                            * act.d[r * k / BLOCK + e / BLOCK] as f64
+                        row[e] as f64 * act.q[r * k + e] as f64 * act.scale(r, e / BLOCK) as f64
                     })
                     .sum();
             }
@@ -822,7 +806,8 @@ mod tests {
 
     #[test]
     fn a_row_is_the_same_bits_alone_in_a_batch_and_on_any_thread_count() {
-        let (m, n, k) = (37, 67, 256);
+        // m·n·k over PARALLEL_WORK, so more than one thread splits the columns.
+        let (m, n, k) = (37, 67, 512);
         for format in [BlockFormat::Q8_0, BlockFormat::Q4_0] {
             let w = random_matrix(n, k, format, 8);
             let x = activations(m, k, 9);
