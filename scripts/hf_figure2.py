@@ -2,7 +2,7 @@
 """The Figure 2 procedure of `beb bench figure2` with Hugging Face transformers, for a
 side-by-side speed comparison on the same weights and settings.
 
-Usage: hf_figure2.py SPEC.json, where SPEC holds
+Usage: hf_figure2.py < SPEC.json, where SPEC (on standard input) holds
   {"p": folder, "q": folder, "cells": [[context ids], ...], "samples": 64, "tokens": 8,
    "threads": 2}
 (each context already starts with the beginning-of-sequence token when the model has one).
@@ -83,8 +83,7 @@ def cell(p, q, ids, samples, tokens, generator):
 
 
 def main():
-    with open(sys.argv[1]) as f:
-        spec = json.load(f)
+    spec = json.load(sys.stdin)
     torch.set_num_threads(int(spec.get("threads", torch.get_num_threads())))
     p, q = load(spec["p"]), load(spec["q"])
     samples, tokens = int(spec["samples"]), int(spec["tokens"])

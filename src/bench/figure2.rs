@@ -254,7 +254,6 @@ fn run_reference(
             python.display()
         ));
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/hf_figure2.py");
     let neural = p.as_neural().ok_or("not neural")?;
     let bos = neural.model().bos();
     let mut contexts = Vec::with_capacity(cells.len());
@@ -270,31 +269,7 @@ fn run_reference(
         "tokens": TOKENS,
         "threads": rayon::current_num_threads(),
     });
-    let file = std::env::temp_dir().join(format!("beb-hf-figure2-{}.json", std::process::id()));
-    std::fs::write(&file, spec.to_string()).map_err(|e| e.to_string())?;
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&file)
-        .output();
-    let _ = std::fs::remove_file(&file);
-    let out = out.map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        return Err(format!("the reference failed: {last}"));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or("");
-    let v: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("the reference printed no result: {e}"))?;
+    let v = super::reference_json(&python, "hf_figure2.py", &spec, "the reference")?;
     let tps = v["tokens_per_s"]
         .as_f64()
         .ok_or("the reference printed no tokens_per_s")?;

@@ -273,28 +273,17 @@ fn llama_run(
     threads: usize,
     extra_bufts: bool,
 ) -> Result<Figures, String> {
-    use std::io::Write;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/llama_cpp_bench.py");
     let request = serde_json::json!({
         "model": path, "ids": ids, "prompt": PROMPT_TOKENS, "sample": SAMPLE_TOKENS,
         "threads": threads, "check": CHECK_TOKENS, "extra_bufts": extra_bufts,
     });
-    let mut child = Command::new(python)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(request.to_string().as_bytes())
-            .map_err(|e| format!("cannot write to llama.cpp's script: {e}"))?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("llama.cpp's script: {e}"))?;
-    figures_of(output, &format!("llama.cpp on {}", path.display()))
+    let what = format!("llama.cpp on {}", path.display());
+    Figures::from_json(&super::reference_json(
+        python,
+        "llama_cpp_bench.py",
+        &request,
+        &what,
+    )?)
 }
 
 /// MiB (as /proc's figures) of a GGUF file, or of a folder's model.safetensors.
