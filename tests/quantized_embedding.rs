@@ -79,3 +79,30 @@ fn quantized_embedding_model_equals_dequantized_embedding_model() {
         assert_eq!(a, b, "{:?}", row.text);
     }
 }
+
+/// On the CPU a GGUF q8_0 model's blocks are read where they lie in a mapping of the file
+/// (shared with every process that maps it), not copied: the file is mapped while the model
+/// lives, and the mapping goes with it.
+#[cfg(target_os = "linux")]
+#[test]
+fn q8_0_weights_stay_in_the_mapped_file_while_the_model_lives() {
+    let Some(dir) = common::stories() else { return };
+    // A copy of its own: other tests in this process load the shared file.
+    let copy = common::scratch("mapped-q8_0").join("stories260K-q8_0.gguf");
+    std::fs::copy(dir.join("stories260K-q8_0.gguf"), &copy).expect("copy");
+    let path = std::fs::canonicalize(&copy).expect("path");
+    let mapped = || {
+        std::fs::read_to_string("/proc/self/maps")
+            .expect("maps")
+            .lines()
+            .any(|l| l.ends_with(path.to_str().expect("utf-8 path")))
+    };
+    assert!(!mapped(), "mapped before loading");
+    let model = common::load(&path);
+    let row = &common::reference_rows(&dir)[0];
+    let logprobs = model.token_logprobs(&row.ids).expect("score");
+    assert!(logprobs.iter().all(|x| x.is_finite()));
+    assert!(mapped(), "the model does not map {}", path.display());
+    drop(model);
+    assert!(!mapped(), "the mapping outlived the model");
+}
